@@ -1,0 +1,3 @@
+from phylovi.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""Every exception phylovi raises on purpose.
+
+Library callers catch :class:`PhyloviError` (or one of its subclasses); the
+CLI turns any of them into a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class PhyloviError(Exception):
+    """Base class of every error phylovi raises on purpose."""
+
+
+class InputError(PhyloviError, ValueError):
+    """Bad user input, located in a file where possible.
+
+    ``str(error)`` is ``"{path}:{line}:{column}: {message}"`` with the parts
+    that are known, so one line tells the user where to look.
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None,
+                 line: int | None = None, column: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.path = None if path is None else os.fspath(path)
+        self.line = line
+        self.column = column
+
+    def __str__(self) -> str:
+        where = [str(part) for part in (self.path, self.line, self.column) if part is not None]
+        text = " ".join(self.message.split())  # always one line
+        return ":".join(where) + ": " + text if where else text
+
+
+class AlignmentError(InputError):
+    """An alignment file that cannot be read or is not a valid DNA alignment."""
+
+
+class TreeFileError(InputError):
+    """A tree file or tree string that cannot be read, or a tree that is not usable."""
+
+
+class TaxonMismatchError(InputError):
+    """Two inputs that must share one taxon set do not.
+
+    Args:
+        only_left: taxa present only in the first input.
+        only_right: taxa present only in the second input.
+    """
+
+    def __init__(self, message: str, only_left=(), only_right=(), **where):
+        super().__init__(message, **where)
+        self.only_left = tuple(only_left)
+        self.only_right = tuple(only_right)
+
+
+class ModelError(InputError):
+    """An unknown or malformed substitution-model string or parameter value."""
+
+
+class GenotypeMatrixError(InputError):
+    """A genotype matrix that cannot be read."""
+
+
+class ConfigError(InputError):
+    """A bad command-line argument or configuration value."""

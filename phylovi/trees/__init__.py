@@ -1,0 +1,1 @@
+from phylovi.trees.taxa import TaxonOrder
