@@ -1,0 +1,202 @@
+"""Models named by IQ-TREE-style strings, e.g. ``GTR{1,3,0.8,1.2,4}+F{0.3,0.2,0.2,0.3}+G4{0.5}``.
+
+Grammar: ``BASE[{params}]`` followed by any of ``+F`` (empirical frequencies),
+``+FQ`` (equal), ``+F{a,c,g,t}`` (given), ``+I`` / ``+I{p}`` (invariable
+sites) and ``+G`` / ``+Gk`` / ``+G{alpha}`` / ``+Gk{alpha}`` (discrete Gamma,
+k = 4 by default). Bases, with their parameters in braces:
+
+======  =====================================  =====================
+base    parameters                             default frequencies
+======  =====================================  =====================
+JC      (none; alias JC69)                     equal
+F81     (none)                                 empirical
+K2P     kappa (alias K80)                      equal
+HKY     kappa (alias HKY85)                    empirical
+TN      kappa_AG, kappa_CT (aliases TrN, TN93)  empirical
+SYM     AC, AG, AT, CG, CT[, GT]               equal
+GTR     AC, AG, AT, CG, CT[, GT]               empirical
+======  =====================================  =====================
+
+Parameters a string leaves out start at a neutral value and are listed in
+:attr:`Model.free`, so a caller can estimate them (``phylovi loglik`` does, by
+maximum likelihood).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+
+from phylovi.errors import ModelError
+from phylovi.likelihood.models import SubstitutionModel, gtr
+from phylovi.likelihood.patterns import SitePatterns, empirical_frequencies
+from phylovi.likelihood.rates import SiteRates
+
+_ALIASES = {"JC": "JC", "JC69": "JC", "F81": "F81", "K2P": "K2P", "K80": "K2P", "HKY": "HKY",
+            "HKY85": "HKY", "TN": "TN", "TRN": "TN", "TN93": "TN", "SYM": "SYM", "GTR": "GTR"}
+_EQUAL_FREQUENCIES = {"JC", "K2P", "SYM"}
+_N_PARAMETERS = {"JC": (0,), "F81": (0,), "K2P": (1,), "HKY": (1,), "TN": (2,), "SYM": (5, 6),
+                 "GTR": (5, 6)}
+_TOKEN = re.compile(r"\+?([A-Za-z][A-Za-z0-9]*)(\{[^{}]*\})?")
+
+
+@dataclass
+class Model:
+    """A substitution model with site-rate heterogeneity.
+
+    Attributes:
+        base: canonical base name (JC, F81, K2P, HKY, TN, SYM, GTR).
+        parameters: leaf tensors by name: ``kappa`` [1] (K2P, HKY) or [2] (TN),
+            ``rates`` [6] (SYM, GTR), ``frequencies`` [4], ``shape`` (with +G),
+            ``pinv`` (with +I). Set ``requires_grad`` on any to differentiate.
+        n_categories: Gamma categories (1 without +G).
+        free: names of parameters the model string did not fix.
+    """
+
+    base: str
+    parameters: dict[str, torch.Tensor]
+    n_categories: int = 1
+    free: tuple[str, ...] = field(default=())
+
+    @property
+    def substitution(self) -> SubstitutionModel:
+        p = self.parameters
+        pi = p["frequencies"]
+        one = torch.ones((), dtype=pi.dtype, device=pi.device)
+        if self.base in ("JC", "F81"):
+            exchange = torch.ones(6, dtype=pi.dtype, device=pi.device)
+        elif self.base in ("K2P", "HKY"):
+            k = p["kappa"][0]
+            exchange = torch.stack([one, k, one, one, k, one])
+        elif self.base == "TN":
+            k_ag, k_ct = p["kappa"][0], p["kappa"][1]
+            exchange = torch.stack([one, k_ag, one, one, k_ct, one])
+        else:
+            exchange = p["rates"]
+        return gtr(exchange, pi, self.base)
+
+    @property
+    def site_rates(self) -> SiteRates:
+        return SiteRates(self.n_categories, self.parameters.get("shape"),
+                         self.parameters.get("pinv", 0.0))
+
+    def to_string(self, digits: int = 6) -> str:
+        """The model as an IQ-TREE string with every value written out."""
+        p = self.parameters
+        fmt = lambda t: ",".join(f"{float(v):.{digits}g}" for v in t.detach().reshape(-1))  # noqa: E731
+        text = self.base
+        if "kappa" in p:
+            text += "{" + fmt(p["kappa"]) + "}"
+        if "rates" in p:
+            text += "{" + fmt(p["rates"][:5] / p["rates"][5]) + "}"
+        text += "+F{" + fmt(p["frequencies"]) + "}"
+        if "pinv" in p:
+            text += "+I{" + fmt(p["pinv"]) + "}"
+        if self.n_categories > 1:
+            text += f"+G{self.n_categories}{{" + fmt(p["shape"]) + "}"
+        return text
+
+
+def parse_model(text: str, patterns: SitePatterns | None = None,
+                dtype: torch.dtype = torch.float64) -> Model:
+    """Parse an IQ-TREE-style model string (see the module docstring).
+
+    Args:
+        text: the model string.
+        patterns: the alignment, for empirical frequencies (``+F``, and the
+            default of F81, HKY, TN and GTR); equal frequencies without it.
+        dtype: dtype of the parameter tensors.
+
+    Raises:
+        ModelError: naming the part of the string that is wrong.
+    """
+    source = text
+    text = text.strip().replace(" ", "")
+    tokens = []
+    position = 0
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if not match or (position > 0 and text[position] != "+"):
+            raise ModelError(f"cannot read model {source!r} at {text[position:]!r}")
+        tokens.append((match.group(1).upper(), _numbers(match.group(2), source)))
+        position = match.end()
+    if not tokens:
+        raise ModelError("the model string is empty")
+    name, values = tokens[0]
+    if name not in _ALIASES:
+        raise ModelError(f"unknown substitution model {tokens[0][0]!r} in {source!r}; "
+                         f"expected one of {', '.join(sorted(set(_ALIASES.values())))}")
+    base = _ALIASES[name]
+    tensor = lambda v: torch.tensor(v, dtype=dtype)  # noqa: E731
+    parameters: dict[str, torch.Tensor] = {}
+    free: list[str] = []
+    if values is not None and len(values) not in _N_PARAMETERS[base]:
+        raise ModelError(f"{base} takes {' or '.join(map(str, _N_PARAMETERS[base]))} "
+                         f"parameters in braces, got {len(values)} in {source!r}")
+    if base in ("K2P", "HKY", "TN"):
+        n = 1 if base != "TN" else 2
+        parameters["kappa"] = tensor(values if values is not None else [2.0] * n)
+    elif base in ("SYM", "GTR"):
+        rates = values if values is not None else [1.0] * 5
+        parameters["rates"] = tensor(list(rates) + [1.0] * (6 - len(rates)))
+    if base not in ("JC", "F81") and values is None:
+        free.append("kappa" if "kappa" in parameters else "rates")
+    frequencies = "equal" if base in _EQUAL_FREQUENCIES else "empirical"
+    n_categories = 1
+    for name, values in tokens[1:]:
+        if name in ("F", "FQ"):
+            if name == "FQ" and values is not None:
+                raise ModelError(f"+FQ takes no values, in {source!r}")
+            frequencies = values if values is not None else ("equal" if name == "FQ" else "empirical")
+        elif name == "I":
+            parameters["pinv"] = tensor(values[0] if values else 0.1)
+            if values is None:
+                free.append("pinv")
+        elif re.fullmatch(r"G\d*", name):
+            n_categories = int(name[1:] or 4)
+            if n_categories < 1:
+                raise ModelError(f"+G needs at least 1 category, in {source!r}")
+            parameters["shape"] = tensor(values[0] if values else 1.0)
+            if values is None:
+                free.append("shape")
+        else:
+            raise ModelError(f"unknown model component '+{name}' in {source!r}; expected +F, "
+                             "+FQ, +I or +G")
+        if name in ("I",) or name.startswith("G"):
+            if values is not None and len(values) != 1:
+                raise ModelError(f"+{name} takes one value, got {len(values)} in {source!r}")
+    parameters["frequencies"] = _frequencies(frequencies, patterns, dtype, source)
+    _check_ranges(parameters, source)
+    return Model(base, parameters, n_categories, tuple(free))
+
+
+def _numbers(braces: str | None, source: str) -> list[float] | None:
+    if braces is None:
+        return None
+    try:
+        return [float(v) for v in braces[1:-1].split(",")]
+    except ValueError:
+        raise ModelError(f"cannot read the numbers {braces} in model {source!r}") from None
+
+
+def _frequencies(spec, patterns, dtype, source) -> torch.Tensor:
+    if spec == "equal" or (spec == "empirical" and patterns is None):
+        return torch.full((4,), 0.25, dtype=dtype)
+    if spec == "empirical":
+        return torch.as_tensor(empirical_frequencies(patterns), dtype=dtype)
+    if len(spec) != 4 or min(spec) <= 0:
+        raise ModelError(f"+F takes four positive frequencies (A, C, G, T), got {spec} in {source!r}")
+    values = torch.tensor(spec, dtype=dtype)
+    if abs(float(values.sum()) - 1) > 1e-3:
+        raise ModelError(f"the frequencies {spec} in {source!r} sum to {float(values.sum()):g}, not 1")
+    return values / values.sum()
+
+
+def _check_ranges(parameters, source) -> None:
+    for name in ("kappa", "rates", "shape"):
+        if name in parameters and not bool((parameters[name] > 0).all()):
+            raise ModelError(f"{name} must be positive in {source!r}")
+    if "pinv" in parameters and not 0 <= float(parameters["pinv"]) < 1:
+        raise ModelError(f"+I needs a proportion in [0, 1), got {float(parameters['pinv'])} in {source!r}")

@@ -1,0 +1,112 @@
+"""Reversible 4-state nucleotide substitution models (JC69 to GTR).
+
+Every model is a GTR parameterisation: six exchangeabilities in the order
+AC, AG, AT, CG, CT, GT and four base frequencies in the order A, C, G, T. The
+rate matrix is normalised to one expected substitution per site, so branch
+lengths are in substitutions per site.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Position of each exchangeability in the upper triangle of the 4x4 matrix.
+_PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+
+
+class SubstitutionModel:
+    """A time-reversible model given by exchangeabilities and base frequencies.
+
+    Args:
+        exchangeabilities: ``[6]`` AC, AG, AT, CG, CT, GT (any positive scale).
+        frequencies: ``[4]`` A, C, G, T, positive, summing to one.
+        name: IQ-TREE-style name, for reports.
+
+    Parameters may be tensors that require gradients; the likelihood then
+    differentiates through them.
+    """
+
+    def __init__(self, exchangeabilities: torch.Tensor, frequencies: torch.Tensor,
+                 name: str = "GTR"):
+        self.exchangeabilities = exchangeabilities
+        self.frequencies = frequencies
+        self.name = name
+
+    @property
+    def requires_grad(self) -> bool:
+        return self.exchangeabilities.requires_grad or self.frequencies.requires_grad
+
+    def rate_matrix(self) -> torch.Tensor:
+        """The normalised rate matrix ``Q`` ``[4, 4]``, rows summing to zero."""
+        pi = self.frequencies
+        r = self.exchangeabilities
+        sym = torch.zeros(4, 4, dtype=r.dtype, device=r.device)
+        rows = torch.tensor([i for i, _ in _PAIRS], device=r.device)
+        cols = torch.tensor([j for _, j in _PAIRS], device=r.device)
+        sym = sym.index_put((rows, cols), r).index_put((cols, rows), r)
+        off = sym * pi[None, :]
+        q = off - torch.diag(off.sum(-1))
+        rate = (pi * off.sum(-1)).sum()
+        return q / rate
+
+    def transition_matrices(self, times: torch.Tensor) -> torch.Tensor:
+        """``P(t) = exp(Q t)`` for a tensor of times ``[*batch]`` -> ``[*batch, 4, 4]``.
+
+        With fixed parameters this uses the eigendecomposition of the
+        symmetrised rate matrix (fast, differentiable in ``t``). When a
+        parameter requires a gradient it uses ``torch.linalg.matrix_exp``,
+        whose derivative torch computes exactly even for repeated eigenvalues
+        (JC69 and K80 have them, and there the eigenvector derivative is
+        undefined).
+        """
+        q = self.rate_matrix().to(times)
+        if self.requires_grad:
+            return torch.linalg.matrix_exp(q * times[..., None, None])
+        left, eigenvalues, right = self._eigen(q)
+        scaled = torch.exp(times[..., None] * eigenvalues)  # [*batch, 4]
+        return (left * scaled[..., None, :]) @ right
+
+    def _eigen(self, q: torch.Tensor):
+        pi = self.frequencies.detach().to(q.dtype)
+        root = pi.sqrt()
+        symmetric = root[:, None] * q.detach() / root[None, :]
+        symmetric = (symmetric + symmetric.T) / 2
+        eigenvalues, vectors = torch.linalg.eigh(symmetric)
+        left = vectors / root[:, None]  # diag(pi^-1/2) U
+        right = vectors.T * root[None, :]  # U^T diag(pi^1/2)
+        return left, eigenvalues, right
+
+    def __repr__(self) -> str:
+        return f"SubstitutionModel({self.name})"
+
+
+def gtr(exchangeabilities, frequencies, name: str = "GTR") -> SubstitutionModel:
+    """GTR from six exchangeabilities (or five, with GT = 1) and four frequencies."""
+    r = torch.as_tensor(exchangeabilities, dtype=torch.float64) if not torch.is_tensor(
+        exchangeabilities) else exchangeabilities
+    if r.shape[-1] == 5:
+        r = torch.cat([r, torch.ones(1, dtype=r.dtype, device=r.device)])
+    pi = frequencies if torch.is_tensor(frequencies) else torch.as_tensor(
+        frequencies, dtype=r.dtype, device=r.device)
+    return SubstitutionModel(r, pi, name)
+
+
+def hky(kappa, frequencies, name: str = "HKY") -> SubstitutionModel:
+    """HKY85: transitions (AG, CT) at ``kappa`` times the transversion rate."""
+    kappa = torch.as_tensor(kappa, dtype=torch.float64) if not torch.is_tensor(kappa) else kappa
+    one = torch.ones((), dtype=kappa.dtype, device=kappa.device)
+    return gtr(torch.stack([one, kappa, one, one, kappa, one]), frequencies, name)
+
+
+def equal_frequencies(dtype=torch.float64, device=None) -> torch.Tensor:
+    return torch.full((4,), 0.25, dtype=dtype, device=device)
+
+
+def jc69(dtype=torch.float64, device=None) -> SubstitutionModel:
+    """Jukes-Cantor 1969: equal rates, equal frequencies."""
+    return gtr(torch.ones(6, dtype=dtype, device=device), equal_frequencies(dtype, device), "JC")
+
+
+def k80(kappa, dtype=torch.float64, device=None) -> SubstitutionModel:
+    """Kimura 1980: HKY85 with equal frequencies."""
+    return hky(kappa, equal_frequencies(dtype, device), "K2P")

@@ -1,0 +1,123 @@
+"""Log-likelihoods of batches of trees for one alignment and one model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from phylovi.errors import PhyloviError
+from phylovi.likelihood.model_string import Model
+from phylovi.likelihood.patterns import SitePatterns, constant_pattern_states
+from phylovi.likelihood.pruning import build_schedule, prune
+from phylovi.likelihood.tips import code_table
+from phylovi.trees import Topology, TopologyBatch
+
+# float64 holds site likelihoods down to about exp(-708); below this many taxa
+# a site cannot get there with sane branch lengths, so rescaling is skipped.
+_FLOAT64_UNSCALED_TAXA = 64
+
+
+class TreeLikelihood:
+    """``log p(alignment | topology, branch lengths, model)`` for batches of trees.
+
+    Args:
+        patterns: the alignment's site patterns; their taxon order is the analysis's.
+        model: substitution model and site rates; its tensors may require gradients.
+        dtype: float64 (default) or float32; the kernel computes in it.
+        device: where the kernel runs (``"cpu"``, ``"cuda"``); default CPU.
+        rescale: rescale partials at every node; default on for float32 and
+            for float64 above 64 taxa.
+
+    Shapes follow :mod:`phylovi.likelihood.pruning`.
+    """
+
+    def __init__(self, patterns: SitePatterns, model: Model, dtype: torch.dtype = torch.float64,
+                 device: torch.device | str | None = None, rescale: bool | None = None):
+        self.patterns = patterns
+        self.model = model
+        self.dtype = dtype
+        self.device = torch.device(device or "cpu")
+        like = dict(dtype=dtype, device=self.device)
+        self.tip_codes = torch.as_tensor(patterns.codes.astype("int64"), device=self.device)
+        self.code_table = code_table(**like)
+        self.weights = torch.as_tensor(patterns.weights, **like)
+        constant = torch.as_tensor(constant_pattern_states(patterns), **like)
+        self.constant_patterns = constant.any(-1).nonzero().squeeze(-1)
+        self.constant_states = constant[self.constant_patterns]  # [n_constant, 4]
+        if rescale is None:
+            rescale = dtype != torch.float64 or len(patterns.taxa) > _FLOAT64_UNSCALED_TAXA
+        self.rescale = rescale
+
+    @property
+    def taxa(self):
+        return self.patterns.taxa
+
+    def batch(self, topologies) -> TopologyBatch:
+        """A :class:`TopologyBatch` of ``topologies``, checked against the alignment's taxa."""
+        if isinstance(topologies, TopologyBatch):
+            batch = topologies
+        else:
+            batch = TopologyBatch([topologies] if isinstance(topologies, Topology)
+                                  else list(topologies))
+        if batch.taxa != self.taxa:
+            batch.taxa.require_same_set(self.taxa, "the tree", "the alignment")
+            raise PhyloviError("the trees order their taxa differently from the alignment; "
+                               "read them with the alignment's taxon order")
+        return batch
+
+    def log_likelihood(self, topologies: Topology | Sequence[Topology] | TopologyBatch,
+                       branch_lengths: torch.Tensor) -> torch.Tensor:
+        """Log-likelihood of each topology under each of its branch-length samples.
+
+        Args:
+            topologies: one topology, or a batch of ``B``.
+            branch_lengths: ``[*S, n_edges]`` for one topology, ``[B, *S, n_edges]``
+                for a batch (``*S`` is any sample shape, possibly empty).
+
+        Returns:
+            ``[*S]`` or ``[B, *S]`` log-likelihoods.
+        """
+        site = self.site_log_likelihoods(topologies, branch_lengths)
+        # Sum in float64: a float32 sum over thousands of patterns loses ~0.1 nat.
+        return (site.double() @ self.weights.double()).to(site.dtype)
+
+    def site_log_likelihoods(self, topologies, branch_lengths: torch.Tensor) -> torch.Tensor:
+        """Per-pattern log-likelihoods ``[..., P]`` (weight by ``patterns.weights`` to sum)."""
+        single = isinstance(topologies, Topology)
+        batch = self.batch(topologies)
+        lengths = branch_lengths.unsqueeze(0) if single else branch_lengths
+        if lengths.shape[0] != len(batch) or lengths.shape[-1] != batch.n_edges:
+            raise ValueError(f"branch lengths of shape {tuple(branch_lengths.shape)} do not fit "
+                             f"{len(batch)} topologies of {batch.n_edges} edges")
+        sample_shape = lengths.shape[1:-1]
+        lengths = lengths.reshape(len(batch), -1, batch.n_edges)
+        site = self._site_log_likelihoods(batch, lengths)
+        site = site.reshape(len(batch), *sample_shape, -1)
+        return site[0] if single else site
+
+    def _site_log_likelihoods(self, batch: TopologyBatch, lengths: torch.Tensor) -> torch.Tensor:
+        lengths = lengths.to(self.dtype)
+        substitution, site_rates = self.model.substitution, self.model.site_rates
+        rates = site_rates.rates(self.dtype, self.device)
+        times = lengths.transpose(1, 2)[..., None] * rates  # [B, n_edges, S, C]
+        matrices = substitution.transition_matrices(times).flatten(0, 1)
+        frequencies = substitution.frequencies.to(dtype=self.dtype, device=self.device)
+        schedule = self._schedule(batch)
+        site, log_scale = prune(schedule, matrices, frequencies, self.tip_codes, self.code_table,
+                                self.rescale)
+        weights = site_rates.weights(self.dtype, self.device)
+        mixed = site.transpose(-1, -2) @ weights  # [B, S, P]
+        if not site_rates.has_invariant:
+            return mixed.log() + log_scale
+        pinv = site_rates.pinv.to(dtype=self.dtype, device=self.device)
+        variable = (mixed * (1 - pinv)).log() + log_scale
+        invariant = (pinv * self.constant_states @ frequencies).log()
+        both = torch.logaddexp(variable[..., self.constant_patterns], invariant)
+        return variable.index_copy(-1, self.constant_patterns, both)
+
+    def _schedule(self, batch: TopologyBatch):
+        key = ("schedule", self.device)
+        if key not in batch.cache:
+            batch.cache[key] = build_schedule(batch).to(self.device)
+        return batch.cache[key]
