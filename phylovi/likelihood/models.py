@@ -59,9 +59,10 @@ class SubstitutionModel:
         (JC69 and K80 have them, and there the eigenvector derivative is
         undefined).
         """
-        q = self.rate_matrix().to(times)
+        q = self.rate_matrix().to(device=times.device, dtype=torch.float64).to(times.dtype)
         if self.requires_grad:
-            return torch.linalg.matrix_exp(q * times[..., None, None])
+            flat = q * times.reshape(-1, 1, 1)  # matrix_exp wants a contiguous batch
+            return torch.linalg.matrix_exp(flat).reshape(*times.shape, 4, 4)
         left, eigenvalues, right = self._eigen(q)
         scaled = torch.exp(times[..., None] * eigenvalues)  # [*batch, 4]
         return (left * scaled[..., None, :]) @ right

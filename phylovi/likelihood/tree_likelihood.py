@@ -97,11 +97,12 @@ class TreeLikelihood:
         return site[0] if single else site
 
     def _site_log_likelihoods(self, batch: TopologyBatch, lengths: torch.Tensor) -> torch.Tensor:
-        lengths = lengths.to(self.dtype)
         substitution, site_rates = self.model.substitution, self.model.site_rates
-        rates = site_rates.rates(self.dtype, self.device)
-        times = lengths.transpose(1, 2)[..., None] * rates  # [B, n_edges, S, C]
-        matrices = substitution.transition_matrices(times).flatten(0, 1)
+        # Transition matrices are few and cheap: build them in float64 whatever the
+        # kernel's dtype, so float32 loses precision only in the partials.
+        rates = site_rates.rates(torch.float64, self.device)
+        times = lengths.to(torch.float64).transpose(1, 2)[..., None] * rates  # [B, n_edges, S, C]
+        matrices = substitution.transition_matrices(times).flatten(0, 1).to(self.dtype)
         frequencies = substitution.frequencies.to(dtype=self.dtype, device=self.device)
         schedule = self._schedule(batch)
         site, log_scale = prune(schedule, matrices, frequencies, self.tip_codes, self.code_table,

@@ -1,0 +1,44 @@
+"""The ``phylovi`` command: one entry point, one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from phylovi import __version__
+from phylovi.cli import loglik, simulate
+from phylovi.errors import PhyloviError
+
+SUBCOMMANDS = (loglik, simulate)
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse exits with code 2 on usage errors already; keep its message to one line.
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"phylovi: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="phylovi", description=(
+        "Bayesian phylogenetics on PyTorch: batched tree likelihoods, tree posteriors and "
+        "marginal likelihoods."))
+    parser.add_argument("--version", action="version", version=f"phylovi {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers.required = True
+    for module in SUBCOMMANDS:
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code (2 for bad input, 130 on Ctrl-C)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except PhyloviError as error:
+        print(f"phylovi: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("phylovi: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,45 @@
+"""Flags shared by the subcommands, and the set-up they imply."""
+
+from __future__ import annotations
+
+import argparse
+
+from phylovi.errors import ConfigError
+
+
+def add_common(parser: argparse.ArgumentParser, seed: bool = False, output: str | None = None,
+               compute: bool = True) -> None:
+    """Add the shared flags a subcommand needs."""
+    if output is not None:
+        parser.add_argument("-o", "--output", required=True, metavar="PATH", help=output)
+    if seed:
+        parser.add_argument("--seed", type=int, default=1, help="random seed, for reproducible runs")
+    if compute:
+        parser.add_argument("--device", default="cpu",
+                            help="torch device for the likelihood kernel: cpu, cuda, cuda:1, ...")
+        parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                            help="floating-point precision of the kernel")
+        parser.add_argument("--threads", type=int, default=None,
+                            help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def setup(args) -> dict:
+    """Apply ``--threads`` and ``--seed``; return ``dtype`` and ``device`` for the kernel."""
+    import torch
+
+    if getattr(args, "threads", None) is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if getattr(args, "seed", None) is not None:
+        torch.manual_seed(args.seed)
+    if not hasattr(args, "device"):
+        return {}
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise ConfigError(f"unknown --device {args.device!r}; expected cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but torch sees no CUDA device")
+    return {"dtype": getattr(torch, args.dtype), "device": device}

@@ -1,0 +1,197 @@
+"""The likelihood kernel against independent numbers: IQ-TREE/BEAGLE references,
+brute-force enumeration, identities and finite differences."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from phylovi.io.alignment import read_alignment
+from phylovi.io.trees import read_tree
+from phylovi.likelihood.model_string import parse_model
+from phylovi.likelihood.patterns import compress_patterns
+from phylovi.likelihood.tree_likelihood import TreeLikelihood
+from phylovi.trees import TaxonOrder, Topology, TopologyBatch, Tree
+
+GTRG4 = "GTR{1,3,0.8,1.2,4}+F{0.3,0.2,0.2,0.3}+G4{0.5}"
+# ../shared/references/likelihood.md: IQ-TREE 2.0.7, BEAGLE 3.1.2, torchtree 1.0.2 and numpy agree.
+REFERENCES = [
+    ("sim27", "JC", -23677.341408, 1733.9576),
+    ("sim27", GTRG4, -21424.994545, 2260.2650),
+    ("sim100", "JC", -390646.913951, -74426.0366),
+    ("sim100", GTRG4, -339663.461418, -7040.3070),
+]
+
+
+def load(shared, name):
+    alignment = read_alignment(shared(f"sim/{name}.fasta"))
+    patterns = compress_patterns(alignment)
+    tree = read_tree(shared(f"sim/{name}.nwk"), taxa=alignment.taxa)
+    return patterns, tree
+
+
+@pytest.mark.parametrize("name,model,expected,gradient_sum", REFERENCES)
+def test_log_likelihood_matches_references_float64(shared, name, model, expected, gradient_sum):
+    patterns, tree = load(shared, name)
+    likelihood = TreeLikelihood(patterns, parse_model(model, patterns))
+    lengths = torch.tensor(tree.branch_lengths, requires_grad=True)
+    value = likelihood.log_likelihood(tree.topology, lengths)
+    value.backward()
+    assert abs(value.item() - expected) <= 1e-6 * abs(expected)
+    assert abs(value.item() - expected) < 5e-6  # the references' own precision
+    assert lengths.grad.sum().item() == pytest.approx(gradient_sum, rel=1e-4)
+
+
+@pytest.mark.parametrize("name,model,expected,_", REFERENCES)
+def test_log_likelihood_matches_references_float32(shared, name, model, expected, _):
+    patterns, tree = load(shared, name)
+    likelihood = TreeLikelihood(patterns, parse_model(model, patterns, dtype=torch.float32),
+                                dtype=torch.float32)
+    value = likelihood.log_likelihood(tree.topology, torch.tensor(tree.branch_lengths))
+    assert value.dtype == torch.float32
+    assert abs(value.item() - expected) < 0.1
+
+
+def test_float64_rescaling_does_not_change_the_value(shared):
+    patterns, tree = load(shared, "sim27")
+    model = parse_model(GTRG4, patterns)
+    lengths = torch.tensor(tree.branch_lengths)
+    plain = TreeLikelihood(patterns, model, rescale=False).log_likelihood(tree.topology, lengths)
+    scaled = TreeLikelihood(patterns, model, rescale=True).log_likelihood(tree.topology, lengths)
+    torch.testing.assert_close(plain, scaled, rtol=1e-13, atol=0)
+
+
+# Small random problems for enumeration, batching and finite differences.
+
+def random_problem(n_taxa, n_sites, seed, ambiguous=True):
+    rng = np.random.default_rng(seed)
+    taxa = TaxonOrder([f"t{i}" for i in range(n_taxa)])
+    letters = list("ACGT") + (list("RYKMSWBDHVN-?") if ambiguous else [])
+    p = np.full(len(letters), 1.0)
+    p[:4] = 6.0
+    sequences = ["".join(rng.choice(letters, n_sites, p=p / p.sum())) for _ in range(n_taxa)]
+    from phylovi.io.alignment import Alignment
+    alignment = Alignment(taxa, tuple(sequences), None)
+    return alignment, compress_patterns(alignment)
+
+
+def random_topology(taxa, rng) -> Topology:
+    nodes = list(range(len(taxa)))
+    while len(nodes) > 3:
+        i, j = sorted(rng.choice(len(nodes), 2, replace=False))
+        merged = (nodes[i], nodes[j])
+        nodes = [n for k, n in enumerate(nodes) if k not in (i, j)] + [merged]
+    return Topology.from_nested(taxa, tuple(nodes))
+
+
+def brute_force_log_likelihood(alignment, tree: Tree, model) -> float:
+    """Sum over every assignment of states to the internal nodes (tiny trees only)."""
+    substitution, site_rates = model.substitution, model.site_rates
+    rates = site_rates.rates().numpy()
+    pinv = float(site_rates.pinv)
+    pi = substitution.frequencies.double().numpy()
+    arrays = tree.topology.arrays
+    n_taxa = arrays.n_taxa
+    codes = {"A": "A", "C": "C", "G": "G", "T": "T", "R": "AG", "Y": "CT", "K": "GT",
+             "M": "AC", "S": "CG", "W": "AT", "B": "CGT", "D": "AGT", "H": "ACT", "V": "ACG",
+             "N": "ACGT", "-": "ACGT", "?": "ACGT"}
+    internal = range(n_taxa, arrays.n_nodes)
+    total = 0.0
+    for site in range(alignment.n_sites):
+        allowed = [[("ACGT".index(b)) for b in codes[seq[site]]] for seq in alignment.sequences]
+        value = 0.0
+        for rate in rates:
+            matrices = [substitution.transition_matrices(
+                torch.tensor(tree.branch_lengths[e] * rate)).numpy() for e in range(arrays.n_edges)]
+            for states in itertools.product(range(4), repeat=len(internal)):
+                state = dict(zip(internal, states))
+                inner = pi[state[arrays.root]]
+                for node in internal:
+                    if node != arrays.root:
+                        inner *= matrices[node][state[arrays.parent[node]], state[node]]
+                for tip in range(n_taxa):
+                    parent_state = state[arrays.parent[tip]]
+                    inner *= sum(matrices[tip][parent_state, k] for k in allowed[tip])
+                value += inner / len(rates)
+        constant = sum(pi[k] for k in range(4) if all(k in a for a in allowed))
+        total += np.log((1 - pinv) * value + pinv * constant)
+    return total
+
+
+@pytest.mark.parametrize("model", ["JC", "HKY{2.5}+F{0.1,0.2,0.3,0.4}",
+                                   "GTR{0.5,2,1.5,0.7,3}+F{0.35,0.15,0.2,0.3}+G3{0.7}+I{0.2}"])
+def test_log_likelihood_equals_enumeration_with_ambiguity(model):
+    alignment, patterns = random_problem(5, 12, seed=3)
+    rng = np.random.default_rng(4)
+    topology = random_topology(patterns.taxa, rng)
+    tree = Tree(topology, rng.uniform(0.01, 0.6, topology.n_edges))
+    model = parse_model(model, patterns)
+    expected = brute_force_log_likelihood(alignment, tree, model)
+    for rescale in (False, True):
+        value = TreeLikelihood(patterns, model, rescale=rescale).log_likelihood(
+            topology, torch.tensor(tree.branch_lengths))
+        assert value.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_batch_of_mixed_topologies_equals_one_at_a_time():
+    _, patterns = random_problem(9, 80, seed=5)
+    rng = np.random.default_rng(6)
+    topologies = [random_topology(patterns.taxa, rng) for _ in range(4)]
+    assert len(set(topologies)) >= 3
+    lengths = torch.tensor(rng.uniform(0.01, 0.5, (4, 5, topologies[0].n_edges)))
+    likelihood = TreeLikelihood(patterns, parse_model("HKY{3}+G4{0.8}", patterns))
+    batched = likelihood.log_likelihood(TopologyBatch(topologies), lengths)
+    assert batched.shape == (4, 5)
+    for b, topology in enumerate(topologies):
+        for s in range(5):
+            single = likelihood.log_likelihood(topology, lengths[b, s])
+            torch.testing.assert_close(batched[b, s], single, rtol=1e-13, atol=0)
+
+
+def test_rerooting_and_rotation_leave_the_log_likelihood_unchanged(shared):
+    import dendropy
+
+    patterns, tree = load(shared, "sim27")
+    likelihood = TreeLikelihood(patterns, parse_model(GTRG4, patterns))
+    expected = likelihood.log_likelihood(tree.topology, torch.tensor(tree.branch_lengths))
+    source = dendropy.Tree.get(path=shared("sim/sim27.nwk"), schema="newick",
+                               preserve_underscores=True)
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        nodes = [n for n in source.preorder_node_iter() if n.child_nodes()]
+        source.reroot_at_node(nodes[rng.integers(len(nodes))], update_bipartitions=False)
+        for node in source.preorder_node_iter():
+            kids = node.child_nodes()
+            if kids:
+                node.set_child_nodes([kids[i] for i in rng.permutation(len(kids))])
+        text = source.as_string(schema="newick", suppress_rooting=True).strip()
+        moved = read_tree(text, taxa=patterns.taxa)
+        assert not np.isnan(moved.branch_lengths).any()
+        value = likelihood.log_likelihood(moved.topology, torch.tensor(moved.branch_lengths))
+        torch.testing.assert_close(value, expected, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("parameter", ["lengths", "kappa", "rates", "frequencies", "shape", "pinv"])
+def test_gradients_match_finite_differences(parameter):
+    _, patterns = random_problem(6, 40, seed=8)
+    rng = np.random.default_rng(9)
+    topologies = [random_topology(patterns.taxa, rng) for _ in range(2)]
+    base = "TN{2,3}" if parameter == "kappa" else "GTR{0.5,2,1.5,0.7,3}"
+    model = parse_model(base + "+F{0.35,0.15,0.2,0.3}+G4{0.7}+I{0.15}", patterns)
+    likelihood = TreeLikelihood(patterns, model)
+    lengths = torch.tensor(rng.uniform(0.02, 0.5, (2, 3, topologies[0].n_edges)))
+    batch = TopologyBatch(topologies)
+    name = {"lengths": None}.get(parameter, parameter)
+
+    def f(value):
+        if name is None:
+            return likelihood.log_likelihood(batch, value)
+        model.parameters[name] = value
+        return likelihood.log_likelihood(batch, lengths)
+
+    start = lengths if name is None else model.parameters[name]
+    start = start.clone().requires_grad_()
+    assert torch.autograd.gradcheck(f, (start,), eps=1e-6, atol=1e-5, rtol=1e-5)
