@@ -1,0 +1,121 @@
+"""Speed of the likelihood kernel: evaluations and partial-likelihood updates per second.
+
+    .venv/bin/python benchmarks/likelihood.py [--data sim27 sim100] [--repeats 5] [--device cpu]
+
+For sim27 and sim100 (../shared/data/sim) x JC and GTR+G4 x float64/float32 x
+batch sizes 1, 10, 100, it times the log-likelihood alone and with its
+gradient with respect to all branch lengths, and prints a Markdown table of
+medians. One update = one internal node x pattern x rate category, so
+updates per evaluation = (n_taxa - 1) x patterns x categories. A batch of B
+is B copies of the reference topology with independently jittered branch
+lengths (every copy is computed in full). Where a batch would not fit in
+memory, it is evaluated in chunks (the gradient of a sum is the sum of the
+chunks' gradients); the ``chunk`` column says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from phylovi.io.alignment import read_alignment
+from phylovi.io.trees import read_tree
+from phylovi.likelihood.model_string import parse_model
+from phylovi.likelihood.patterns import compress_patterns
+from phylovi.likelihood.tree_likelihood import TreeLikelihood
+from phylovi.trees import TopologyBatch
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sim"
+MODELS = {"JC": "JC", "GTRG4": "GTR{1,3,0.8,1.2,4}+F{0.3,0.2,0.2,0.3}+G4{0.5}"}
+# BEAGLE 3.1.2 (SSE, double) and torchtree 1.0.2 on this machine kind,
+# from ../shared/references/likelihood.md, in evaluations per second.
+PEERS = {("sim27", "JC"): (13585, 8582), ("sim27", "GTRG4"): (4850, 1698),
+         ("sim100", "JC"): (562, 224), ("sim100", "GTRG4"): (143, 38)}
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up: compiles, allocates, fills caches
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run(data: str, model_name: str, dtype, batch_size: int, repeats: int, device: str,
+        memory_budget: float):
+    alignment = read_alignment(SHARED / f"{data}.fasta")
+    patterns = compress_patterns(alignment)
+    tree = read_tree(SHARED / f"{data}.nwk", taxa=alignment.taxa)
+    model = parse_model(MODELS[model_name], patterns)
+    likelihood = TreeLikelihood(patterns, model, dtype=dtype, device=device)
+    generator = torch.Generator().manual_seed(1)
+    base = torch.as_tensor(tree.branch_lengths)
+    jitter = torch.exp(0.1 * torch.randn(batch_size, base.numel(), generator=generator,
+                                         dtype=torch.float64))
+    lengths = (base * jitter).to(dtype=dtype, device=device)
+    # Bytes of partials one tree costs with the gradient (partials, contributions, upper).
+    per_tree = (patterns.n_taxa * patterns.n_patterns * model.n_categories * 4
+                * torch.finfo(dtype).bits // 8 * 4)
+    chunk = max(1, min(batch_size, int(memory_budget // per_tree)))
+    batches = [TopologyBatch([tree.topology] * len(part)) for part in lengths.split(chunk)]
+
+    def log_likelihood():
+        with torch.no_grad():
+            for batch, part in zip(batches, lengths.split(chunk)):
+                likelihood.log_likelihood(batch, part)
+
+    def with_gradient():
+        for batch, part in zip(batches, lengths.split(chunk)):
+            part = part.clone().requires_grad_()
+            likelihood.log_likelihood(batch, part).sum().backward()
+
+    updates = (patterns.n_taxa - 1) * patterns.n_patterns * model.n_categories * batch_size
+    plain = median_seconds(log_likelihood, repeats)
+    gradient = median_seconds(with_gradient, repeats)
+    return {"evals": batch_size / plain, "updates": updates / plain,
+            "evals_grad": batch_size / gradient, "updates_grad": updates / gradient,
+            "ratio": gradient / plain, "chunk": chunk}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", nargs="+", default=["sim27", "sim100"])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 10, 100])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--memory-gb", type=float, default=6.0,
+                        help="largest partials buffer per chunk, in GB")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print("| data | model | dtype | B | lnL evals/s | lnL updates/s | lnL+grad evals/s "
+          "| lnL+grad updates/s | grad/lnL time | vs BEAGLE (lnL) | vs torchtree best | chunk |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for data in args.data:
+        for model_name in args.models:
+            for dtype_name in args.dtypes:
+                for batch_size in args.batches:
+                    r = run(data, model_name, getattr(torch, dtype_name), batch_size,
+                            args.repeats, args.device, args.memory_gb * 1e9)
+                    beagle, torchtree = PEERS[data, model_name]
+                    print(f"| {data} | {model_name} | {dtype_name} | {batch_size} "
+                          f"| {r['evals']:.4g} | {r['updates']:.3g} | {r['evals_grad']:.4g} "
+                          f"| {r['updates_grad']:.3g} | {r['ratio']:.2f} "
+                          f"| {r['evals'] / beagle:.2f}x | {r['evals'] / torchtree:.2f}x "
+                          f"| {r['chunk']} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

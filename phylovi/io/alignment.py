@@ -1,0 +1,332 @@
+"""Read DNA alignments (FASTA, NEXUS, PHYLIP) into an :class:`Alignment`.
+
+Parsing is Biopython's; this module detects the format, turns every parser
+failure into one :class:`~phylovi.errors.AlignmentError` line that names the
+file, and checks what Biopython does not: distinct taxon names, equal lengths,
+at least one site and the DNA alphabet.
+
+The alphabet is ``A C G T``, ``U`` (read as ``T``), the IUPAC ambiguity codes
+``R Y K M S W B D H V`` and the fully ambiguous ``N X ? -``, in either case.
+Nothing else is accepted: ``.`` means "gap" to some programs and "same as the
+first taxon" to others, so guessing would silently change the data.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from Bio.AlignIO.NexusIO import NexusIterator
+from Bio.AlignIO.PhylipIO import (
+    PhylipIterator,
+    RelaxedPhylipIterator,
+    SequentialPhylipIterator,
+)
+from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+from phylovi.errors import AlignmentError
+from phylovi.trees.taxa import TaxonOrder
+
+FORMATS = ("fasta", "nexus", "phylip")
+DNA_CHARACTERS = "ACGTURYKMSWBDHVNX?-"
+
+_EXTENSIONS = {
+    ".fa": "fasta", ".fasta": "fasta", ".fas": "fasta", ".fna": "fasta",
+    ".nex": "nexus", ".nexus": "nexus", ".nxs": "nexus",
+    ".phy": "phylip", ".phylip": "phylip",
+}
+_TITLES = {"fasta": "FASTA", "nexus": "NEXUS", "phylip": "PHYLIP"}
+# re.ASCII keeps IGNORECASE from letting e.g. the Kelvin sign pass as "K".
+_OUTSIDE_ALPHABET = re.compile(f"[^{re.escape(DNA_CHARACTERS)}]", re.IGNORECASE | re.ASCII)
+_PHYLIP_HEADER = re.compile(r"\s*(\d+)\s+(\d+)\s*")
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """A validated DNA alignment.
+
+    Build it with :func:`read_alignment` or :func:`parse_alignment`, which
+    check every invariant below.
+
+    Attributes:
+        taxa: the taxon names, in the file's order.
+        sequences: one upper-case string per taxon, in ``taxa`` order, all of
+            length ``n_sites``, over :data:`DNA_CHARACTERS`.
+        path: the file it was read from, or ``None``.
+    """
+
+    taxa: TaxonOrder
+    sequences: tuple[str, ...]
+    path: str | None = None
+
+    @property
+    def n_taxa(self) -> int:
+        return len(self.taxa)
+
+    @property
+    def n_sites(self) -> int:
+        return len(self.sequences[0]) if self.sequences else 0
+
+
+def read_alignment(path: str | os.PathLike, format: str | None = None) -> Alignment:
+    """Read a DNA alignment file.
+
+    Args:
+        path: a FASTA, NEXUS or PHYLIP (strict or relaxed names, interleaved
+            or sequential) file, UTF-8 encoded.
+        format: one of :data:`FORMATS`; by default the format is told from the
+            content (``>``, ``#NEXUS`` or a line of two integers), else from
+            the extension.
+
+    Returns:
+        The alignment, with ``path`` set.
+
+    Raises:
+        AlignmentError: the file cannot be read or is not a valid DNA alignment.
+    """
+    path = os.fspath(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise AlignmentError(f"cannot read the alignment file: {error.strerror or error}",
+                             path=path) from error
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise AlignmentError(f"the file is not UTF-8 text (byte {data[error.start]:#04x} "
+                             f"at offset {error.start})", path=path) from None
+    return parse_alignment(text, format, path)
+
+
+def parse_alignment(text: str, format: str | None = None,
+                    path: str | os.PathLike | None = None) -> Alignment:
+    """Parse alignment text; :func:`read_alignment` without the file.
+
+    Args:
+        text: the whole content of an alignment file.
+        format: one of :data:`FORMATS`, or ``None`` to detect it from the
+            content and then from the extension of ``path``.
+        path: where the text came from, used in error messages and detection.
+
+    Returns:
+        The alignment.
+
+    Raises:
+        AlignmentError: the text is not a valid DNA alignment.
+    """
+    path = None if path is None else os.fspath(path)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # old Windows and Mac files
+    if not text.strip():
+        raise AlignmentError("the alignment is empty", path=path)
+    format = _choose_format(text, format, path)
+    records = _parse_records(text, format, path)
+    locate = partial(_fasta_position, text) if format == "fasta" else _nowhere
+    return _build_alignment(records, path, locate)
+
+
+def _choose_format(text: str, format: str | None, path: str | None) -> str:
+    if format is not None:
+        if format.lower() not in FORMATS:
+            raise AlignmentError(f"unknown alignment format {format!r}; expected one of "
+                                 f"{', '.join(FORMATS)}", path=path)
+        return format.lower()
+    start = text.lstrip()
+    if start.startswith(">"):
+        return "fasta"
+    if start[:6].upper() == "#NEXUS":
+        return "nexus"
+    if _PHYLIP_HEADER.fullmatch(start.split("\n", 1)[0]):
+        return "phylip"
+    extension = os.path.splitext(path or "")[1].lower()
+    if extension in _EXTENSIONS:
+        return _EXTENSIONS[extension]
+    raise AlignmentError("cannot tell the alignment format: the text starts with neither '>', "
+                         "'#NEXUS' nor a PHYLIP header and the extension is not one of "
+                         f"{' '.join(_EXTENSIONS)}", path=path)
+
+
+def _parse_records(text: str, format: str, path: str | None) -> list[tuple[str, str]]:
+    """(name, sequence) pairs as the file holds them, not yet validated."""
+    parse = {"fasta": _parse_fasta, "nexus": _parse_nexus, "phylip": _parse_phylip}[format]
+    with warnings.catch_warnings():
+        # Biopython warns about oddities it then tolerates; we report what matters.
+        warnings.simplefilter("ignore")
+        try:
+            return parse(text, path)
+        except AlignmentError:
+            raise
+        except Exception as error:  # Biopython fails with many types on malformed input
+            raise AlignmentError(f"not a valid {_TITLES[format]} alignment: {_describe(error)}",
+                                 path=path) from error
+
+
+def _describe(error: Exception) -> str:
+    return str(error).strip() or type(error).__name__
+
+
+def _parse_fasta(text: str, path: str | None) -> list[tuple[str, str]]:
+    # SimpleFastaParser silently skips text before the first header; we refuse it.
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            if not line.startswith(">"):
+                raise AlignmentError("FASTA text must start with a '>' header line",
+                                     path=path, line=number)
+            break
+    records = []
+    for index, (title, sequence) in enumerate(SimpleFastaParser(io.StringIO(text))):
+        words = title.split(None, 1)
+        if not words:
+            raise AlignmentError("a FASTA header has no taxon name", path=path,
+                                 line=_fasta_position(text, index)[0])
+        records.append((words[0], sequence))  # the name is the first word, as in Biopython
+    return records
+
+
+def _parse_nexus(text: str, path: str | None) -> list[tuple[str, str]]:
+    alignments = list(NexusIterator(io.StringIO(text)))
+    if not alignments:
+        raise AlignmentError("the NEXUS file has no DATA or CHARACTERS matrix", path=path)
+    # record.name is the name as written; Biopython renames duplicates in record.id.
+    return [(record.name, str(record.seq)) for record in alignments[0]]
+
+
+class _RelaxedSequentialPhylipIterator(SequentialPhylipIterator):
+    """Relaxed names with sequences wrapped over several lines (Biopython lacks it)."""
+
+    _split_id = RelaxedPhylipIterator._split_id
+
+
+# Relaxed before strict: relaxed rejects a strict file whose names abut the data
+# (the shapes disagree), while strict would cut a long relaxed name silently.
+_PHYLIP_READERS = (RelaxedPhylipIterator, _RelaxedSequentialPhylipIterator,
+                   PhylipIterator, SequentialPhylipIterator)
+
+
+def _parse_phylip(text: str, path: str | None) -> list[tuple[str, str]]:
+    body = text.lstrip()
+    header = _PHYLIP_HEADER.fullmatch(body.split("\n", 1)[0])
+    if header is None:
+        raise AlignmentError("the first line of a PHYLIP file must be two integers, "
+                             "the numbers of taxa and sites", path=path)
+    declared = (int(header[1]), int(header[2]))
+    n_lines = sum(1 for line in body.split("\n")[1:] if line.strip())
+    if not 0 < declared[0] <= n_lines:
+        # Biopython loops forever on 0 taxa, and for ages on more taxa than lines.
+        raise AlignmentError(f"the PHYLIP header declares {declared[0]} taxa but {n_lines} "
+                             "lines of data follow it", path=path)
+    problem = None
+    for reader in _PHYLIP_READERS:
+        try:
+            alignments = list(reader(io.StringIO(body)))
+        except Exception as error:  # the next variant may fit; keep the first reason
+            problem = problem or _describe(error)
+            continue
+        if len(alignments) != 1:
+            problem = problem or f"found {len(alignments)} alignments, expected 1"
+            continue
+        records = [(record.id, str(record.seq)) for record in alignments[0]]
+        found = (len(records), len(records[0][1]) if records else 0)
+        if found == declared:
+            return records
+        problem = problem or (f"the header declares {declared[0]} taxa and {declared[1]} sites "
+                              f"but the file holds {found[0]} taxa and {found[1]} sites")
+    header_line = text.count("\n", 0, len(text) - len(body)) + 1
+    _check_phylip_lengths(body, declared, path, header_line)
+    raise AlignmentError(f"not a valid PHYLIP alignment: {problem}", path=path)
+
+
+def _check_phylip_lengths(body: str, declared: tuple[int, int], path: str | None,
+                          header_line: int) -> None:
+    """Name the taxon of the wrong length in a one-line-per-taxon file.
+
+    Biopython only says that lengths differ; this is the commonest PHYLIP mistake.
+    """
+    rows = [(number, line.split(None, 1)) for number, line
+            in enumerate(body.split("\n"), start=header_line) if line.strip()][1:]
+    if len(rows) != declared[0]:
+        return
+    for number, (name, *sequence) in rows:
+        n_sites = len("".join("".join(sequence).split()))
+        if n_sites != declared[1]:
+            raise AlignmentError(f"taxon {name!r} has {n_sites} sites; expected {declared[1]} "
+                                 "as the PHYLIP header declares", path=path, line=number)
+
+
+def _build_alignment(records: list[tuple[str, str]], path: str | None, locate) -> Alignment:
+    if not records:
+        raise AlignmentError("the alignment holds no sequences", path=path)
+    names = [name for name, _ in records]
+    sequences = [sequence for _, sequence in records]
+    _check_names(names, path, locate)
+    _check_lengths(names, sequences, path, locate)
+    _check_characters(names, sequences, path, locate)
+    # After the alphabet check every character is ASCII, so upper() keeps lengths.
+    return Alignment(TaxonOrder(names), tuple(s.upper() for s in sequences), path)
+
+
+def _check_names(names: list[str], path: str | None, locate) -> None:
+    seen = set()
+    for index, name in enumerate(names):
+        if not name:
+            raise AlignmentError(f"sequence {index + 1} has an empty taxon name", path=path,
+                                 line=locate(index)[0])
+        if name in seen:
+            raise AlignmentError(f"taxon {name!r} appears more than once", path=path,
+                                 line=locate(index)[0])
+        seen.add(name)
+
+
+def _check_lengths(names: list[str], sequences: list[str], path: str | None, locate) -> None:
+    expected = len(sequences[0])
+    for index, (name, sequence) in enumerate(zip(names, sequences)):
+        if len(sequence) != expected:
+            raise AlignmentError(f"taxon {name!r} has {len(sequence)} sites; expected "
+                                 f"{expected} like taxon {names[0]!r}", path=path,
+                                 line=locate(index)[0])
+    if expected == 0:
+        raise AlignmentError("the alignment has no sites", path=path)
+
+
+def _check_characters(names: list[str], sequences: list[str], path: str | None,
+                      locate) -> None:
+    for index, (name, sequence) in enumerate(zip(names, sequences)):
+        bad = _OUTSIDE_ALPHABET.search(sequence)
+        if bad is not None:
+            line, column = locate(index, bad.start())
+            raise AlignmentError(
+                f"taxon {name!r} has {bad.group()!r} at site {bad.start() + 1}, which is not "
+                f"a DNA character (expected one of {DNA_CHARACTERS})",
+                path=path, line=line, column=column)
+
+
+def _nowhere(record: int, site: int | None = None) -> tuple[None, None]:
+    return None, None
+
+
+def _fasta_position(text: str, record: int, site: int | None = None
+                    ) -> tuple[int | None, int | None]:
+    """1-based (line, column) of a FASTA record's header, or of its 0-based ``site``.
+
+    Mirrors SimpleFastaParser: a header starts with '>', sequence lines lose
+    trailing whitespace and inner spaces.
+    """
+    index = -1
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.startswith(">"):
+            index += 1
+            if index > record:
+                break
+            if index == record and site is None:
+                return number, None
+        elif index == record:
+            for column, char in enumerate(line.rstrip(), start=1):
+                if char != " ":
+                    if site == 0:
+                        return number, column
+                    site -= 1
+    return None, None

@@ -1,0 +1,359 @@
+"""Tree files (Newick, NEXUS, MrBayes ``.t``/``.trprobs``, BEAST ``.trees``) through DendroPy.
+
+Every tree is read into phylovi's own types: an unrooted :class:`Topology`
+over one :class:`TaxonOrder` and its branch lengths in edge order. A rooted
+tree (binary root) is unrooted by merging the two root edges into one edge
+whose length is their sum; a basal trifurcation is taken as it is. Any other
+node with other than two children makes the tree unusable.
+
+Every failure is a :class:`phylovi.errors.PhyloviError` whose message is one
+line naming the file and, where known, the line or the tree (1-based).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import numbers
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import dendropy
+from dendropy.dataio.newickreader import NewickReader
+import numpy as np
+
+from phylovi.errors import ConfigError, TaxonMismatchError, TreeFileError
+from phylovi.io import atomic
+from phylovi.trees.bitset import bits_of, normalize_split
+from phylovi.trees.taxa import TaxonOrder
+from phylovi.trees.topology import Topology, Tree
+
+FORMATS = ("newick", "nexus")
+_EXTENSIONS = {
+    ".nwk": "newick", ".newick": "newick", ".tre": "newick", ".tree": "newick",
+    ".nex": "nexus", ".nexus": "nexus", ".t": "nexus", ".trprobs": "nexus", ".trees": "nexus",
+}
+# Underscores stay underscores and case matters, as in alignments; weights come
+# from MrBayes's "[&W p]"; other "[&...]" comments (BEAST) are not interpreted,
+# which is faster and leaves fewer ways to fail.
+_DENDROPY_OPTIONS = dict(
+    preserve_underscores=True,
+    case_sensitive_taxon_labels=True,
+    store_tree_weights=True,
+    extract_comment_metadata=False,
+)
+_STRING = "<newick string>"
+
+
+@dataclass(frozen=True)
+class TreeSample:
+    """The trees of one file, after burn-in.
+
+    Attributes:
+        taxa: the taxon order every tree's bitsets refer to.
+        trees: the trees, in file order.
+        weights: ``[n_trees]`` float64: 1.0 per sampled tree, or the tree's
+            ``[&W w]`` weight (the topology's probability in a MrBayes ``.trprobs``).
+        path: the file read, or None for a Newick string.
+    """
+
+    taxa: TaxonOrder
+    trees: tuple[Tree, ...]
+    weights: np.ndarray
+    path: str | None
+
+    def __len__(self) -> int:
+        return len(self.trees)
+
+
+def read_trees(path: str | os.PathLike, taxa: TaxonOrder | None = None,
+               format: str | None = None, burnin: float = 0.0) -> TreeSample:
+    """Read every tree of a Newick or NEXUS file.
+
+    Args:
+        path: the tree file.
+        taxa: the taxon order to use; every tree must hold exactly these taxa.
+            If None: the NEXUS TAXA/translate order if there is one, else the
+            order of first appearance in the first tree.
+        format: "newick" or "nexus"; None detects it from the content
+            (``#NEXUS`` or ``(``), then from the extension.
+        burnin: fraction in [0, 1) of the trees to drop from the start
+            (``floor(burnin * n_trees)`` trees).
+
+    Raises:
+        TreeFileError: unreadable, malformed, empty, non-binary trees, bad
+            branch lengths or weights.
+        TaxonMismatchError: a tree's taxa differ from ``taxa`` or from the first tree's.
+        ConfigError: bad ``format`` or ``burnin``.
+    """
+    _check_burnin(burnin)
+    path = os.fspath(path)
+    text = _read_text(path)
+    return _parse(text, path, _choose_format(text, path, format), taxa, burnin)
+
+
+def read_tree(path_or_newick: str | os.PathLike, taxa: TaxonOrder | None = None,
+              format: str | None = None) -> Tree:
+    """Read the one tree of a file, or of a Newick string such as ``"((a,b),c,d);"``.
+
+    A string is taken as Newick when it is not an existing path and starts with '('.
+
+    Raises:
+        TreeFileError: as :func:`read_trees`, or when there is not exactly one tree.
+    """
+    if (isinstance(path_or_newick, str) and path_or_newick.lstrip().startswith("(")
+            and not os.path.exists(path_or_newick)):
+        sample = _parse(path_or_newick, None, format or "newick", taxa, 0.0)
+    else:
+        sample = read_trees(path_or_newick, taxa, format)
+    if len(sample.trees) != 1:
+        raise TreeFileError(f"expected exactly one tree, found {len(sample.trees)}",
+                            path=sample.path or _STRING)
+    return sample.trees[0]
+
+
+def write_newick(path: str | os.PathLike, trees: Iterable[Tree | Topology]) -> None:
+    """Write one Newick string per line, atomically.
+
+    A tree whose lengths are all NaN (read from a topology-only file) is
+    written as a topology, since other programs cannot read ``:nan``.
+    """
+    lines = [_newick_of(tree) for tree in trees]
+    try:
+        with atomic.write(path) as handle:
+            handle.writelines(line + "\n" for line in lines)
+    except OSError as error:
+        raise TreeFileError(f"cannot write the tree file: {error.strerror or error}",
+                            path=path) from error
+
+
+def _newick_of(tree: Tree | Topology) -> str:
+    if isinstance(tree, Topology):
+        return tree.to_newick()
+    if isinstance(tree, Tree):
+        if np.isnan(tree.branch_lengths).all():
+            return tree.topology.to_newick()
+        return tree.to_newick()
+    raise TypeError(f"write_newick takes Tree or Topology objects, got {type(tree).__name__}")
+
+
+def _check_burnin(burnin) -> None:
+    if (isinstance(burnin, bool) or not isinstance(burnin, numbers.Real)
+            or not 0 <= burnin < 1):
+        raise ConfigError(f"burn-in must be a fraction in [0, 1), got {burnin!r}")
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise TreeFileError("no such tree file", path=path) from None
+    except UnicodeDecodeError as error:
+        raise TreeFileError(f"not UTF-8 text (bad byte at offset {error.start})",
+                            path=path) from None
+    except OSError as error:
+        raise TreeFileError(f"cannot read the tree file: {error.strerror or error}",
+                            path=path) from None
+
+
+def _choose_format(text: str, path: str, format: str | None) -> str:
+    if format is not None:
+        if format not in FORMATS:
+            raise ConfigError(f"unknown tree format {format!r}, expected one of {FORMATS}")
+        return format
+    start = text.lstrip()
+    if start[:6].upper() == "#NEXUS":
+        return "nexus"
+    if start.startswith("("):
+        return "newick"
+    extension = os.path.splitext(path)[1].lower()
+    if extension in _EXTENSIONS:
+        return _EXTENSIONS[extension]
+    if not start:
+        raise TreeFileError("the tree file is empty", path=path)
+    raise TreeFileError("cannot tell the tree format: the file starts with neither "
+                        "'#NEXUS' nor '(' and its extension is not a known one", path=path)
+
+
+def _parse(text: str, path: str | None, format: str, taxa, burnin: float) -> TreeSample:
+    where = path or _STRING
+    if taxa is not None and not isinstance(taxa, TaxonOrder):
+        taxa = TaxonOrder(taxa)
+    reference = "the given taxa" if taxa is not None else "tree 1"
+    entries = []  # (tree number, edge lengths by split, weight), one per tree
+    for number, (dtree, namespace) in enumerate(_dendropy_trees(text, format, where), 1):
+        if taxa is None:
+            taxa = _first_tree_taxa(dtree, namespace)
+        entries.append((number, _edge_lengths(dtree, taxa, f"tree {number}", reference, where),
+                        _weight(dtree, number, where)))
+    if not entries:
+        raise TreeFileError(f"the {format} file holds no trees", path=where)
+    # Burn-in trees are checked above like the others, but get no Topology.
+    entries = entries[math.floor(burnin * len(entries)):]
+    trees = _build_trees(taxa, entries, where)
+    weights = np.array([weight for _, _, weight in entries], dtype=np.float64)
+    return TreeSample(taxa, trees, weights, path)
+
+
+def _dendropy_trees(text: str, format: str, where: str) -> Iterator[tuple]:
+    """Yield DendroPy trees one by one, turning whatever DendroPy raises into TreeFileError."""
+    namespace = dendropy.TaxonNamespace(is_case_sensitive=True)
+    number = 0
+    with warnings.catch_warnings():
+        # DendroPy emits Deprecation/User warnings on some inputs; they say
+        # nothing the caller can act on, and the test suite turns them into errors.
+        warnings.simplefilter("ignore")
+        try:
+            trees = dendropy.Tree.yield_from_files(
+                files=[io.StringIO(text)], schema=format, taxon_namespace=namespace,
+                **_DENDROPY_OPTIONS)
+            iterator = iter(trees)
+        except Exception as error:  # DendroPy's errors share no base class
+            raise _parse_error(error, format, where, 1) from error
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                dtree = next(iterator)
+            except StopIteration:
+                return
+            except Exception as error:  # DendroPy's errors share no base class
+                raise _parse_error(error, format, where, number + 1) from error
+        number += 1
+        yield dtree, namespace
+
+
+def _parse_error(error: Exception, format: str, where: str, number: int) -> TreeFileError:
+    if isinstance(error, RecursionError):
+        detail = "the tree is nested too deeply"
+    elif isinstance(error, NewickReader.NewickReaderDuplicateTaxonError):
+        # DendroPy's own message is a paragraph about its options.
+        detail = f"taxon {str(error.message).rsplit(': ', 1)[-1]!r} appears more than once"
+    else:
+        detail = getattr(error, "message", None) or str(error) or type(error).__name__
+        detail = str(detail).strip().splitlines()[0][:200]
+    line = getattr(error, "line_num", None)
+    column = getattr(error, "col_num", None) if line is not None else None
+    return TreeFileError(f"malformed {format} (reading tree {number}): {detail}",
+                         path=where, line=line, column=column)
+
+
+def _first_tree_taxa(dtree, namespace) -> TaxonOrder:
+    """The first tree's taxa in namespace order: TAXA/translate order, else first appearance."""
+    position = {taxon: i for i, taxon in enumerate(namespace)}
+    tips = [leaf.taxon for leaf in dtree.leaf_node_iter() if leaf.taxon is not None]
+    unique = sorted(set(tips), key=position.__getitem__)
+    return TaxonOrder(taxon.label for taxon in unique)
+
+
+def _check_taxa(labels: list[str], taxa: TaxonOrder, what: str, reference: str,
+                where: str) -> None:
+    if len(labels) == len(taxa) and all(label in taxa for label in labels):
+        if len(set(labels)) == len(labels):
+            return
+    seen: set[str] = set()
+    twice = next((label for label in labels if label in seen or seen.add(label)), None)
+    if twice is not None:
+        raise TreeFileError(f"{what} holds taxon {twice!r} more than once", path=where)
+    try:
+        TaxonOrder(labels).require_same_set(taxa, what, reference)
+    except TaxonMismatchError as error:
+        raise TaxonMismatchError(error.message, error.only_left, error.only_right,
+                                 path=where) from None
+
+
+def _edge_lengths(dtree, taxa: TaxonOrder, what: str, reference: str,
+                  where: str) -> dict[int, float]:
+    """Length of every edge of one DendroPy tree, keyed by its normalised split.
+
+    The two edges at a binary root have the same split, so their lengths add
+    up: that is the unrooting. ``what`` names the tree, ``reference`` where
+    ``taxa`` came from.
+    """
+    root = dtree.seed_node
+    nodes = [root]
+    for node in nodes:  # breadth-first; the list grows as it is read
+        nodes.extend(node.child_nodes())
+    tips = [node for node in nodes if node.is_leaf()]
+    if any(tip.taxon is None or not tip.taxon.label for tip in tips):
+        raise TreeFileError(f"{what} has a tip without a taxon name", path=where)
+    _check_taxa([tip.taxon.label for tip in tips], taxa, what, reference, where)
+    index = {name: i for i, name in enumerate(taxa)}
+    full = taxa.full_mask
+    clade: dict = {}
+    lengths: dict[int, float] = {}
+    for node in reversed(nodes):  # children before their parent
+        kids = node.child_nodes()
+        mask = _union(kids, clade) if kids else 1 << index[node.taxon.label]
+        clade[node] = mask
+        if kids and len(kids) != 2 and not (node is root and len(kids) == 3):
+            raise TreeFileError(
+                f"{what} is not binary: {_node_name(node is root, mask, taxa)} has "
+                f"{len(kids)} {'child' if len(kids) == 1 else 'children'}", path=where)
+        if node is not root:
+            split = normalize_split(mask, full)
+            lengths[split] = lengths.get(split, 0.0) + _length(node, mask, taxa, what, where)
+    return lengths
+
+
+def _union(kids, clade: dict) -> int:
+    mask = 0
+    for kid in kids:
+        mask |= clade[kid]
+    return mask
+
+
+def _length(node, mask: int, taxa: TaxonOrder, what: str, where: str) -> float:
+    length = node.edge.length
+    if length is None:
+        return math.nan
+    length = float(length)
+    if length < 0 or math.isinf(length):
+        raise TreeFileError(f"{what} has branch length {length!r} above "
+                            f"{_clade_name(mask, taxa)}, expected a finite length >= 0",
+                            path=where)
+    return length
+
+
+def _node_name(is_root: bool, mask: int, taxa: TaxonOrder) -> str:
+    return "the root" if is_root else "the node above " + _clade_name(mask, taxa)
+
+
+def _clade_name(mask: int, taxa: TaxonOrder) -> str:
+    members = [taxa[i] for i in bits_of(mask)]
+    if len(members) == 1:
+        return f"taxon {members[0]!r}"
+    shown = ", ".join(repr(name) for name in members[:3])
+    more = f" and {len(members) - 3} more" if len(members) > 3 else ""
+    return f"the clade of {shown}{more}"
+
+
+def _weight(dtree, number: int, where: str) -> float:
+    weight = getattr(dtree, "weight", None)
+    weight = 1.0 if weight is None else float(weight)
+    if not (math.isfinite(weight) and weight >= 0):
+        raise TreeFileError(f"tree {number} has weight {weight!r}, expected a finite number >= 0",
+                            path=where)
+    return weight
+
+
+def _build_trees(taxa: TaxonOrder, entries, where: str) -> tuple[Tree, ...]:
+    """Trees from edge lengths by split, sharing one Topology per distinct split set.
+
+    MCMC samples repeat topologies many times, so sharing saves time and memory.
+    """
+    topologies: dict[frozenset[int], Topology] = {}
+    trees = []
+    for number, lengths, _ in entries:
+        key = frozenset(lengths)
+        topology = topologies.get(key)
+        if topology is None:
+            try:
+                topology = topologies[key] = Topology(taxa, key)
+            except TreeFileError as error:
+                raise TreeFileError(f"tree {number}: {error.message}", path=where) from None
+        trees.append(Tree(topology, np.array([lengths[s] for s in topology.edges])))
+    return tuple(trees)

@@ -1,0 +1,96 @@
+"""``phylovi loglik`` and ``phylovi simulate`` in-process: values, JSON, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from phylovi.cli import main
+
+GTRG4 = "GTR{1,3,0.8,1.2,4}+F{0.3,0.2,0.2,0.3}+G4{0.5}"
+TREE = "((a:0.1,b:0.2):0.05,c:0.3,(d:0.1,e:0.15):0.1);"
+ALIGNMENT = ">a\nACGTACGTAA\n>b\nACGTACGTTA\n>c\nACGAACGTAA\n>d\nACGTRCGTA-\n>e\nACTTACNTAA\n"
+
+
+@pytest.fixture
+def small(tmp_path):
+    (tmp_path / "aln.fasta").write_text(ALIGNMENT)
+    (tmp_path / "tree.nwk").write_text(TREE)
+    return tmp_path
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_loglik_prints_the_reference_value(shared, capsys):
+    code, out, _ = run(["loglik", shared("sim/sim27.fasta"), shared("sim/sim27.nwk"),
+                        "--model", GTRG4], capsys)
+    assert code == 0
+    assert float(out.splitlines()[0]) == pytest.approx(-21424.994545, abs=2e-6)
+
+
+def test_loglik_json_record_with_estimated_parameters(small, capsys):
+    code, out, _ = run(["loglik", small / "aln.fasta", small / "tree.nwk", "-m", "HKY+G4",
+                        "--json"], capsys)
+    assert code == 0
+    record = json.loads(out)
+    assert set(record["estimated"]) == {"kappa", "shape"}
+    assert record["n_taxa"] == 5 and record["n_sites"] == 10
+    fixed_code, fixed_out, _ = run(["loglik", small / "aln.fasta", small / "tree.nwk", "-m",
+                                    "HKY+G4", "--json", "--no-optimize"], capsys)
+    # The ML estimate can only improve on the starting values.
+    assert record["log_likelihood"] >= json.loads(fixed_out)["log_likelihood"] - 1e-9
+
+
+@pytest.mark.parametrize("change,fragment", [
+    ({"model": "GTR+Q"}, "+Q"),
+    ({"model": "HKY{1,2}"}, "HKY"),
+    ({"alignment": None}, "aln.fasta"),
+    ({"alignment": ">a\nACGT\n>b\nACG\n"}, "3 sites"),
+    ({"alignment": ">a\nACGT\n>a\nACGT\n"}, "'a'"),
+    ({"alignment": ">a\nACGT\n>b\nACJT\n>c\nACGT\n"}, "J"),
+    ({"tree": "((a:0.1,b:0.2):0.05,c:0.3,(d:0.1,x:0.15):0.1);"}, "'x'"),
+    ({"tree": "((a:0.1,b:0.2):0.05,c:-0.3,(d:0.1,e:0.15):0.1);"}, "-0.3"),
+    ({"tree": "(a:0.1,b:0.2,c:0.3,(d:0.1,e:0.15):0.1);"}, "binary"),
+    ({"tree": "((a:0.1,b:0.2):0.05,c:0.3,(d:0.1,e:0.15):0.1"}, "tree.nwk"),
+    ({"tree": "((a,b),c,(d,e));"}, "branch length"),
+])
+def test_loglik_bad_input_is_one_line_and_exit_2(small, capsys, change, fragment):
+    if "alignment" in change:
+        if change["alignment"] is None:
+            (small / "aln.fasta").unlink()
+        else:
+            (small / "aln.fasta").write_text(change["alignment"])
+    if "tree" in change:
+        (small / "tree.nwk").write_text(change["tree"])
+    code, out, err = run(["loglik", small / "aln.fasta", small / "tree.nwk", "-m",
+                          change.get("model", "JC")], capsys)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("phylovi: error: ") and err.count("\n") == 1
+    assert fragment in err
+
+
+def test_simulate_is_reproducible_and_readable(small, capsys):
+    args = ["simulate", small / "tree.nwk", "-m", "HKY{2}+G4{0.5}", "--sites", "200",
+            "--seed", "3", "-o"]
+    assert run(args + [small / "one.fasta"], capsys)[0] == 0
+    assert run(args + [small / "two.fasta"], capsys)[0] == 0
+    text = (small / "one.fasta").read_text()
+    assert text == (small / "two.fasta").read_text()
+    assert text.count(">") == 5
+    code, out, _ = run(["loglik", small / "one.fasta", small / "tree.nwk", "-m", "HKY{2}+G4{0.5}"],
+                       capsys)
+    assert code == 0 and float(out.splitlines()[0]) < 0
+
+
+def test_simulate_bad_arguments_leave_no_file(small, capsys):
+    code, _, err = run(["simulate", small / "tree.nwk", "--sites", "0", "-o", small / "x.fasta"],
+                       capsys)
+    assert code == 2 and "--sites" in err
+    assert not (small / "x.fasta").exists()
+    assert [p.name for p in small.iterdir() if p.name.startswith(".phylovi")] == []

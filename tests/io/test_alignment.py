@@ -1,0 +1,295 @@
+"""Reading FASTA, NEXUS and PHYLIP alignments, and rejecting bad ones."""
+
+from __future__ import annotations
+
+import pytest
+
+from phylovi.errors import AlignmentError
+from phylovi.io.alignment import Alignment, parse_alignment, read_alignment
+
+NAMES = ("Homo_sapiens", "Pan", "Gorilla_gorilla")
+SEQUENCES = ("ACGTRYKMSWACGTAC", "ACGTBDHVNNACG?A-", "ACGTACGTACGTACGT")
+
+FASTA = """>Homo_sapiens a description
+ACGTRYKM
+SWACGTAC
+>Pan
+acgtbdhvnnacg?a-
+>Gorilla_gorilla
+ACGTACGTACGTACGT
+"""
+
+NEXUS_INTERLEAVED = """#NEXUS
+[a comment]
+BEGIN DATA;
+    DIMENSIONS NTAX=3 NCHAR=16;
+    FORMAT DATATYPE=DNA MISSING=? GAP=- INTERLEAVE;
+MATRIX
+Homo_sapiens     ACGTRYKM
+Pan              ACGTBDHV
+Gorilla_gorilla  ACGTACGT
+
+Homo_sapiens     SWACGTAC
+Pan              NNACG?A-
+Gorilla_gorilla  ACGTACGT
+;
+END;
+"""
+
+NEXUS_SEQUENTIAL = """#NEXUS
+begin data;
+  dimensions ntax=3 nchar=16;
+  format datatype=dna missing=? gap=-;
+  matrix
+    Homo_sapiens ACGTRYKMSWACGTAC
+    Pan ACGTBDHVNNACG?A-
+    Gorilla_gorilla ACGTACGTACGTACGT
+  ;
+end;
+"""
+
+PHYLIP_RELAXED = """3 16
+Homo_sapiens ACGTRYKMSW ACGTAC
+Pan          ACGTBDHVNN ACG?A-
+Gorilla_gorilla ACGTACGTACGTACGT
+"""
+
+PHYLIP_RELAXED_INTERLEAVED = """ 3 16
+Homo_sapiens ACGTRYKM
+Pan          ACGTBDHV
+Gorilla_gorilla ACGTACGT
+
+SWACGTAC
+NNACG?A-
+ACGTACGT
+"""
+
+PHYLIP_RELAXED_SEQUENTIAL = """3 16
+Homo_sapiens ACGTRYKM
+SWACGTAC
+Pan ACGTBDHV
+NNACG?A-
+Gorilla_gorilla ACGTACGT
+ACGTACGT
+"""
+
+PHYLIP_STRICT = """3 16
+Homo_sapieACGTRYKMSWACGTAC
+Pan       ACGTBDHVNNACG?A-
+Gorilla_goACGTACGTACGTACGT
+"""
+
+# A character's IUPAC meaning, written out independently of the code under test.
+IUPAC = {
+    "A": "A", "C": "C", "G": "G", "T": "T", "U": "T",
+    "R": "AG", "Y": "CT", "K": "GT", "M": "AC", "S": "CG", "W": "AT",
+    "B": "CGT", "D": "AGT", "H": "ACT", "V": "ACG",
+    "N": "ACGT", "X": "ACGT", "?": "ACGT", "-": "ACGT",
+}
+
+
+def write(tmp_path, name: str, content: str | bytes):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def assert_one_line_naming(error: AlignmentError, path, *fragments: str) -> None:
+    text = str(error)
+    assert "\n" not in text
+    assert str(path) in text
+    for fragment in fragments:
+        assert fragment in text
+
+
+@pytest.mark.parametrize("name, content", [
+    ("a.fasta", FASTA),
+    ("a.nex", NEXUS_INTERLEAVED),
+    ("a.nex", NEXUS_SEQUENTIAL),
+    ("a.phy", PHYLIP_RELAXED),
+    ("a.phy", PHYLIP_RELAXED_INTERLEAVED),
+    ("a.phy", PHYLIP_RELAXED_SEQUENTIAL),
+], ids=["fasta", "nexus-interleaved", "nexus-sequential", "phylip-relaxed",
+        "phylip-relaxed-interleaved", "phylip-relaxed-sequential"])
+def test_read_alignment_each_format_reads_names_and_sequences(tmp_path, name, content):
+    path = write(tmp_path, name, content)
+    alignment = read_alignment(path)
+    assert alignment.taxa.names == NAMES
+    assert alignment.sequences == SEQUENCES
+    assert (alignment.n_taxa, alignment.n_sites) == (3, 16)
+    assert alignment.path == str(path)
+
+
+def test_read_alignment_phylip_strict_cuts_names_at_ten_characters(tmp_path):
+    alignment = read_alignment(write(tmp_path, "a.phy", PHYLIP_STRICT))
+    assert alignment.taxa.names == ("Homo_sapie", "Pan", "Gorilla_go")
+    assert alignment.sequences == SEQUENCES
+
+
+def test_read_alignment_windows_line_endings_read_like_unix(tmp_path):
+    path = write(tmp_path, "a.fasta", b"\xef\xbb\xbf" + FASTA.replace("\n", "\r\n").encode())
+    assert read_alignment(path).sequences == SEQUENCES
+
+
+@pytest.mark.parametrize("content", [FASTA, NEXUS_INTERLEAVED, PHYLIP_RELAXED],
+                         ids=["fasta", "nexus", "phylip"])
+def test_read_alignment_format_detected_from_content_despite_extension(tmp_path, content):
+    assert read_alignment(write(tmp_path, "a.txt", content)).sequences == SEQUENCES
+    assert read_alignment(write(tmp_path, "a.fasta", content)).sequences == SEQUENCES
+
+
+def test_read_alignment_format_detected_from_content_after_blank_lines(tmp_path):
+    assert read_alignment(write(tmp_path, "a", "\n  \n" + FASTA)).sequences == SEQUENCES
+
+
+@pytest.mark.parametrize("extension", [".fa", ".fasta", ".fas", ".fna", ".FASTA"])
+def test_read_alignment_fasta_extension_picks_fasta_parser(tmp_path, extension):
+    path = write(tmp_path, "a" + extension, "junk\n" + FASTA)
+    with pytest.raises(AlignmentError, match="must start with a '>'") as caught:
+        read_alignment(path)
+    assert caught.value.line == 1
+
+
+@pytest.mark.parametrize("extension", [".nex", ".nexus", ".nxs"])
+def test_read_alignment_nexus_extension_picks_nexus_parser(tmp_path, extension):
+    content = NEXUS_SEQUENTIAL.replace("#NEXUS", "")  # no signature to detect
+    assert read_alignment(write(tmp_path, "a" + extension, content)).sequences == SEQUENCES
+
+
+@pytest.mark.parametrize("extension", [".phy", ".phylip"])
+def test_read_alignment_phylip_extension_picks_phylip_parser(tmp_path, extension):
+    with pytest.raises(AlignmentError, match="PHYLIP"):
+        read_alignment(write(tmp_path, "a" + extension, "three sixteen\n"))
+
+
+def test_read_alignment_format_argument_overrides_detection(tmp_path):
+    path = write(tmp_path, "a.fasta", FASTA)
+    with pytest.raises(AlignmentError, match="PHYLIP"):
+        read_alignment(path, format="phylip")
+    assert read_alignment(path, format="FASTA").sequences == SEQUENCES
+    renamed = write(tmp_path, "a.phy", NEXUS_INTERLEAVED.replace("#NEXUS", ""))
+    assert read_alignment(renamed, format="nexus").sequences == SEQUENCES
+
+
+@pytest.mark.parametrize("character", sorted(IUPAC))
+def test_read_alignment_iupac_character_is_accepted(character):
+    text = f">a\nAC{character}\n>b\nACG\n>c\nACG\n"
+    assert parse_alignment(text).sequences[0] == "AC" + character
+
+
+def test_read_alignment_nexus_rna_reads_u():
+    text = ("#NEXUS\nbegin data; dimensions ntax=3 nchar=4; format datatype=rna;\n"
+            "matrix\na ACGU\nb ACGN\nc UUUU\n;\nend;\n")
+    assert parse_alignment(text).sequences == ("ACGU", "ACGN", "UUUU")
+
+
+def test_read_alignment_lowercase_equals_uppercase():
+    upper = parse_alignment(FASTA)
+    lower = parse_alignment(FASTA.replace(SEQUENCES[2], SEQUENCES[2].lower()))
+    assert lower == upper
+
+
+@pytest.mark.parametrize("n_taxa", [1, 2])
+def test_read_alignment_fewer_than_three_taxa_is_accepted(n_taxa):
+    text = "".join(f">t{i}\nACGT\n" for i in range(n_taxa))
+    assert parse_alignment(text).n_taxa == n_taxa
+
+
+def test_alignment_is_frozen():
+    alignment = parse_alignment(FASTA)
+    assert isinstance(alignment, Alignment)
+    with pytest.raises(AttributeError):
+        alignment.sequences = ()
+
+
+def test_read_alignment_missing_file_raises(tmp_path):
+    path = tmp_path / "absent.fasta"
+    with pytest.raises(AlignmentError) as caught:
+        read_alignment(path)
+    assert_one_line_naming(caught.value, path, "cannot read")
+
+
+def test_read_alignment_directory_raises(tmp_path):
+    with pytest.raises(AlignmentError) as caught:
+        read_alignment(tmp_path)
+    assert_one_line_naming(caught.value, tmp_path, "cannot read")
+
+
+# (file name, content, fragments the one-line message must hold)
+BAD_FILES = {
+    "empty": ("a.fasta", "", ["empty"]),
+    "blank": ("a.fasta", " \n\t\n", ["empty"]),
+    "not-utf8": ("a.fasta", b">a\nAC\xff\n", ["UTF-8", "0xff"]),
+    "undetectable": ("a.txt", "hello\n", ["cannot tell the alignment format"]),
+    "unknown-format-argument": ("a.fasta", FASTA, ["unknown alignment format"]),
+    "fasta-text-before-header": ("a.fasta", "ACGT\n>a\nACGT\n", ["'>'"]),
+    "fasta-header-without-name": ("a.fasta", ">a\nACGT\n>\nACGT\n", ["no taxon name"]),
+    "fasta-unequal-lengths": ("a.fasta", ">a\nACGT\n>b\nACGTA\n>c\nACGT\n",
+                              ["'b'", "5 sites", "expected 4"]),
+    "fasta-duplicate-taxon": ("a.fasta", ">a\nACGT\n>b\nACGT\n>a x\nACGT\n", ["'a'", "more than once"]),
+    "fasta-bad-character": ("a.fasta", ">a\nACGT\n>b\nAC\n G.\n", ["'b'", "'.'", "site 4"]),
+    "fasta-no-sites": ("a.fasta", ">a\n>b\n>c\n", ["no sites"]),
+    "nexus-no-matrix": ("a.nex", "#NEXUS\nbegin trees;\nend;\n", ["NEXUS", "matrix"]),
+    "nexus-malformed": ("a.nex", "#NEXUS\nbegin data;\nmatrix\na ACGT\n;\nend;\n", ["NEXUS"]),
+    "nexus-unequal-lengths": ("a.nex", NEXUS_SEQUENTIAL.replace("ACGTBDHVNNACG?A-", "ACGTBDHVNNACG?A-A"),
+                              ["Pan", "17", "16"]),
+    "nexus-duplicate-taxon": ("a.nex", NEXUS_SEQUENTIAL.replace("    Pan ", "    Homo_sapiens "),
+                              ["'Homo_sapiens'", "more than once"]),
+    "nexus-bad-character": ("a.nex", NEXUS_SEQUENTIAL.replace("ACGTBDHVNNACG?A-", "ACGTBDHVNNACG?AZ"),
+                            ["Pan", "Z"]),
+    "nexus-protein": ("a.nex", NEXUS_SEQUENTIAL.replace("dna", "protein").replace("ACG?A-", "ACG?E-"),
+                      ["'Pan'", "'E'", "site 15"]),
+    "phylip-bad-header": ("a.phy", "3 16 x\n" + PHYLIP_RELAXED.split("\n", 1)[1], ["PHYLIP"]),
+    "phylip-unequal-lengths": ("a.phy", PHYLIP_RELAXED.replace("ACG?A-", "ACG?A"),
+                               ["'Pan'", "15 sites", "expected 16"]),
+    "phylip-wrong-header": ("a.phy", PHYLIP_RELAXED.replace("3 16", "3 17"), ["PHYLIP"]),
+    "phylip-duplicate-taxon": ("a.phy", PHYLIP_RELAXED.replace("Pan ", "Homo_sapiens "),
+                               ["'Homo_sapiens'", "more than once"]),
+    "phylip-bad-character": ("a.phy", PHYLIP_RELAXED.replace("ACG?A-", "ACG?J-"),
+                             ["'Pan'", "'J'", "site 15"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_read_alignment_bad_file_raises_one_line_naming_file(tmp_path, case):
+    name, content, fragments = BAD_FILES[case]
+    path = write(tmp_path, name, content)
+    format = "protein" if case == "unknown-format-argument" else None
+    with pytest.raises(AlignmentError) as caught:
+        read_alignment(path, format=format)
+    assert_one_line_naming(caught.value, path, *fragments)
+
+
+def test_read_alignment_fasta_bad_character_gives_line_and_column(tmp_path):
+    path = write(tmp_path, "a.fasta", ">a\nACGT\n>b\nAC\n G.\n")
+    with pytest.raises(AlignmentError) as caught:
+        read_alignment(path)
+    assert (caught.value.line, caught.value.column) == (5, 3)
+    assert str(caught.value).startswith(f"{path}:5:3: ")
+
+
+def test_read_alignment_fasta_unequal_lengths_gives_header_line(tmp_path):
+    path = write(tmp_path, "a.fasta", ">a\nACGT\n\n>b\nAC\nG\n")
+    with pytest.raises(AlignmentError) as caught:
+        read_alignment(path)
+    assert caught.value.line == 4
+
+
+@pytest.mark.parametrize("name, n_taxa, n_sites", [
+    ("sim/sim27.fasta", 27, 1949),
+    ("sim/sim100.fasta", 100, 10_000),
+    ("ds/DS1.fasta", 27, 1949),
+    ("marginal/DS1.nex", 27, 1949),
+])
+def test_read_alignment_shared_data_has_known_shape(shared, name, n_taxa, n_sites):
+    alignment = read_alignment(shared(name))
+    assert (alignment.n_taxa, alignment.n_sites) == (n_taxa, n_sites)
+
+
+def test_read_alignment_ds1_nexus_equals_fasta(shared):
+    nexus = read_alignment(shared("marginal/DS1.nex"))
+    fasta = read_alignment(shared("ds/DS1.fasta"))
+    assert (nexus.taxa, nexus.sequences) == (fasta.taxa, fasta.sequences)
