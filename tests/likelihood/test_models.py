@@ -1,0 +1,87 @@
+"""Substitution models, site rates and model strings."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from phylovi.errors import ModelError
+from phylovi.likelihood.model_string import parse_model
+from phylovi.likelihood.rates import discrete_gamma_rates
+
+
+def test_discrete_gamma_mean_rates_match_iqtree_and_mrbayes():
+    # ../shared/references/likelihood.md: shape 0.5, 4 categories, category means.
+    rates = discrete_gamma_rates(torch.tensor(0.5, dtype=torch.float64), 4)
+    torch.testing.assert_close(rates, torch.tensor(
+        [0.03338775, 0.25191592, 0.82026848, 2.89442785], dtype=torch.float64), atol=5e-8, rtol=0)
+
+
+@pytest.mark.parametrize("shape,k", [(0.1, 4), (0.5, 4), (2.0, 6), (20.0, 3)])
+def test_discrete_gamma_rates_average_one(shape, k):
+    rates = discrete_gamma_rates(torch.tensor(shape, dtype=torch.float64), k)
+    assert rates.mean().item() == pytest.approx(1.0, rel=1e-10)
+    assert bool((rates.diff() > 0).all())
+
+
+def test_jc69_transition_probabilities_have_the_closed_form():
+    model = parse_model("JC").substitution
+    t = torch.tensor([0.01, 0.3, 2.0], dtype=torch.float64)
+    p = model.transition_matrices(t)
+    same = 0.25 + 0.75 * torch.exp(-4 * t / 3)
+    torch.testing.assert_close(p[:, 0, 0], same)
+    torch.testing.assert_close(p[:, 0, 1], (1 - same) / 3)
+
+
+def test_k80_transition_probabilities_have_the_closed_form():
+    kappa, t = 3.0, 0.4
+    p = parse_model(f"K2P{{{kappa}}}").substitution.transition_matrices(
+        torch.tensor(t, dtype=torch.float64))
+    beta = 1 / (kappa + 2)  # transversion rate with one substitution per unit time
+    transversion = 0.25 - 0.25 * math.exp(-4 * beta * t)
+    transition = 0.25 + 0.25 * math.exp(-4 * beta * t) - 0.5 * math.exp(-2 * (kappa + 1) * beta * t)
+    assert p[0, 2].item() == pytest.approx(transition, rel=1e-12)  # A -> G
+    assert p[0, 1].item() == pytest.approx(transversion, rel=1e-12)  # A -> C
+
+
+def test_rate_matrix_is_normalised_and_reversible():
+    model = parse_model("GTR{0.5,2,1.5,0.7,3}+F{0.35,0.15,0.2,0.3}").substitution
+    q = model.rate_matrix()
+    pi = model.frequencies
+    assert -(pi * q.diagonal()).sum().item() == pytest.approx(1.0, rel=1e-12)
+    torch.testing.assert_close(pi[:, None] * q, (pi[:, None] * q).T)
+    torch.testing.assert_close(q.sum(-1), torch.zeros(4, dtype=q.dtype), atol=1e-15, rtol=0)
+
+
+@pytest.mark.parametrize("text,base,n_categories,free", [
+    ("JC", "JC", 1, ()),
+    ("jc69+G", "JC", 4, ("shape",)),
+    ("K80{2}", "K2P", 1, ()),
+    ("HKY+I+G8", "HKY", 8, ("kappa", "pinv", "shape")),
+    ("TN{2,3}+FQ+G4{0.5}", "TN", 4, ()),
+    ("GTR{1,3,0.8,1.2,4}+F{0.3,0.2,0.2,0.3}+G4{0.5}", "GTR", 4, ()),
+    ("SYM{1,2,3,4,5,6}+I{0.1}", "SYM", 1, ()),
+])
+def test_parse_model_reads_iqtree_strings(text, base, n_categories, free):
+    model = parse_model(text)
+    assert model.base == base
+    assert model.n_categories == n_categories
+    assert model.free == free
+    again = parse_model(model.to_string())  # the written form reads back to the same model
+    torch.testing.assert_close(again.substitution.rate_matrix(), model.substitution.rate_matrix(),
+                               rtol=1e-5, atol=0)
+    for name in ("shape", "pinv", "frequencies"):
+        if name in model.parameters:
+            torch.testing.assert_close(again.parameters[name], model.parameters[name],
+                                       rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("text", ["", "XYZ", "GTR+Q", "HKY{1,2}", "GTR{1,2}", "JC+F{0.5,0.5}",
+                                  "JC+F{0.2,0.2,0.2,0.2}", "JC+I{1.5}", "JC+G{-1}", "K80{a}",
+                                  "JC++G", "HKY{0}", "JC+G0"])
+def test_parse_model_rejects_bad_strings(text):
+    with pytest.raises(ModelError) as error:
+        parse_model(text)
+    assert "\n" not in str(error.value)

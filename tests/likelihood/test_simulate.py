@@ -1,0 +1,53 @@
+"""Simulation and ML estimation recover each other's parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from phylovi.io.alignment import Alignment
+from phylovi.likelihood import TreeLikelihood, compress_patterns, parse_model
+from phylovi.likelihood.optimize import optimize_model
+from phylovi.likelihood.patterns import empirical_frequencies
+from phylovi.likelihood.simulate import simulate_alignment
+from phylovi.trees import TaxonOrder, Topology, Tree
+
+
+def caterpillar_tree(n_taxa: int, seed: int) -> Tree:
+    taxa = TaxonOrder([f"t{i}" for i in range(n_taxa)])
+    nested = (0, 1)
+    for i in range(2, n_taxa):
+        nested = (nested, i)
+    topology = Topology.from_nested(taxa, nested)
+    rng = np.random.default_rng(seed)
+    return Tree(topology, rng.uniform(0.05, 0.3, topology.n_edges))
+
+
+def simulate(tree, model_string, n_sites, seed):
+    generator = torch.Generator().manual_seed(seed)
+    sequences = simulate_alignment(tree, parse_model(model_string), n_sites, generator)
+    return compress_patterns(Alignment(tree.taxa, tuple(sequences), None))
+
+
+def test_simulated_frequencies_are_the_stationary_ones():
+    patterns = simulate(caterpillar_tree(8, 1), "JC+F{0.1,0.2,0.3,0.4}", 20000, seed=2)
+    np.testing.assert_allclose(empirical_frequencies(patterns), [0.1, 0.2, 0.3, 0.4], atol=0.01)
+
+
+def test_simulation_is_reproducible_from_its_generator():
+    tree = caterpillar_tree(6, 3)
+    one = simulate(tree, "HKY{2}+G4{0.5}+I{0.2}", 300, seed=4)
+    two = simulate(tree, "HKY{2}+G4{0.5}+I{0.2}", 300, seed=4)
+    np.testing.assert_array_equal(one.codes, two.codes)
+    np.testing.assert_array_equal(one.weights, two.weights)
+
+
+def test_maximum_likelihood_recovers_simulated_parameters():
+    tree = caterpillar_tree(12, 5)
+    patterns = simulate(tree, "HKY{4}+F{0.3,0.2,0.2,0.3}+G4{0.5}", 5000, seed=6)
+    model = parse_model("HKY+F{0.3,0.2,0.2,0.3}+G4", patterns)
+    assert set(model.free) == {"kappa", "shape"}
+    optimize_model(TreeLikelihood(patterns, model), tree)
+    assert float(model.parameters["kappa"][0]) == pytest.approx(4.0, rel=0.15)
+    assert float(model.parameters["shape"]) == pytest.approx(0.5, rel=0.2)
