@@ -43,3 +43,13 @@ def setup(args) -> dict:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for, but torch sees no CUDA device")
     return {"dtype": getattr(torch, args.dtype), "device": device}
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show a default in ``--help`` only where it says something (not None or a flag)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool) or "default" in (
+                action.help or ""):
+            return action.help
+        return super()._get_help_string(action)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
-from phylovi.cli._common import add_common, setup
+from phylovi.cli._common import HelpFormatter, add_common, setup
 
 MODEL_HELP = ("substitution model as an IQ-TREE string: JC, F81, K2P, HKY, TN, SYM or GTR, "
               "with values in braces, +F / +FQ / +F{a,c,g,t}, +I[{p}], +G[k][{alpha}]; "
@@ -19,7 +18,7 @@ def add_parser(subparsers) -> None:
         description=("Print log p(alignment | tree, branch lengths, model). Model parameters "
                      "the model string leaves out (e.g. kappa in 'HKY', alpha in '+G') are "
                      "estimated by maximum likelihood on the fixed tree, as IQ-TREE does."),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP")
     parser.add_argument("tree", help="tree with branch lengths: Newick or NEXUS")
     parser.add_argument("-m", "--model", default="JC", help=MODEL_HELP)

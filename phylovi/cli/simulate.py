@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 
-from phylovi.cli._common import add_common, setup
+from phylovi.cli._common import HelpFormatter, add_common, setup
 from phylovi.cli.loglik import MODEL_HELP
 
 
@@ -12,7 +11,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "simulate", help="simulate a DNA alignment along a tree",
         description="Simulate a DNA alignment along a tree with branch lengths and write FASTA.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("tree", help="tree with branch lengths: Newick or NEXUS")
     parser.add_argument("-m", "--model", default="JC",
                         help=MODEL_HELP + "; every parameter must be given or takes its "
