@@ -123,6 +123,9 @@ def parse_alignment(text: str, format: str | None = None,
     text = text.replace("\r\n", "\n").replace("\r", "\n")  # old Windows and Mac files
     if not text.strip():
         raise AlignmentError("the alignment is empty", path=path)
+    if "\0" in text:  # else Biopython fails with "embedded null character"
+        raise AlignmentError("the text holds a NUL character; is this a binary file?",
+                             path=path, line=text.count("\n", 0, text.index("\0")) + 1)
     format = _choose_format(text, format, path)
     records = _parse_records(text, format, path)
     locate = partial(_fasta_position, text) if format == "fasta" else _nowhere
@@ -166,6 +169,8 @@ def _parse_records(text: str, format: str, path: str | None) -> list[tuple[str, 
 
 
 def _describe(error: Exception) -> str:
+    if isinstance(error, UnicodeEncodeError):  # Biopython's sequences must be ASCII
+        return f"character {error.object[error.start]!r} is not a DNA character"
     return str(error).strip() or type(error).__name__
 
 

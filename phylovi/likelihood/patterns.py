@@ -28,7 +28,7 @@ STATE_CODES = MappingProxyType({
 })
 
 #: ``CODE_STATES[code, k]`` is True when 4-bit ``code`` allows state ``k``; shape [16, 4].
-CODE_STATES = (np.arange(16)[:, None] >> np.arange(4)) & 1 == 1
+CODE_STATES = ((np.arange(16)[:, None] >> np.arange(4)) & 1) == 1
 
 # IQ-TREE's Alignment::convertCountToFreq runs this many rounds from uniform.
 _IQTREE_FREQUENCY_ROUNDS = 8

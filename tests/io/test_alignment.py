@@ -9,6 +9,7 @@ from phylovi.io.alignment import Alignment, parse_alignment, read_alignment
 
 NAMES = ("Homo_sapiens", "Pan", "Gorilla_gorilla")
 SEQUENCES = ("ACGTRYKMSWACGTAC", "ACGTBDHVNNACG?A-", "ACGTACGTACGTACGT")
+PAN = SEQUENCES[1]
 
 FASTA = """>Homo_sapiens a description
 ACGTRYKM
@@ -229,23 +230,28 @@ BAD_FILES = {
     "fasta-header-without-name": ("a.fasta", ">a\nACGT\n>\nACGT\n", ["no taxon name"]),
     "fasta-unequal-lengths": ("a.fasta", ">a\nACGT\n>b\nACGTA\n>c\nACGT\n",
                               ["'b'", "5 sites", "expected 4"]),
-    "fasta-duplicate-taxon": ("a.fasta", ">a\nACGT\n>b\nACGT\n>a x\nACGT\n", ["'a'", "more than once"]),
+    "fasta-duplicate-taxon": ("a.fasta", ">a\nACGT\n>b\nACGT\n>a x\nACGT\n",
+                              ["'a'", "more than once"]),
     "fasta-bad-character": ("a.fasta", ">a\nACGT\n>b\nAC\n G.\n", ["'b'", "'.'", "site 4"]),
     "fasta-no-sites": ("a.fasta", ">a\n>b\n>c\n", ["no sites"]),
     "nexus-no-matrix": ("a.nex", "#NEXUS\nbegin trees;\nend;\n", ["NEXUS", "matrix"]),
     "nexus-malformed": ("a.nex", "#NEXUS\nbegin data;\nmatrix\na ACGT\n;\nend;\n", ["NEXUS"]),
-    "nexus-unequal-lengths": ("a.nex", NEXUS_SEQUENTIAL.replace("ACGTBDHVNNACG?A-", "ACGTBDHVNNACG?A-A"),
+    "nexus-unequal-lengths": ("a.nex", NEXUS_SEQUENTIAL.replace(PAN, PAN + "A"),
                               ["Pan", "17", "16"]),
     "nexus-duplicate-taxon": ("a.nex", NEXUS_SEQUENTIAL.replace("    Pan ", "    Homo_sapiens "),
                               ["'Homo_sapiens'", "more than once"]),
-    "nexus-bad-character": ("a.nex", NEXUS_SEQUENTIAL.replace("ACGTBDHVNNACG?A-", "ACGTBDHVNNACG?AZ"),
+    "nexus-bad-character": ("a.nex", NEXUS_SEQUENTIAL.replace(PAN, PAN[:-1] + "Z"),
                             ["Pan", "Z"]),
-    "nexus-protein": ("a.nex", NEXUS_SEQUENTIAL.replace("dna", "protein").replace("ACG?A-", "ACG?E-"),
+    "nexus-protein": ("a.nex", NEXUS_SEQUENTIAL.replace("dna", "protein").replace("?A-", "?E-"),
                       ["'Pan'", "'E'", "site 15"]),
+    "nexus-non-ascii": ("a.nex", NEXUS_SEQUENTIAL.replace(PAN, PAN[:-1] + "\u00e9"), ["'\u00e9'"]),
     "phylip-bad-header": ("a.phy", "3 16 x\n" + PHYLIP_RELAXED.split("\n", 1)[1], ["PHYLIP"]),
     "phylip-unequal-lengths": ("a.phy", PHYLIP_RELAXED.replace("ACG?A-", "ACG?A"),
                                ["'Pan'", "15 sites", "expected 16"]),
     "phylip-wrong-header": ("a.phy", PHYLIP_RELAXED.replace("3 16", "3 17"), ["PHYLIP"]),
+    "phylip-no-taxa": ("a.phy", "0 4\nACGT\n", ["declares 0 taxa"]),
+    "phylip-more-taxa-than-lines": ("a.phy", "1000000000 4\na ACGT\n", ["declares 1000000000"]),
+    "nul-character": ("a.fasta", ">a\nAC\0T\n", ["NUL"]),
     "phylip-duplicate-taxon": ("a.phy", PHYLIP_RELAXED.replace("Pan ", "Homo_sapiens "),
                                ["'Homo_sapiens'", "more than once"]),
     "phylip-bad-character": ("a.phy", PHYLIP_RELAXED.replace("ACG?A-", "ACG?J-"),

@@ -122,6 +122,6 @@ def test_read_alignment_random_bytes_reads_or_raises_phylovi_error(tmp_path_fact
     check_reads_or_rejects(read_alignment, path)
 
 
-def test_seed_files_are_valid():
+def test_fuzz_seed_files_are_valid_alignments():
     for seed in SEEDS:
         assert parse_alignment(seed).n_sites in (12, 16)

@@ -87,7 +87,7 @@ def test_compress_patterns_expanding_reproduces_alignment_columns(seed):
     assert first == sorted(first)
 
 
-def test_compress_patterns_dtypes():
+def test_compress_patterns_arrays_have_documented_dtypes():
     patterns = compress_patterns(random_alignment(0))
     assert patterns.codes.dtype == np.uint8
     assert patterns.weights.dtype == np.float64
