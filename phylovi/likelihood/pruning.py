@@ -269,11 +269,18 @@ class _Kernel:
             upper[group.slots] = inner @ self.matrices[group.edges]
 
 
+def _kernel_class(matrices: torch.Tensor):
+    """The fused C kernel for CPU tensors when it compiles (:mod:`.cpu_kernel`), else torch's."""
+    from phylovi.likelihood import cpu_kernel
+
+    return cpu_kernel.CpuKernel if cpu_kernel.supports(matrices) else _Kernel
+
+
 class _Pruning(torch.autograd.Function):
     @staticmethod
     def forward(ctx, matrices, frequencies, schedule, tip_codes, code_table, rescale):
-        kernel = _Kernel(schedule, matrices, frequencies, tip_codes, code_table, rescale,
-                         keep=True)
+        kernel = _kernel_class(matrices)(schedule, matrices, frequencies, tip_codes, code_table,
+                                         rescale, keep=True)
         site = kernel.forward()
         ctx.kernel = kernel
         ctx.mark_non_differentiable(kernel.log_scale)
@@ -282,7 +289,6 @@ class _Pruning(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_site, _grad_log_scale):
         kernel = ctx.kernel
-        del ctx.kernel  # free the partials as soon as the gradient is known
         grad_matrices, grad_frequencies = kernel.backward(grad_site)
         return grad_matrices, grad_frequencies, None, None, None, None
 
@@ -303,5 +309,6 @@ def prune(schedule: Schedule, matrices: torch.Tensor, frequencies: torch.Tensor,
                                               or frequencies.requires_grad)
     if needs_grad:
         return _Pruning.apply(matrices, frequencies, schedule, tip_codes, code_table, rescale)
-    kernel = _Kernel(schedule, matrices, frequencies, tip_codes, code_table, rescale, keep=False)
+    kernel = _kernel_class(matrices)(schedule, matrices, frequencies, tip_codes, code_table,
+                                     rescale, keep=False)
     return kernel.forward(), kernel.log_scale

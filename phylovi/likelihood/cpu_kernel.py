@@ -1,0 +1,300 @@
+"""Fused C/OpenMP pruning kernel for CPU tensors (same semantics as ``pruning._Kernel``).
+
+The C source (``cpu_kernel.c``, plain C99 + OpenMP, no torch headers) is compiled
+at first use with the system ``gcc`` into a cache directory (``$PHYLOVI_CACHE`` or
+``~/.cache/phylovi``), under a name keyed by a hash of the source, the compiler
+flags, the compiler version and the machine, and loaded with :mod:`ctypes`. The
+library is written to a temporary name and moved into place with
+:func:`os.replace`, so concurrent processes may compile it at once.
+
+:func:`available` is False (with :func:`unavailable_reason` saying why) when gcc
+is missing, compilation or loading fails, or ``PHYLOVI_KERNEL=torch`` is set;
+:func:`phylovi.likelihood.pruning.prune` then uses the torch kernel.
+
+Differences from the torch kernel, none visible to callers: the partials are kept
+as ``[slot, S, C, 4, P_padded]`` (pattern-contiguous planes, patterns padded to a
+multiple of 8 with all-ambiguous tips), the children's contributions are not
+kept for the gradient but recomputed in the backward pass, and a likelihood-only
+call keeps no partials at all beyond a per-thread working set. Work is split into
+tasks of (topology, sample, block of patterns), each running its topology's whole
+post-order or pre-order pass, so no level waits for another.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import weakref
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SOURCE = Path(__file__).with_name("cpu_kernel.c")
+FLAGS = ("-std=gnu99", "-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-shared",
+         "-fPIC")
+_PAD = 8  # patterns are padded to a multiple of this (one AVX-512 double vector)
+BLOCK = int(os.environ.get("PHYLOVI_CPU_BLOCK", "64"))  # patterns per task, a multiple of _PAD
+
+_lock = threading.Lock()
+_library = None
+_reason: str | None = None
+
+
+class _Plan(ctypes.Structure):
+    _fields_ = [("n_topologies", ctypes.c_int), ("n_samples", ctypes.c_int),
+                ("n_categories", ctypes.c_int), ("n_patterns", ctypes.c_int),
+                ("n_padded", ctypes.c_int), ("n_slots", ctypes.c_int), ("block", ctypes.c_int),
+                ("topo_off", ctypes.c_void_p), ("node_slot", ctypes.c_void_p),
+                ("node_nch", ctypes.c_void_p), ("ch_ref", ctypes.c_void_p),
+                ("ch_edge", ctypes.c_void_p), ("codes", ctypes.c_void_p)]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PHYLOVI_CACHE") or Path.home() / ".cache" / "phylovi")
+
+
+def _machine_key(compiler: str) -> str:
+    version = subprocess.run([compiler, "-dumpfullversion", "-dumpversion"], capture_output=True,
+                             text=True, timeout=60).stdout.strip()
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features", "model name")):
+                flags += line
+                if line.startswith(("flags", "Features")):
+                    break
+    except OSError:
+        pass
+    return f"{platform.machine()}|{platform.system()}|{version}|{flags}"
+
+
+def _compile() -> ctypes.CDLL:
+    compiler = os.environ.get("CC", "gcc")
+    if shutil.which(compiler) is None:
+        raise RuntimeError(f"no C compiler: {compiler!r} is not on PATH")
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(source + repr(FLAGS).encode() + _machine_key(compiler).encode())
+    directory = cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"cpu_kernel-{key.hexdigest()[:20]}.so"
+    if not target.exists():
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as tmp:
+            src = Path(tmp) / "cpu_kernel.c"  # the file includes itself by name
+            src.write_bytes(source)
+            out = Path(tmp) / "cpu_kernel.so"
+            result = subprocess.run([compiler, *FLAGS, str(src), "-o", str(out), "-lm"],
+                                    capture_output=True, text=True, timeout=300)
+            if result.returncode != 0:
+                raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
+            os.replace(out, target)
+    library = ctypes.CDLL(str(target))
+    if library.pv_version() != 1:
+        raise RuntimeError("cpu_kernel library version mismatch")
+    for suffix in ("f64", "f32"):
+        forward = getattr(library, f"pv_forward_{suffix}")
+        forward.restype = ctypes.c_int
+        forward.argtypes = [ctypes.POINTER(_Plan), ctypes.c_int, ctypes.c_int] + \
+            [ctypes.c_void_p] * 3 + [ctypes.c_int] + [ctypes.c_void_p] * 4 + [ctypes.c_int]
+        backward = getattr(library, f"pv_backward_{suffix}")
+        backward.restype = ctypes.c_int
+        backward.argtypes = [ctypes.POINTER(_Plan), ctypes.c_int, ctypes.c_int] + \
+            [ctypes.c_void_p] * 3 + [ctypes.c_int] + [ctypes.c_void_p] * 5 + [ctypes.c_int]
+    return library
+
+
+def _load():
+    global _library, _reason
+    if _library is not None or _reason is not None:
+        return _library
+    with _lock:
+        if _library is None and _reason is None:
+            if os.environ.get("PHYLOVI_KERNEL", "").lower() == "torch":
+                _reason = "PHYLOVI_KERNEL=torch"
+            else:
+                try:
+                    _library = _compile()
+                except Exception as error:  # noqa: BLE001 - any failure means: use torch
+                    _reason = f"{type(error).__name__}: {error}"
+    return _library
+
+
+def available() -> bool:
+    """Whether the compiled kernel can be used (compiles it on the first call)."""
+    if os.environ.get("PHYLOVI_KERNEL", "").lower() == "torch":
+        return False
+    return _load() is not None
+
+
+def unavailable_reason() -> str | None:
+    """Why :func:`available` is False, or None when it is True."""
+    if os.environ.get("PHYLOVI_KERNEL", "").lower() == "torch":
+        return "PHYLOVI_KERNEL=torch"
+    _load()
+    return _reason
+
+
+def supports(matrices: torch.Tensor) -> bool:
+    """Whether ``matrices`` (and so the evaluation) can run on this kernel."""
+    return (matrices.device.type == "cpu" and matrices.dtype in (torch.float32, torch.float64)
+            and available())
+
+
+# --- plans and tip codes ------------------------------------------------------------------
+
+def _plan_arrays(schedule):
+    """Node program of a schedule: nodes grouped by topology, each in post-order."""
+    cached = getattr(schedule, "_cpu_plan", None)
+    if cached is not None:
+        return cached
+    n_slots = schedule.n_slots
+    topo = np.empty(n_slots, np.int64)
+    nch = np.full(n_slots, 2, np.int32)
+    ref = np.zeros((n_slots, 3), np.int64)
+    edge = np.zeros((n_slots, 3), np.int64)
+
+    def group_refs(group):
+        return (np.concatenate([-(group.tip_taxa.cpu().numpy() + 1), group.slots.cpu().numpy()]),
+                np.concatenate([group.tip_edges.cpu().numpy(), group.edges.cpu().numpy()]))
+
+    for level in schedule.levels:
+        topo[level.start:level.stop] = level.topology.cpu().numpy()
+        for k, group in enumerate((level.left, level.right)):
+            ref[level.start:level.stop, k], edge[level.start:level.stop, k] = group_refs(group)
+    root_start = n_slots - schedule.n_topologies
+    topo[root_start:] = np.arange(schedule.n_topologies)
+    nch[root_start:] = len(schedule.roots)
+    for k, (group, order) in enumerate(schedule.roots):
+        refs, edges = group_refs(group)
+        order = order.cpu().numpy()
+        ref[root_start:, k], edge[root_start:, k] = refs[order], edges[order]
+    order = np.argsort(topo, kind="stable")  # by topology, slots (post-order) within each
+    node_of_slot = np.empty(n_slots, np.int64)
+    node_of_slot[order] = np.arange(n_slots)
+    ref = ref[order]
+    edge = edge[order]
+    ref = np.where(ref >= 0, node_of_slot[np.maximum(ref, 0)], ref)
+    offsets = np.zeros(schedule.n_topologies + 1, np.int64)
+    offsets[1:] = np.cumsum(np.bincount(topo, minlength=schedule.n_topologies))
+    arrays = tuple(np.ascontiguousarray(a, dtype=np.int32)
+                   for a in (offsets, order, nch[order], ref.reshape(-1), edge.reshape(-1)))
+    object.__setattr__(schedule, "_cpu_plan", arrays)
+    return arrays
+
+
+_codes_cache: dict[int, tuple] = {}  # id(tip_codes) -> (weak reference, version, codes)
+
+
+def _forget(key: int, reference) -> None:
+    entry = _codes_cache.get(key)
+    if entry is not None and entry[0] is reference:
+        del _codes_cache[key]
+
+
+def _padded_codes(tip_codes: torch.Tensor) -> np.ndarray:
+    """``[n_taxa, P_padded]`` uint8 codes, padding with 15 (all states allowed)."""
+    key = id(tip_codes)
+    entry = _codes_cache.get(key)
+    if entry is not None and entry[0]() is tip_codes and entry[1] == tip_codes._version:
+        return entry[2]
+    n_taxa, n_patterns = tip_codes.shape
+    padded = -(-n_patterns // _PAD) * _PAD
+    codes = np.full((n_taxa, padded), 15, np.uint8)
+    codes[:, :n_patterns] = tip_codes.cpu().numpy()
+    reference = weakref.ref(tip_codes, lambda r, key=key: _forget(key, r))
+    _codes_cache[key] = (reference, tip_codes._version, codes)
+    return codes
+
+
+_planes_cache: dict[tuple, tuple] = {}  # (id(tip_codes), dtype) -> (ref, version, table, planes)
+
+
+def _tip_planes(tip_codes: torch.Tensor, codes: np.ndarray, table: torch.Tensor) -> torch.Tensor:
+    """``[n_taxa, 4, P_padded]`` tip partials (``table[codes]``, states as planes)."""
+    key = (id(tip_codes), table.dtype)
+    entry = _planes_cache.get(key)
+    if (entry is not None and entry[0]() is tip_codes and entry[1] == tip_codes._version
+            and torch.equal(entry[2], table)):
+        return entry[3]
+    planes = table[torch.from_numpy(codes).long()].transpose(1, 2).contiguous()
+    reference = weakref.ref(tip_codes, lambda r, key=key: _forget_planes(key, r))
+    _planes_cache[key] = (reference, tip_codes._version, table.clone(), planes)
+    return planes
+
+
+def _forget_planes(key, reference) -> None:
+    entry = _planes_cache.get(key)
+    if entry is not None and entry[0] is reference:
+        del _planes_cache[key]
+
+
+def _ptr(tensor: torch.Tensor | None) -> int | None:
+    return None if tensor is None else tensor.data_ptr()
+
+
+class CpuKernel:
+    """One evaluation on the C kernel; the interface of ``pruning._Kernel``."""
+
+    def __init__(self, schedule, matrices, frequencies, tip_codes, code_table, rescale, keep):
+        self.library = _load()
+        assert self.library is not None, unavailable_reason()
+        self.schedule = schedule
+        self.matrices = matrices.detach().contiguous()
+        dtype = self.matrices.dtype
+        self.suffix = {torch.float64: "f64", torch.float32: "f32"}[dtype]
+        self.frequencies = frequencies.detach().to(dtype).contiguous()
+        self.code_table = code_table.detach().to(dtype).contiguous()
+        self.rescale = bool(rescale)
+        self.keep = keep
+        self.n_taxa = tip_codes.shape[0]
+        _, n_samples, n_categories, _, _ = matrices.shape
+        n_patterns = tip_codes.shape[1]
+        self.codes = _padded_codes(tip_codes)
+        padded = self.codes.shape[1]
+        self.tips = _tip_planes(tip_codes, self.codes, self.code_table)
+        self.arrays = _plan_arrays(schedule)
+        offsets, slots, nch, ref, edge = self.arrays
+        self.plan = _Plan(schedule.n_topologies, n_samples, n_categories, n_patterns, padded,
+                          schedule.n_slots, BLOCK, offsets.ctypes.data, slots.ctypes.data,
+                          nch.ctypes.data, ref.ctypes.data, edge.ctypes.data,
+                          self.codes.ctypes.data)
+        self.shape = (n_samples, n_categories, n_patterns)
+        like = dict(dtype=dtype)
+        self.log_scale = torch.zeros((schedule.n_topologies, n_samples, n_patterns), **like)
+        self.partials = self.scales = None
+        if keep:
+            self.partials = torch.empty((schedule.n_slots, n_samples, n_categories, 4, padded),
+                                        **like)
+            if self.rescale:
+                self.scales = torch.empty((schedule.n_slots, n_samples, padded), **like)
+
+    def forward(self) -> torch.Tensor:
+        site = torch.empty((self.schedule.n_topologies, *self.shape), dtype=self.matrices.dtype)
+        status = getattr(self.library, f"pv_forward_{self.suffix}")(
+            ctypes.byref(self.plan), self.n_taxa, self.schedule.n_edges,
+            _ptr(self.matrices), _ptr(self.tips), _ptr(self.frequencies),
+            int(self.rescale), _ptr(self.partials), _ptr(self.scales), _ptr(site),
+            _ptr(self.log_scale), torch.get_num_threads())
+        if status:
+            raise MemoryError("cpu_kernel forward: out of memory")
+        return site
+
+    def backward(self, grad_site: torch.Tensor):
+        assert self.keep, "backward needs keep=True"
+        grad_site = grad_site.to(self.matrices.dtype).contiguous()
+        grad_matrices = torch.empty_like(self.matrices)
+        grad_frequencies = torch.empty(4, dtype=self.matrices.dtype)
+        status = getattr(self.library, f"pv_backward_{self.suffix}")(
+            ctypes.byref(self.plan), self.n_taxa, self.schedule.n_edges,
+            _ptr(self.matrices), _ptr(self.tips), _ptr(self.frequencies),
+            int(self.rescale), _ptr(self.partials), _ptr(self.scales), _ptr(grad_site),
+            _ptr(grad_matrices), _ptr(grad_frequencies), torch.get_num_threads())
+        if status:
+            raise MemoryError("cpu_kernel backward: out of memory")
+        return grad_matrices, grad_frequencies
