@@ -70,7 +70,7 @@ static int pv_thread_id(void)
 #endif
 }
 
-int pv_version(void) { return 1; }
+int pv_version(void) { return 2; }
 
 #define PV_REAL double
 #define PV_FN(name) name##_f64
@@ -532,6 +532,210 @@ int PV_FN(pv_backward)(const pv_plan *pl, int n_taxa, int n_edges, const real *m
             double v = 0;
             for (int t = 0; t < nt; t++) v += gacc[(long)t * (n_grad + 4) + n_grad + i];
             grad_freq[i] = (real)v;
+        }
+    }
+    free(gacc);
+    return failed;
+}
+
+/* Contributions P_e @ partial of child k of a node, category c, into o (4 planes of blk);
+ * internal children's partials are in the task's scratch `part`. */
+static inline void PV_FN(child_contrib)(const pv_plan *pl, int node, int first, int k, int s, int c,
+                                        int p0, int n, const real *mats, const real *tips,
+                                        const real *part, long node_sz, int blk, real *o)
+{
+    const int S = pl->n_samples, C = pl->n_categories, Pp = pl->n_padded;
+    const int ref = pl->ch_ref[3 * node + k];
+    const real *M = mats + (((long)pl->ch_edge[3 * node + k] * S + s) * C + c) * 16;
+    if (ref < 0)
+        PV_FN(contrib_inner)(n, 0, M, tips + (long)(-ref - 1) * 4 * Pp + p0, Pp, o, blk);
+    else
+        PV_FN(contrib_inner)(n, 0, M, part + (ref - first) * node_sz + (long)c * 4 * blk, blk, o, blk);
+}
+
+/* The log-likelihood of every (topology, sample) and, when jac_mats is given, its
+ * gradient with respect to that tree's own transition matrices, the frequencies and
+ * pinv. Each task (topology, sample, block of patterns) runs the post-order pass,
+ * the site log-likelihoods and the pre-order pass on per-thread scratch that holds
+ * only its block, so nothing of size n_slots x n_patterns is ever stored.
+ *   catw [C] category probabilities; weights [P] pattern weights;
+ *   inv [4][Pp] 1 where every tip allows the state (constant patterns);
+ *   lnl [B][S][n_blocks] out, partial sums over each block;
+ *   jac_mats [B*n_edges][S][C][16], jac_other [B][S][5] (d/d frequencies, d/d pinv) out. */
+int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const real *tips,
+                     const real *freq, const real *catw, double pinv, const real *weights,
+                     const real *inv, int rescale, double *lnl, real *jac_mats,
+                     real *jac_other, int n_threads)
+{
+    const int S = pl->n_samples, C = pl->n_categories, P = pl->n_patterns, Pp = pl->n_padded;
+    const int blk = pl->block, B = pl->n_topologies;
+    const int n_blocks = (Pp + blk - 1) / blk;
+    const long n_tasks = (long)B * S * n_blocks;
+    const int grad = jac_mats != NULL;
+    const long n_grad = grad ? (long)B * n_edges * S * C * 16 : 0;
+    const long n_other = grad ? (long)B * S * 5 : 0;
+    int max_nodes = 0;
+    for (int b = 0; b < B; b++)
+        if (pl->topo_off[b + 1] - pl->topo_off[b] > max_nodes)
+            max_nodes = pl->topo_off[b + 1] - pl->topo_off[b];
+    const int nt = pv_threads(n_threads);
+    double *gacc = NULL;
+    if (grad && !(gacc = (double *)calloc((size_t)nt * (n_grad + n_other), sizeof(double))))
+        return 1;
+    const long node_sz = (long)C * 4 * blk;
+    const double log_variable = log1p(-pinv), log_pinv = pinv > 0 ? log(pinv) : -INFINITY;
+    int failed = 0;
+#pragma omp parallel num_threads(nt)
+    {
+        double *G = grad ? gacc + (long)pv_thread_id() * (n_grad + n_other) : NULL;
+        real *part = (real *)malloc(sizeof(real) * (size_t)(node_sz * max_nodes));
+        real *scl = (real *)malloc(sizeof(real) * (size_t)(blk * max_nodes));
+        real *upper = grad ? (real *)malloc(sizeof(real) * (size_t)(node_sz * max_nodes)) : NULL;
+        real *work = (real *)malloc(sizeof(real) * (size_t)(20 * blk));
+        double *pd = (double *)malloc(sizeof(double) * (size_t)(3 * blk));
+        if (!part || !scl || !work || !pd || (grad && !upper)) {
+#pragma omp atomic write
+            failed = 1;
+        } else {
+#pragma omp for schedule(dynamic, 1)
+            for (long task = 0; task < n_tasks; task++) {
+                const long bs = task / n_blocks;
+                const int b = (int)(bs / S), s = (int)(bs % S);
+                const int p0 = (int)(task % n_blocks) * blk;
+                const int n = Pp - p0 < blk ? Pp - p0 : blk;
+                const int pe = P - p0 < n ? P - p0 : n;
+                const int first = pl->topo_off[b], last = pl->topo_off[b + 1];
+                double *PV_RESTRICT prod = pd, *PV_RESTRICT lsum = pd + blk, *PV_RESTRICT ap = pd + 2 * blk;
+                for (int p = 0; p < n; p++) { prod[p] = 1.0; lsum[p] = 0.0; }
+                /* post-order */
+                for (int node = first; node < last; node++) {
+                    const int nch = pl->node_nch[node];
+                    real *out = part + (node - first) * node_sz;
+                    for (int c = 0; c < C; c++) {
+                        real *o = out + (long)c * 4 * blk;
+                        PV_FN(child_contrib)(pl, node, first, 0, s, c, p0, n, mats, tips, part, node_sz, blk, o);
+                        for (int k = 1; k < nch; k++) {
+                            real *t = work; /* 4 planes of blk */
+                            PV_FN(child_contrib)(pl, node, first, k, s, c, p0, n, mats, tips, part, node_sz, blk, t);
+#pragma omp simd
+                            for (int q = 0; q < 4 * blk; q++) o[q] *= t[q];
+                        }
+                    }
+                    real *PV_RESTRICT sc = scl + (node - first) * blk;
+                    if (rescale) {
+                        for (int p = 0; p < n; p++) sc[p] = 0;
+                        for (int q = 0; q < 4 * C; q++) {
+                            const real *PV_RESTRICT o = out + q * blk;
+#pragma omp simd
+                            for (int p = 0; p < n; p++) sc[p] = o[p] > sc[p] ? o[p] : sc[p];
+                        }
+                        for (int p = 0; p < n; p++) sc[p] = sc[p] > 0 ? sc[p] : (real)1;
+                        for (int q = 0; q < 4 * C; q++) {
+                            real *PV_RESTRICT o = out + q * blk;
+#pragma omp simd
+                            for (int p = 0; p < n; p++) o[p] /= sc[p];
+                        }
+                        for (int p = 0; p < n; p++) {
+                            double v = prod[p] * (double)sc[p];
+                            if (v < 1e-250 || v > 1e250) { lsum[p] += log(v); v = 1.0; }
+                            prod[p] = v;
+                        }
+                    } else {
+                        for (int p = 0; p < n; p++) sc[p] = 1;
+                    }
+                }
+                /* site log-likelihoods and d lnL / d (scaled site likelihood) */
+                const real *root = part + (last - 1 - first) * node_sz;
+                double total = 0, *other = grad ? G + n_grad + bs * 5 : NULL;
+                for (int p = 0; p < pe; p++) {
+                    double mix = 0, constant = 0;
+                    for (int c = 0; c < C; c++) {
+                        double site = 0;
+                        for (int k = 0; k < 4; k++) site += (double)freq[k] * root[(c * 4 + k) * blk + p];
+                        mix += (double)catw[c] * site;
+                    }
+                    for (int k = 0; k < 4; k++) constant += (double)freq[k] * inv[(long)k * Pp + p0 + p];
+                    const double ls = rescale ? lsum[p] + log(prod[p]) : 0.0;
+                    const double lv = mix > 0 ? log_variable + log(mix) + ls : -INFINITY;
+                    const double li = constant > 0 ? log_pinv + log(constant) : -INFINITY;
+                    const double hi = lv > li ? lv : li;
+                    const double ll = hi == -INFINITY ? -INFINITY : hi + log(exp(lv - hi) + exp(li - hi));
+                    const double w = weights[p0 + p];
+                    total += w * ll;
+                    if (!grad) continue;
+                    ap[p] = lv == -INFINITY ? 0.0 : w * exp(log_variable + ls - ll);
+                    const double to_invariant = li == -INFINITY ? 0.0 : w * exp(log_pinv - ll);
+                    for (int k = 0; k < 4; k++) other[k] += to_invariant * inv[(long)k * Pp + p0 + p];
+                    other[4] += (constant > 0 ? w * exp(log(constant) - ll) : 0.0)
+                                - (lv == -INFINITY ? 0.0 : w * exp(log(mix) + ls - ll));
+                }
+                lnl[task] = total;
+                if (!grad) continue;
+                for (int p = pe; p < n; p++) ap[p] = 0;
+                /* pre-order */
+                real *PV_RESTRICT A = work, *PV_RESTRICT cb = work + 4 * blk;
+                for (int node = last - 1; node >= first; node--) {
+                    const int nch = pl->node_nch[node], is_root = node == last - 1;
+                    const real *PV_RESTRICT sc = scl + (node - first) * blk;
+                    for (int c = 0; c < C; c++) {
+                        if (is_root) {
+                            for (int i = 0; i < 4; i++) {
+                                double g = 0;
+                                const real *PV_RESTRICT r = root + (c * 4 + i) * blk;
+                                for (int p = 0; p < n; p++) {
+                                    A[i * blk + p] = (real)(ap[p] * catw[c] * freq[i]) / sc[p];
+                                    g += ap[p] * catw[c] * r[p];
+                                }
+                                other[i] += g;
+                            }
+                        } else {
+                            const real *PV_RESTRICT u = upper + (node - first) * node_sz + (long)c * 4 * blk;
+                            for (int i = 0; i < 4; i++)
+#pragma omp simd
+                                for (int p = 0; p < n; p++) A[i * blk + p] = u[i * blk + p] / sc[p];
+                        }
+                        for (int k = 0; k < nch; k++)
+                            PV_FN(child_contrib)(pl, node, first, k, s, c, p0, n, mats, tips, part, node_sz, blk, cb + k * 4 * blk);
+                        real *PV_RESTRICT msg = cb + 3 * 4 * blk;
+                        for (int k = 0; k < nch; k++) {
+                            const real *PV_RESTRICT s1 = cb + ((k + 1) % nch) * 4 * blk;
+                            if (nch == 2) {
+#pragma omp simd
+                                for (int q = 0; q < 4 * blk; q++) msg[q] = A[q] * s1[q];
+                            } else {
+                                const real *PV_RESTRICT s2 = cb + ((k + 2) % nch) * 4 * blk;
+#pragma omp simd
+                                for (int q = 0; q < 4 * blk; q++) msg[q] = A[q] * s1[q] * s2[q];
+                            }
+                            const int ref = pl->ch_ref[3 * node + k];
+                            const int edge = pl->ch_edge[3 * node + k];
+                            double *Gk = G + (((long)edge * S + s) * C + c) * 16;
+                            if (ref < 0) {
+                                PV_FN(grad_inner)(n, msg, blk, tips + (long)(-ref - 1) * 4 * Pp + p0, Pp, Gk);
+                            } else {
+                                const real *M = mats + (((long)edge * S + s) * C + c) * 16;
+                                const real *x = part + (ref - first) * node_sz + (long)c * 4 * blk;
+                                PV_FN(grad_inner)(n, msg, blk, x, blk, Gk);
+                                PV_FN(upper_inner)(n, M, msg, blk, upper + (ref - first) * node_sz + (long)c * 4 * blk, blk);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        free(part);
+        free(scl);
+        free(upper);
+        free(work);
+        free(pd);
+    }
+    if (grad && !failed) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (long q = 0; q < n_grad + n_other; q++) {
+            double v = 0;
+            for (int t = 0; t < nt; t++) v += gacc[(long)t * (n_grad + n_other) + q];
+            if (q < n_grad) jac_mats[q] = (real)v;
+            else jac_other[q - n_grad] = (real)v;
         }
     }
     free(gacc);

@@ -95,7 +95,7 @@ def _compile() -> ctypes.CDLL:
                 raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
             os.replace(out, target)
     library = ctypes.CDLL(str(target))
-    if library.pv_version() != 1:
+    if library.pv_version() != 2:
         raise RuntimeError("cpu_kernel library version mismatch")
     for suffix in ("f64", "f32"):
         forward = getattr(library, f"pv_forward_{suffix}")
@@ -106,6 +106,11 @@ def _compile() -> ctypes.CDLL:
         backward.restype = ctypes.c_int
         backward.argtypes = [ctypes.POINTER(_Plan), ctypes.c_int, ctypes.c_int] + \
             [ctypes.c_void_p] * 3 + [ctypes.c_int] + [ctypes.c_void_p] * 5 + [ctypes.c_int]
+        fused = getattr(library, f"pv_loglik_{suffix}")
+        fused.restype = ctypes.c_int
+        fused.argtypes = [ctypes.POINTER(_Plan), ctypes.c_int] + [ctypes.c_void_p] * 4 + \
+            [ctypes.c_double] + [ctypes.c_void_p] * 2 + [ctypes.c_int] + \
+            [ctypes.c_void_p] * 3 + [ctypes.c_int]
     return library
 
 
@@ -142,7 +147,12 @@ def unavailable_reason() -> str | None:
 
 def supports(matrices: torch.Tensor) -> bool:
     """Whether ``matrices`` (and so the evaluation) can run on this kernel."""
-    return (matrices.device.type == "cpu" and matrices.dtype in (torch.float32, torch.float64)
+    return supports_device(matrices.device, matrices.dtype)
+
+
+def supports_device(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether an evaluation on ``device`` in ``dtype`` can run on this kernel."""
+    return (torch.device(device).type == "cpu" and dtype in (torch.float32, torch.float64)
             and available())
 
 
@@ -298,3 +308,69 @@ class CpuKernel:
         if status:
             raise MemoryError("cpu_kernel backward: out of memory")
         return grad_matrices, grad_frequencies
+
+    def log_likelihood(self, category_weights: torch.Tensor, pinv: float,
+                       pattern_weights: torch.Tensor, constant: torch.Tensor, gradient: bool):
+        """``[B, S]`` log-likelihoods and, with ``gradient``, their Jacobians.
+
+        Args:
+            category_weights: ``[C]`` category probabilities.
+            pinv: proportion of invariable sites.
+            pattern_weights: ``[P]`` site counts.
+            constant: ``[P, 4]`` 1 where every tip allows the state, else 0.
+            gradient: also return ``d lnL[b, s] / d P`` of tree ``b``'s own matrices
+                ``[B * n_edges, S, C, 4, 4]`` and ``d lnL[b, s] / d (frequencies, pinv)``
+                ``[B, S, 5]``.
+        """
+        dtype = self.matrices.dtype
+        n_topologies, (n_samples, n_categories, n_patterns) = self.schedule.n_topologies, self.shape
+        padded = self.codes.shape[1]
+        n_blocks = -(-padded // BLOCK)
+        invariant = torch.zeros((4, padded), dtype=dtype)
+        invariant[:, :n_patterns] = constant.T
+        category_weights = category_weights.detach().to(dtype).contiguous()
+        pattern_weights = pattern_weights.detach().to(dtype).contiguous()
+        partial_sums = torch.empty((n_topologies, n_samples, n_blocks), dtype=torch.float64)
+        jac_matrices = jac_other = None
+        if gradient:
+            jac_matrices = torch.empty_like(self.matrices)
+            jac_other = torch.empty((n_topologies, n_samples, 5), dtype=dtype)
+        status = getattr(self.library, f"pv_loglik_{self.suffix}")(
+            ctypes.byref(self.plan), self.schedule.n_edges, _ptr(self.matrices), _ptr(self.tips),
+            _ptr(self.frequencies), _ptr(category_weights), float(pinv), _ptr(pattern_weights),
+            _ptr(invariant), int(self.rescale), _ptr(partial_sums), _ptr(jac_matrices),
+            _ptr(jac_other), torch.get_num_threads())
+        if status:
+            raise MemoryError("cpu_kernel log-likelihood: out of memory")
+        return partial_sums.sum(-1).to(dtype), jac_matrices, jac_other
+
+
+class FusedLogLikelihood(torch.autograd.Function):
+    """Log-likelihoods ``[B, S]`` whose gradient the C kernel computes in the same pass.
+
+    Each ``lnL[b, s]`` depends only on its own tree's matrices, so the backward
+    pass scales the stored Jacobians by the incoming gradient: no partials are
+    kept between the passes.
+    """
+
+    @staticmethod
+    def forward(ctx, matrices, frequencies, pinv, schedule, tip_codes, code_table,
+                category_weights, pattern_weights, constant, rescale):
+        kernel = CpuKernel(schedule, matrices, frequencies, tip_codes, code_table, rescale,
+                           keep=False)
+        gradient = any(ctx.needs_input_grad[:3])
+        value, jac_matrices, jac_other = kernel.log_likelihood(
+            category_weights, float(pinv), pattern_weights, constant, gradient)
+        if gradient:
+            ctx.save_for_backward(jac_matrices, jac_other)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad):
+        jac_matrices, jac_other = ctx.saved_tensors
+        n_topologies, n_samples = grad.shape
+        grad = grad.to(jac_matrices.dtype)
+        per_tree = jac_matrices.view(n_topologies, -1, n_samples, jac_matrices[0, 0].numel())
+        grad_matrices = (per_tree * grad[:, None, :, None]).view_as(jac_matrices)
+        grad_other = (jac_other * grad[..., None]).sum((0, 1))
+        return grad_matrices, grad_other[:4], grad_other[4], *([None] * 7)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from phylovi.errors import PhyloviError
+from phylovi.likelihood import cpu_kernel
 from phylovi.likelihood.model_string import Model
 from phylovi.likelihood.patterns import SitePatterns, constant_pattern_states
 from phylovi.likelihood.pruning import build_schedule, prune
@@ -42,9 +43,9 @@ class TreeLikelihood:
         self.tip_codes = torch.as_tensor(patterns.codes.astype("int64"), device=self.device)
         self.code_table = code_table(**like)
         self.weights = torch.as_tensor(patterns.weights, **like)
-        constant = torch.as_tensor(constant_pattern_states(patterns), **like)
-        self.constant_patterns = constant.any(-1).nonzero().squeeze(-1)
-        self.constant_states = constant[self.constant_patterns]  # [n_constant, 4]
+        self.constant = torch.as_tensor(constant_pattern_states(patterns), **like)  # [P, 4]
+        self.constant_patterns = self.constant.any(-1).nonzero().squeeze(-1)
+        self.constant_states = self.constant[self.constant_patterns]  # [n_constant, 4]
         if rescale is None:
             rescale = dtype != torch.float64 or len(patterns.taxa) > _FLOAT64_UNSCALED_TAXA
         self.rescale = rescale
@@ -78,25 +79,37 @@ class TreeLikelihood:
         Returns:
             ``[*S]`` or ``[B, *S]`` log-likelihoods.
         """
-        site = self.site_log_likelihoods(topologies, branch_lengths)
-        # Sum in float64: a float32 sum over thousands of patterns loses ~0.1 nat.
-        return (site.double() @ self.weights.double()).to(site.dtype)
+        single = isinstance(topologies, Topology)
+        batch, lengths, sample_shape = self._prepare(topologies, branch_lengths)
+        if cpu_kernel.supports_device(self.device, self.dtype):
+            value = self._fused_log_likelihood(batch, lengths)
+        else:
+            # Sum in float64: a float32 sum over thousands of patterns loses ~0.1 nat.
+            site = self._site_log_likelihoods(batch, lengths)
+            value = (site.double() @ self.weights.double()).to(site.dtype)
+        value = value.reshape(len(batch), *sample_shape)
+        return value[0] if single else value
 
     def site_log_likelihoods(self, topologies, branch_lengths: torch.Tensor) -> torch.Tensor:
         """Per-pattern log-likelihoods ``[..., P]`` (weight by ``patterns.weights`` to sum)."""
         single = isinstance(topologies, Topology)
-        batch = self.batch(topologies)
-        lengths = branch_lengths.unsqueeze(0) if single else branch_lengths
-        if lengths.shape[0] != len(batch) or lengths.shape[-1] != batch.n_edges:
-            raise ValueError(f"branch lengths of shape {tuple(branch_lengths.shape)} do not fit "
-                             f"{len(batch)} topologies of {batch.n_edges} edges")
-        sample_shape = lengths.shape[1:-1]
-        lengths = lengths.reshape(len(batch), -1, batch.n_edges)
+        batch, lengths, sample_shape = self._prepare(topologies, branch_lengths)
         site = self._site_log_likelihoods(batch, lengths)
         site = site.reshape(len(batch), *sample_shape, -1)
         return site[0] if single else site
 
-    def _site_log_likelihoods(self, batch: TopologyBatch, lengths: torch.Tensor) -> torch.Tensor:
+    def _prepare(self, topologies, branch_lengths: torch.Tensor):
+        """The batch, lengths as ``[B, S, n_edges]``, and the caller's sample shape."""
+        batch = self.batch(topologies)
+        lengths = branch_lengths.unsqueeze(0) if isinstance(topologies, Topology) else branch_lengths
+        if lengths.shape[0] != len(batch) or lengths.shape[-1] != batch.n_edges:
+            raise ValueError(f"branch lengths of shape {tuple(branch_lengths.shape)} do not fit "
+                             f"{len(batch)} topologies of {batch.n_edges} edges")
+        sample_shape = lengths.shape[1:-1]
+        return batch, lengths.reshape(len(batch), -1, batch.n_edges), sample_shape
+
+    def _matrices(self, lengths: torch.Tensor):
+        """Transition matrices ``[B * n_edges, S, C, 4, 4]`` and root frequencies ``[4]``."""
         substitution, site_rates = self.model.substitution, self.model.site_rates
         # Transition matrices are few and cheap: build them in float64 whatever the
         # kernel's dtype, so float32 loses precision only in the partials.
@@ -104,6 +117,20 @@ class TreeLikelihood:
         times = lengths.to(torch.float64).transpose(1, 2)[..., None] * rates  # [B, n_edges, S, C]
         matrices = substitution.transition_matrices(times).flatten(0, 1).to(self.dtype)
         frequencies = substitution.frequencies.to(dtype=self.dtype, device=self.device)
+        return matrices, frequencies
+
+    def _fused_log_likelihood(self, batch: TopologyBatch, lengths: torch.Tensor) -> torch.Tensor:
+        """``[B, S]`` from the C kernel, gradient included in the same pass."""
+        matrices, frequencies = self._matrices(lengths)
+        site_rates = self.model.site_rates
+        pinv = site_rates.pinv.to(dtype=self.dtype, device=self.device)
+        return cpu_kernel.FusedLogLikelihood.apply(
+            matrices, frequencies, pinv, self._schedule(batch), self.tip_codes, self.code_table,
+            site_rates.weights(self.dtype), self.weights, self.constant, self.rescale)
+
+    def _site_log_likelihoods(self, batch: TopologyBatch, lengths: torch.Tensor) -> torch.Tensor:
+        site_rates = self.model.site_rates
+        matrices, frequencies = self._matrices(lengths)
         schedule = self._schedule(batch)
         site, log_scale = prune(schedule, matrices, frequencies, self.tip_codes, self.code_table,
                                 self.rescale)
