@@ -21,8 +21,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import dendropy
-from dendropy.dataio.newickreader import NewickReader
 import numpy as np
+from dendropy.dataio.newickreader import NewickReader
+from dendropy.dataio.nexusprocessing import NexusTokenizer
+from dendropy.dataio.nexusyielder import NexusTreeDataYielder
+from dendropy.dataio.tokenizer import Tokenizer
 
 from phylovi.errors import ConfigError, TaxonMismatchError, TreeFileError
 from phylovi.io import atomic
@@ -74,8 +77,8 @@ def read_trees(path: str | os.PathLike, taxa: TaxonOrder | None = None,
 
     Args:
         path: the tree file.
-        taxa: the taxon order to use; every tree must hold exactly these taxa.
-            If None: the NEXUS TAXA/translate order if there is one, else the
+        taxa: the taxon order (or names) to use; every tree must hold exactly
+            these taxa. If None: the NEXUS TAXA/translate order if there is one, else the
             order of first appearance in the first tree.
         format: "newick" or "nexus"; None detects it from the content
             (``#NEXUS`` or ``(``), then from the extension.
@@ -85,12 +88,15 @@ def read_trees(path: str | os.PathLike, taxa: TaxonOrder | None = None,
     Raises:
         TreeFileError: unreadable, malformed, empty, non-binary trees, bad
             branch lengths or weights.
-        TaxonMismatchError: a tree's taxa differ from ``taxa`` or from the first tree's.
+        TaxonMismatchError: a tree's taxa differ from ``taxa``, from the NEXUS
+            TAXA/translate taxa, or else from the first tree's.
         ConfigError: bad ``format`` or ``burnin``.
     """
-    _check_burnin(burnin)
     path = os.fspath(path)
+    _check_burnin(burnin, path)
     text = _read_text(path)
+    if not text.strip():
+        raise TreeFileError("the tree file is empty", path=path)
     return _parse(text, path, _choose_format(text, path, format), taxa, burnin)
 
 
@@ -105,7 +111,8 @@ def read_tree(path_or_newick: str | os.PathLike, taxa: TaxonOrder | None = None,
     """
     if (isinstance(path_or_newick, str) and path_or_newick.lstrip().startswith("(")
             and not os.path.exists(path_or_newick)):
-        sample = _parse(path_or_newick, None, format or "newick", taxa, 0.0)
+        text = path_or_newick
+        sample = _parse(text, None, _choose_format(text, _STRING, format), taxa, 0.0)
     else:
         sample = read_trees(path_or_newick, taxa, format)
     if len(sample.trees) != 1:
@@ -139,10 +146,10 @@ def _newick_of(tree: Tree | Topology) -> str:
     raise TypeError(f"write_newick takes Tree or Topology objects, got {type(tree).__name__}")
 
 
-def _check_burnin(burnin) -> None:
+def _check_burnin(burnin, path: str) -> None:
     if (isinstance(burnin, bool) or not isinstance(burnin, numbers.Real)
             or not 0 <= burnin < 1):
-        raise ConfigError(f"burn-in must be a fraction in [0, 1), got {burnin!r}")
+        raise ConfigError(f"burn-in must be a fraction in [0, 1), got {burnin!r}", path=path)
 
 
 def _read_text(path: str) -> str:
@@ -162,7 +169,8 @@ def _read_text(path: str) -> str:
 def _choose_format(text: str, path: str, format: str | None) -> str:
     if format is not None:
         if format not in FORMATS:
-            raise ConfigError(f"unknown tree format {format!r}, expected one of {FORMATS}")
+            raise ConfigError(f"unknown tree format {format!r}, expected one of {FORMATS}",
+                              path=path)
         return format
     start = text.lstrip()
     if start[:6].upper() == "#NEXUS":
@@ -172,8 +180,6 @@ def _choose_format(text: str, path: str, format: str | None) -> str:
     extension = os.path.splitext(path)[1].lower()
     if extension in _EXTENSIONS:
         return _EXTENSIONS[extension]
-    if not start:
-        raise TreeFileError("the tree file is empty", path=path)
     raise TreeFileError("cannot tell the tree format: the file starts with neither "
                         "'#NEXUS' nor '(' and its extension is not a known one", path=path)
 
@@ -182,11 +188,13 @@ def _parse(text: str, path: str | None, format: str, taxa, burnin: float) -> Tre
     where = path or _STRING
     if taxa is not None and not isinstance(taxa, TaxonOrder):
         taxa = TaxonOrder(taxa)
-    reference = "the given taxa" if taxa is not None else "tree 1"
+    reference = "the given taxa"
     entries = []  # (tree number, edge lengths by split, weight), one per tree
-    for number, (dtree, namespace) in enumerate(_dendropy_trees(text, format, where), 1):
-        if taxa is None:
-            taxa = _first_tree_taxa(dtree, namespace)
+    for number, (dtree, declared) in enumerate(_dendropy_trees(text, format, where), 1):
+        if taxa is None and declared:
+            taxa, reference = TaxonOrder(declared), "the NEXUS taxa"
+        elif taxa is None:
+            taxa, reference = _first_tree_taxa(dtree), "tree 1"
         entries.append((number, _edge_lengths(dtree, taxa, f"tree {number}", reference, where),
                         _weight(dtree, number, where)))
     if not entries:
@@ -199,17 +207,24 @@ def _parse(text: str, path: str | None, format: str, taxa, burnin: float) -> Tre
 
 
 def _dendropy_trees(text: str, format: str, where: str) -> Iterator[tuple]:
-    """Yield DendroPy trees one by one, turning whatever DendroPy raises into TreeFileError."""
+    """Yield (DendroPy tree, taxon names a NEXUS TAXA block or translate declared).
+
+    Trees come one by one, so a long MCMC sample never sits in memory as
+    DendroPy objects. Whatever DendroPy raises becomes a TreeFileError.
+    """
     namespace = dendropy.TaxonNamespace(is_case_sensitive=True)
+    files = [io.StringIO(text)]
     number = 0
     with warnings.catch_warnings():
         # DendroPy emits Deprecation/User warnings on some inputs; they say
         # nothing the caller can act on, and the test suite turns them into errors.
         warnings.simplefilter("ignore")
         try:
-            trees = dendropy.Tree.yield_from_files(
-                files=[io.StringIO(text)], schema=format, taxon_namespace=namespace,
-                **_DENDROPY_OPTIONS)
+            if format == "nexus":
+                trees = _NexusTrees(files, namespace, dendropy.Tree, **_DENDROPY_OPTIONS)
+            else:
+                trees = dendropy.Tree.yield_from_files(
+                    files, "newick", taxon_namespace=namespace, **_DENDROPY_OPTIONS)
             iterator = iter(trees)
         except Exception as error:  # DendroPy's errors share no base class
             raise _parse_error(error, format, where, 1) from error
@@ -223,7 +238,52 @@ def _dendropy_trees(text: str, format: str, where: str) -> Iterator[tuple]:
             except Exception as error:  # DendroPy's errors share no base class
                 raise _parse_error(error, format, where, number + 1) from error
         number += 1
-        yield dtree, namespace
+        yield dtree, getattr(trees, "declared", ())
+
+
+class _EndGuardTokenizer(NexusTokenizer):
+    """A NEXUS tokenizer that raises when asked again and again for tokens past the end.
+
+    DendroPy's NEXUS reader loops forever on a file that ends inside a TAXA
+    block (it waits for END and gets None at the end of the file); a correct
+    file asks past its end only a few times.
+    """
+
+    _PAST_END_LIMIT = 100
+
+    def __next__(self):
+        try:
+            return super().__next__()
+        except StopIteration:
+            self._past_end = getattr(self, "_past_end", 0) + 1
+            if self._past_end > self._PAST_END_LIMIT:
+                raise Tokenizer.UnexpectedEndOfStreamError(
+                    message="unexpected end of file", line_num=self.current_line_num,
+                    col_num=None, stream=self.src) from None
+            raise
+
+
+class _NexusTrees(NexusTreeDataYielder):
+    """DendroPy's NEXUS tree yielder, with :class:`_EndGuardTokenizer`.
+
+    It also records the taxa a TAXA block or translate statement declares, so
+    that a tree naming another taxon is an error rather than a new taxon.
+    """
+
+    declared: tuple[str, ...] = ()
+
+    def create_tokenizer(self, stream, **kwargs):
+        self._nexus_tokenizer = _EndGuardTokenizer(stream, **kwargs)
+        return self._nexus_tokenizer
+
+    def _parse_taxa_block(self):
+        super()._parse_taxa_block()
+        self.declared = tuple(taxon.label for taxon in self.attached_taxon_namespace)
+
+    def _parse_translate_statement(self, taxon_namespace, taxon_symbol_mapper=None):
+        mapper = super()._parse_translate_statement(taxon_namespace, taxon_symbol_mapper)
+        self.declared = tuple(taxon.label for taxon in taxon_namespace)
+        return mapper
 
 
 def _parse_error(error: Exception, format: str, where: str, number: int) -> TreeFileError:
@@ -241,19 +301,16 @@ def _parse_error(error: Exception, format: str, where: str, number: int) -> Tree
                          path=where, line=line, column=column)
 
 
-def _first_tree_taxa(dtree, namespace) -> TaxonOrder:
-    """The first tree's taxa in namespace order: TAXA/translate order, else first appearance."""
-    position = {taxon: i for i, taxon in enumerate(namespace)}
-    tips = [leaf.taxon for leaf in dtree.leaf_node_iter() if leaf.taxon is not None]
-    unique = sorted(set(tips), key=position.__getitem__)
-    return TaxonOrder(taxon.label for taxon in unique)
+def _first_tree_taxa(dtree) -> TaxonOrder:
+    """The first tree's taxa in order of appearance (duplicates are caught later)."""
+    labels = (leaf.taxon.label for leaf in dtree.leaf_node_iter() if leaf.taxon is not None)
+    return TaxonOrder(dict.fromkeys(labels))
 
 
 def _check_taxa(labels: list[str], taxa: TaxonOrder, what: str, reference: str,
                 where: str) -> None:
-    if len(labels) == len(taxa) and all(label in taxa for label in labels):
-        if len(set(labels)) == len(labels):
-            return
+    if len(labels) == len(taxa) == len(set(labels)) and all(label in taxa for label in labels):
+        return
     seen: set[str] = set()
     twice = next((label for label in labels if label in seen or seen.add(label)), None)
     if twice is not None:

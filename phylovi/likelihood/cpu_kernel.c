@@ -335,29 +335,30 @@ int PV_FN(pv_forward)(const pv_plan *pl, int n_taxa, int n_edges, const real *ma
     return failed;
 }
 
-/* d loss / d P accumulated into 16 doubles: G[i][j] += sum_p m_i[p] x_j[p]. */
-static inline void PV_FN(grad_inner)(int n, const real *PV_RESTRICT m, long lm,
-                                     const real *PV_RESTRICT x, long lx, double *G)
+/* d loss / d P accumulated into 16 doubles: G[i][j] += sum_p m_i[p] x_j[p]. Two
+ * sweeps of 8 accumulators each: 16 would not fit in the 16 AVX2 registers. */
+static inline void PV_FN(grad_rows)(int n, const real *PV_RESTRICT m0, const real *PV_RESTRICT m1,
+                                    const real *PV_RESTRICT x, long lx, double *G)
 {
-    const real *PV_RESTRICT m0 = m, *PV_RESTRICT m1 = m + lm, *PV_RESTRICT m2 = m + 2 * lm,
-               *PV_RESTRICT m3 = m + 3 * lm;
     const real *PV_RESTRICT x0 = x, *PV_RESTRICT x1 = x + lx, *PV_RESTRICT x2 = x + 2 * lx,
                *PV_RESTRICT x3 = x + 3 * lx;
     real g00 = 0, g01 = 0, g02 = 0, g03 = 0, g10 = 0, g11 = 0, g12 = 0, g13 = 0;
-    real g20 = 0, g21 = 0, g22 = 0, g23 = 0, g30 = 0, g31 = 0, g32 = 0, g33 = 0;
-#pragma omp simd reduction(+ : g00, g01, g02, g03, g10, g11, g12, g13, g20, g21, g22, g23, g30, g31, g32, g33)
+#pragma omp simd reduction(+ : g00, g01, g02, g03, g10, g11, g12, g13)
     for (int p = 0; p < n; p++) {
-        real a = m0[p], b = m1[p], c = m2[p], d = m3[p];
+        real a = m0[p], b = m1[p];
         real u = x0[p], v = x1[p], w = x2[p], z = x3[p];
         g00 += a * u; g01 += a * v; g02 += a * w; g03 += a * z;
         g10 += b * u; g11 += b * v; g12 += b * w; g13 += b * z;
-        g20 += c * u; g21 += c * v; g22 += c * w; g23 += c * z;
-        g30 += d * u; g31 += d * v; g32 += d * w; g33 += d * z;
     }
     G[0] += g00; G[1] += g01; G[2] += g02; G[3] += g03;
     G[4] += g10; G[5] += g11; G[6] += g12; G[7] += g13;
-    G[8] += g20; G[9] += g21; G[10] += g22; G[11] += g23;
-    G[12] += g30; G[13] += g31; G[14] += g32; G[15] += g33;
+}
+
+static inline void PV_FN(grad_inner)(int n, const real *PV_RESTRICT m, long lm,
+                                     const real *PV_RESTRICT x, long lx, double *G)
+{
+    PV_FN(grad_rows)(n, m, m + lm, x, lx, G);
+    PV_FN(grad_rows)(n, m + 2 * lm, m + 3 * lm, x, lx, G + 8);
 }
 
 /* up (4 planes, stride lu) = m @ P: up_j = sum_i m_i P[i][j]. */
@@ -538,19 +539,57 @@ int PV_FN(pv_backward)(const pv_plan *pl, int n_taxa, int n_edges, const real *m
     return failed;
 }
 
-/* Contributions P_e @ partial of child k of a node, category c, into o (4 planes of blk);
- * internal children's partials are in the task's scratch `part`. */
-static inline void PV_FN(child_contrib)(const pv_plan *pl, int node, int first, int k, int s, int c,
-                                        int p0, int n, const real *mats, const real *tips,
-                                        const real *part, long node_sz, int blk, real *o)
+/* Where child k of a node keeps its partials for category c: the tip planes, or the
+ * task's scratch `part`; sets *lx to the plane stride. */
+static inline const real *PV_FN(child_x)(const pv_plan *pl, int node, int first, int k, int c,
+                                         int p0, const real *tips, const real *part,
+                                         long node_sz, int blk, long *lx)
 {
-    const int S = pl->n_samples, C = pl->n_categories, Pp = pl->n_padded;
     const int ref = pl->ch_ref[3 * node + k];
-    const real *M = mats + (((long)pl->ch_edge[3 * node + k] * S + s) * C + c) * 16;
-    if (ref < 0)
-        PV_FN(contrib_inner)(n, 0, M, tips + (long)(-ref - 1) * 4 * Pp + p0, Pp, o, blk);
-    else
-        PV_FN(contrib_inner)(n, 0, M, part + (ref - first) * node_sz + (long)c * 4 * blk, blk, o, blk);
+    if (ref < 0) {
+        *lx = pl->n_padded;
+        return tips + (long)(-ref - 1) * 4 * pl->n_padded + p0;
+    }
+    *lx = blk;
+    return part + (ref - first) * node_sz + (long)c * 4 * blk;
+}
+
+/* One node of two children, one category: both contributions (kept for the
+ * pre-order pass) and their product, in one sweep over the patterns. */
+static inline void PV_FN(node_pair)(int n, const real *PV_RESTRICT ML, const real *PV_RESTRICT xl,
+                                    long lxl, const real *PV_RESTRICT MR, const real *PV_RESTRICT xr,
+                                    long lxr, real *PV_RESTRICT L, real *PV_RESTRICT R,
+                                    real *PV_RESTRICT out, long ld)
+{
+    PV_LOAD_M(a, ML);
+    PV_LOAD_M(b, MR);
+#pragma omp simd
+    for (int p = 0; p < n; p++) {
+        PV_INNER(a, l, xl, lxl, p);
+        PV_INNER(b, r, xr, lxr, p);
+        L[p] = l0; L[ld + p] = l1; L[2 * ld + p] = l2; L[3 * ld + p] = l3;
+        R[p] = r0; R[ld + p] = r1; R[2 * ld + p] = r2; R[3 * ld + p] = r3;
+        PV_STORE(out, ld, p);
+    }
+}
+
+/* The pre-order step to one child: message m = upper * sibling (4 planes), then
+ * G += m (x) x and, for an internal child, its upper = m @ P. */
+static inline void PV_FN(child_backward)(int n, const real *PV_RESTRICT A,
+                                         const real *PV_RESTRICT sib1, const real *PV_RESTRICT sib2,
+                                         const real *PV_RESTRICT x, long lx, const real *M,
+                                         real *PV_RESTRICT up, real *PV_RESTRICT msg, int blk,
+                                         double *G)
+{
+    if (sib2) {
+#pragma omp simd
+        for (int q = 0; q < 4 * blk; q++) msg[q] = A[q] * sib1[q] * sib2[q];
+    } else {
+#pragma omp simd
+        for (int q = 0; q < 4 * blk; q++) msg[q] = A[q] * sib1[q];
+    }
+    PV_FN(grad_inner)(n, msg, blk, x, lx, G);
+    if (up) PV_FN(upper_inner)(n, M, msg, blk, up, blk);
 }
 
 /* The log-likelihood of every (topology, sample) and, when jac_mats is given, its
@@ -589,11 +628,12 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
     {
         double *G = grad ? gacc + (long)pv_thread_id() * (n_grad + n_other) : NULL;
         real *part = (real *)malloc(sizeof(real) * (size_t)(node_sz * max_nodes));
-        real *scl = (real *)malloc(sizeof(real) * (size_t)(blk * max_nodes));
+        real *scl = (real *)malloc(sizeof(real) * (size_t)(blk * max_nodes)); /* 1 / scale */
         real *upper = grad ? (real *)malloc(sizeof(real) * (size_t)(node_sz * max_nodes)) : NULL;
-        real *work = (real *)malloc(sizeof(real) * (size_t)(20 * blk));
+        real *work = (real *)malloc(sizeof(real) * (size_t)(8 * blk));
+        real *contrib = (real *)malloc(sizeof(real) * (size_t)(node_sz * (2 * max_nodes + 1)));
         double *pd = (double *)malloc(sizeof(double) * (size_t)(3 * blk));
-        if (!part || !scl || !work || !pd || (grad && !upper)) {
+        if (!part || !scl || !work || !pd || !contrib || (grad && !upper)) {
 #pragma omp atomic write
             failed = 1;
         } else {
@@ -607,16 +647,29 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                 const int first = pl->topo_off[b], last = pl->topo_off[b + 1];
                 double *PV_RESTRICT prod = pd, *PV_RESTRICT lsum = pd + blk, *PV_RESTRICT ap = pd + 2 * blk;
                 for (int p = 0; p < n; p++) { prod[p] = 1.0; lsum[p] = 0.0; }
-                /* post-order */
+                /* post-order; children's contributions kept in `contrib` */
                 for (int node = first; node < last; node++) {
-                    const int nch = pl->node_nch[node];
-                    real *out = part + (node - first) * node_sz;
+                    const int nch = pl->node_nch[node], local = node - first;
+                    real *out = part + local * node_sz;
                     for (int c = 0; c < C; c++) {
+                        long lx0, lx1;
+                        const real *x0 = PV_FN(child_x)(pl, node, first, 0, c, p0, tips, part, node_sz, blk, &lx0);
+                        const real *x1 = PV_FN(child_x)(pl, node, first, 1, c, p0, tips, part, node_sz, blk, &lx1);
+                        const real *M0 = mats + (((long)pl->ch_edge[3 * node] * S + s) * C + c) * 16;
+                        const real *M1 = mats + (((long)pl->ch_edge[3 * node + 1] * S + s) * C + c) * 16;
                         real *o = out + (long)c * 4 * blk;
-                        PV_FN(child_contrib)(pl, node, first, 0, s, c, p0, n, mats, tips, part, node_sz, blk, o);
-                        for (int k = 1; k < nch; k++) {
-                            real *t = work; /* 4 planes of blk */
-                            PV_FN(child_contrib)(pl, node, first, k, s, c, p0, n, mats, tips, part, node_sz, blk, t);
+                        if (grad)
+                            PV_FN(node_pair)(n, M0, x0, lx0, M1, x1, lx1,
+                                             contrib + (2 * local) * node_sz + (long)c * 4 * blk,
+                                             contrib + (2 * local + 1) * node_sz + (long)c * 4 * blk, o, blk);
+                        else
+                            PV_FN(pair)(n, NULL, NULL, M0, x0, lx0, NULL, NULL, M1, x1, lx1, o, blk);
+                        if (nch == 3) {
+                            long lx2;
+                            const real *x2 = PV_FN(child_x)(pl, node, first, 2, c, p0, tips, part, node_sz, blk, &lx2);
+                            const real *M2 = mats + (((long)pl->ch_edge[3 * node + 2] * S + s) * C + c) * 16;
+                            real *t = contrib + (2L * max_nodes) * node_sz + (long)c * 4 * blk;
+                            PV_FN(contrib_inner)(n, 0, M2, x2, lx2, t, blk);
 #pragma omp simd
                             for (int q = 0; q < 4 * blk; q++) o[q] *= t[q];
                         }
@@ -629,16 +682,18 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
 #pragma omp simd
                             for (int p = 0; p < n; p++) sc[p] = o[p] > sc[p] ? o[p] : sc[p];
                         }
-                        for (int p = 0; p < n; p++) sc[p] = sc[p] > 0 ? sc[p] : (real)1;
+                        /* keep 1 / scale: the passes then multiply instead of divide */
+                        for (int p = 0; p < n; p++) {
+                            const real m = sc[p] > 0 ? sc[p] : (real)1;
+                            double v = prod[p] * (double)m;
+                            if (v < 1e-250 || v > 1e250) { lsum[p] += log(v); v = 1.0; }
+                            prod[p] = v;
+                            sc[p] = (real)1 / m;
+                        }
                         for (int q = 0; q < 4 * C; q++) {
                             real *PV_RESTRICT o = out + q * blk;
 #pragma omp simd
-                            for (int p = 0; p < n; p++) o[p] /= sc[p];
-                        }
-                        for (int p = 0; p < n; p++) {
-                            double v = prod[p] * (double)sc[p];
-                            if (v < 1e-250 || v > 1e250) { lsum[p] += log(v); v = 1.0; }
-                            prod[p] = v;
+                            for (int p = 0; p < n; p++) o[p] *= sc[p];
                         }
                     } else {
                         for (int p = 0; p < n; p++) sc[p] = 1;
@@ -673,56 +728,47 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                 if (!grad) continue;
                 for (int p = pe; p < n; p++) ap[p] = 0;
                 /* pre-order */
-                real *PV_RESTRICT A = work, *PV_RESTRICT cb = work + 4 * blk;
+                real *PV_RESTRICT A = work, *PV_RESTRICT msg = work + 4 * blk;
                 for (int node = last - 1; node >= first; node--) {
-                    const int nch = pl->node_nch[node], is_root = node == last - 1;
-                    const real *PV_RESTRICT sc = scl + (node - first) * blk;
+                    const int nch = pl->node_nch[node], local = node - first, is_root = node == last - 1;
+                    const real *PV_RESTRICT sc = scl + local * blk;
                     for (int c = 0; c < C; c++) {
                         if (is_root) {
                             for (int i = 0; i < 4; i++) {
                                 double g = 0;
                                 const real *PV_RESTRICT r = root + (c * 4 + i) * blk;
+                                const double f = (double)catw[c] * freq[i];
                                 for (int p = 0; p < n; p++) {
-                                    A[i * blk + p] = (real)(ap[p] * catw[c] * freq[i]) / sc[p];
+                                    A[i * blk + p] = (real)(ap[p] * f) * sc[p];
                                     g += ap[p] * catw[c] * r[p];
                                 }
                                 other[i] += g;
                             }
                         } else {
-                            const real *PV_RESTRICT u = upper + (node - first) * node_sz + (long)c * 4 * blk;
+                            const real *PV_RESTRICT u = upper + local * node_sz + (long)c * 4 * blk;
                             for (int i = 0; i < 4; i++)
 #pragma omp simd
-                                for (int p = 0; p < n; p++) A[i * blk + p] = u[i * blk + p] / sc[p];
+                                for (int p = 0; p < n; p++) A[i * blk + p] = u[i * blk + p] * sc[p];
                         }
-                        for (int k = 0; k < nch; k++)
-                            PV_FN(child_contrib)(pl, node, first, k, s, c, p0, n, mats, tips, part, node_sz, blk, cb + k * 4 * blk);
-                        real *PV_RESTRICT msg = cb + 3 * 4 * blk;
+                        const real *con[3] = {
+                            contrib + (2 * local) * node_sz + (long)c * 4 * blk,
+                            contrib + (2 * local + 1) * node_sz + (long)c * 4 * blk,
+                            contrib + (2L * max_nodes) * node_sz + (long)c * 4 * blk};
                         for (int k = 0; k < nch; k++) {
-                            const real *PV_RESTRICT s1 = cb + ((k + 1) % nch) * 4 * blk;
-                            if (nch == 2) {
-#pragma omp simd
-                                for (int q = 0; q < 4 * blk; q++) msg[q] = A[q] * s1[q];
-                            } else {
-                                const real *PV_RESTRICT s2 = cb + ((k + 2) % nch) * 4 * blk;
-#pragma omp simd
-                                for (int q = 0; q < 4 * blk; q++) msg[q] = A[q] * s1[q] * s2[q];
-                            }
                             const int ref = pl->ch_ref[3 * node + k];
-                            const int edge = pl->ch_edge[3 * node + k];
-                            double *Gk = G + (((long)edge * S + s) * C + c) * 16;
-                            if (ref < 0) {
-                                PV_FN(grad_inner)(n, msg, blk, tips + (long)(-ref - 1) * 4 * Pp + p0, Pp, Gk);
-                            } else {
-                                const real *M = mats + (((long)edge * S + s) * C + c) * 16;
-                                const real *x = part + (ref - first) * node_sz + (long)c * 4 * blk;
-                                PV_FN(grad_inner)(n, msg, blk, x, blk, Gk);
-                                PV_FN(upper_inner)(n, M, msg, blk, upper + (ref - first) * node_sz + (long)c * 4 * blk, blk);
-                            }
+                            const long edge = pl->ch_edge[3 * node + k];
+                            long lx;
+                            const real *x = PV_FN(child_x)(pl, node, first, k, c, p0, tips, part, node_sz, blk, &lx);
+                            const real *M = mats + ((edge * S + s) * C + c) * 16;
+                            real *up = ref < 0 ? NULL : upper + (ref - first) * node_sz + (long)c * 4 * blk;
+                            PV_FN(child_backward)(n, A, con[(k + 1) % nch], nch == 3 ? con[(k + 2) % nch] : NULL,
+                                                  x, lx, M, up, msg, blk, G + ((edge * S + s) * C + c) * 16);
                         }
                     }
                 }
             }
         }
+        free(contrib);
         free(part);
         free(scl);
         free(upper);
