@@ -194,6 +194,8 @@ def _nested_clades(taxa: TaxonOrder, nested) -> list[int]:
 
     def visit(node) -> int:
         if isinstance(node, (tuple, list)):
+            if len(node) < 2:
+                raise TreeFileError(f"a node with {len(node)} children in {nested!r}")
             mask = 0
             for child in node:
                 sub = visit(child)
