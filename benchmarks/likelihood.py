@@ -24,6 +24,7 @@ import torch
 
 from phylovi.io.alignment import read_alignment
 from phylovi.io.trees import read_tree
+from phylovi.likelihood import cpu_kernel
 from phylovi.likelihood.model_string import parse_model
 from phylovi.likelihood.patterns import compress_patterns
 from phylovi.likelihood.tree_likelihood import TreeLikelihood
@@ -65,6 +66,8 @@ def run(data: str, model_name: str, dtype, batch_size: int, repeats: int, device
     per_tree = (patterns.n_taxa * patterns.n_patterns * model.n_categories * 4
                 * torch.finfo(dtype).bits // 8 * 4)
     chunk = max(1, min(batch_size, int(memory_budget // per_tree)))
+    if cpu_kernel.supports_device(likelihood.device, dtype):
+        chunk = batch_size  # the fused C kernel keeps no partials between its passes
     batches = [TopologyBatch([tree.topology] * len(part)) for part in lengths.split(chunk)]
 
     def log_likelihood():
@@ -99,7 +102,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    kernel = ("fused C kernel" if cpu_kernel.supports_device(torch.device(args.device), torch.float64)
+              else f"torch kernel ({cpu_kernel.unavailable_reason() or args.device})")
+    print(f"device {args.device}, {kernel}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
     print("| data | model | dtype | B | lnL evals/s | lnL updates/s | lnL+grad evals/s "
           "| lnL+grad updates/s | grad/lnL time | vs BEAGLE (lnL) | vs torchtree best | chunk |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")

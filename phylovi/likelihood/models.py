@@ -68,7 +68,7 @@ class SubstitutionModel:
         return (left * scaled[..., None, :]) @ right
 
     def _eigen(self, q: torch.Tensor):
-        pi = self.frequencies.detach().to(q.dtype)
+        pi = self.frequencies.detach().to(q)
         root = pi.sqrt()
         symmetric = root[:, None] * q.detach() / root[None, :]
         symmetric = (symmetric + symmetric.T) / 2

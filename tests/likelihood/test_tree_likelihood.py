@@ -26,6 +26,14 @@ REFERENCES = [
 ]
 
 
+@pytest.fixture(params=["default", "torch"])
+def kernel(request, monkeypatch):
+    """Run a test on the default CPU kernel (fused C) and on the torch kernel (the GPU path)."""
+    if request.param == "torch":
+        monkeypatch.setenv("PHYLOVI_KERNEL", "torch")
+    return request.param
+
+
 def load(shared, name):
     alignment = read_alignment(shared(f"sim/{name}.fasta"))
     patterns = compress_patterns(alignment)
@@ -34,7 +42,8 @@ def load(shared, name):
 
 
 @pytest.mark.parametrize("name,model,expected,gradient_sum", REFERENCES)
-def test_log_likelihood_matches_references_float64(shared, name, model, expected, gradient_sum):
+def test_log_likelihood_matches_references_float64(shared, kernel, name, model, expected,
+                                                   gradient_sum):
     patterns, tree = load(shared, name)
     likelihood = TreeLikelihood(patterns, parse_model(model, patterns))
     lengths = torch.tensor(tree.branch_lengths, requires_grad=True)
@@ -46,7 +55,7 @@ def test_log_likelihood_matches_references_float64(shared, name, model, expected
 
 
 @pytest.mark.parametrize("name,model,expected,_", REFERENCES)
-def test_log_likelihood_matches_references_float32(shared, name, model, expected, _):
+def test_log_likelihood_matches_references_float32(shared, kernel, name, model, expected, _):
     patterns, tree = load(shared, name)
     likelihood = TreeLikelihood(patterns, parse_model(model, patterns, dtype=torch.float32),
                                 dtype=torch.float32)
@@ -123,7 +132,7 @@ def brute_force_log_likelihood(alignment, tree: Tree, model) -> float:
 
 @pytest.mark.parametrize("model", ["JC", "HKY{2.5}+F{0.1,0.2,0.3,0.4}",
                                    "GTR{0.5,2,1.5,0.7,3}+F{0.35,0.15,0.2,0.3}+G3{0.7}+I{0.2}"])
-def test_log_likelihood_equals_enumeration_with_ambiguity(model):
+def test_log_likelihood_equals_enumeration_with_ambiguity(kernel, model):
     alignment, patterns = random_problem(5, 12, seed=3)
     rng = np.random.default_rng(4)
     topology = random_topology(patterns.taxa, rng)
@@ -136,7 +145,7 @@ def test_log_likelihood_equals_enumeration_with_ambiguity(model):
         assert value.item() == pytest.approx(expected, rel=1e-12)
 
 
-def test_batch_of_mixed_topologies_equals_one_at_a_time():
+def test_batch_of_mixed_topologies_equals_one_at_a_time(kernel):
     _, patterns = random_problem(9, 80, seed=5)
     rng = np.random.default_rng(6)
     topologies = [random_topology(patterns.taxa, rng) for _ in range(4)]
@@ -175,7 +184,7 @@ def test_rerooting_and_rotation_leave_the_log_likelihood_unchanged(shared):
 
 
 @pytest.mark.parametrize("parameter", ["lengths", "kappa", "rates", "frequencies", "shape", "pinv"])
-def test_gradients_match_finite_differences(parameter):
+def test_gradients_match_finite_differences(kernel, parameter):
     _, patterns = random_problem(6, 40, seed=8)
     rng = np.random.default_rng(9)
     topologies = [random_topology(patterns.taxa, rng) for _ in range(2)]
@@ -195,3 +204,38 @@ def test_gradients_match_finite_differences(parameter):
     start = lengths if name is None else model.parameters[name]
     start = start.clone().requires_grad_()
     assert torch.autograd.gradcheck(f, (start,), eps=1e-6, atol=1e-5, rtol=1e-5)
+
+
+def test_site_log_likelihoods_sum_to_the_log_likelihood_with_equal_gradients():
+    _, patterns = random_problem(7, 60, seed=10)
+    rng = np.random.default_rng(11)
+    topologies = TopologyBatch([random_topology(patterns.taxa, rng) for _ in range(3)])
+    model = parse_model("HKY{2}+F{0.3,0.2,0.2,0.3}+G4{0.6}+I{0.1}", patterns)
+    likelihood = TreeLikelihood(patterns, model)
+    lengths = torch.tensor(rng.uniform(0.02, 0.4, (3, 2, topologies.n_edges)), requires_grad=True)
+    weights = torch.tensor(patterns.weights)
+    total = likelihood.log_likelihood(topologies, lengths)
+    (direct,) = torch.autograd.grad(total.sum(), lengths)
+    by_site = likelihood.site_log_likelihoods(topologies, lengths) @ weights
+    (via_sites,) = torch.autograd.grad(by_site.sum(), lengths)
+    torch.testing.assert_close(by_site, total, rtol=1e-12, atol=0)
+    torch.testing.assert_close(via_sites, direct, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.cuda
+def test_cuda_equals_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    _, patterns = random_problem(12, 200, seed=12)
+    rng = np.random.default_rng(13)
+    topologies = TopologyBatch([random_topology(patterns.taxa, rng) for _ in range(4)])
+    model = parse_model("GTR{0.5,2,1.5,0.7,3}+F{0.35,0.15,0.2,0.3}+G4{0.7}+I{0.15}", patterns)
+    lengths = torch.tensor(rng.uniform(0.02, 0.4, (4, 3, topologies.n_edges)))
+    values = {}
+    for device in ("cpu", "cuda"):
+        x = lengths.to(device).requires_grad_()
+        value = TreeLikelihood(patterns, model, device=device).log_likelihood(topologies, x)
+        value.sum().backward()
+        values[device] = (value.cpu(), x.grad.cpu())
+    torch.testing.assert_close(values["cuda"][0], values["cpu"][0], rtol=1e-12, atol=0)
+    torch.testing.assert_close(values["cuda"][1], values["cpu"][1], rtol=1e-9, atol=1e-12)
