@@ -539,6 +539,31 @@ int PV_FN(pv_backward)(const pv_plan *pl, int n_taxa, int n_edges, const real *m
     return failed;
 }
 
+/* Two output planes i0, i0 + 1 of out = M @ x: 8 coefficients, 4 inputs and 2 sums
+ * stay in registers (all four rows at once would spill on AVX2's 16 registers). */
+static inline void PV_FN(two_rows)(int n, const real *PV_RESTRICT M, const real *PV_RESTRICT x,
+                                   long lx, real *PV_RESTRICT o0, real *PV_RESTRICT o1)
+{
+    const real a0 = M[0], a1 = M[1], a2 = M[2], a3 = M[3];
+    const real b0 = M[4], b1 = M[5], b2 = M[6], b3 = M[7];
+    const real *PV_RESTRICT x0 = x, *PV_RESTRICT x1 = x + lx, *PV_RESTRICT x2 = x + 2 * lx,
+               *PV_RESTRICT x3 = x + 3 * lx;
+#pragma omp simd
+    for (int p = 0; p < n; p++) {
+        const real u = x0[p], v = x1[p], w = x2[p], z = x3[p];
+        o0[p] = a0 * u + a1 * v + a2 * w + a3 * z;
+        o1[p] = b0 * u + b1 * v + b2 * w + b3 * z;
+    }
+}
+
+/* out (4 planes, stride ld) = M @ x, in two sweeps of two rows. */
+static inline void PV_FN(contribution)(int n, const real *M, const real *x, long lx, real *out,
+                                       long ld)
+{
+    PV_FN(two_rows)(n, M, x, lx, out, out + ld);
+    PV_FN(two_rows)(n, M + 8, x, lx, out + 2 * ld, out + 3 * ld);
+}
+
 /* Where child k of a node keeps its partials for category c: the tip planes, or the
  * task's scratch `part`; sets *lx to the plane stride. */
 static inline const real *PV_FN(child_x)(const pv_plan *pl, int node, int first, int k, int c,
@@ -552,25 +577,6 @@ static inline const real *PV_FN(child_x)(const pv_plan *pl, int node, int first,
     }
     *lx = blk;
     return part + (ref - first) * node_sz + (long)c * 4 * blk;
-}
-
-/* One node of two children, one category: both contributions (kept for the
- * pre-order pass) and their product, in one sweep over the patterns. */
-static inline void PV_FN(node_pair)(int n, const real *PV_RESTRICT ML, const real *PV_RESTRICT xl,
-                                    long lxl, const real *PV_RESTRICT MR, const real *PV_RESTRICT xr,
-                                    long lxr, real *PV_RESTRICT L, real *PV_RESTRICT R,
-                                    real *PV_RESTRICT out, long ld)
-{
-    PV_LOAD_M(a, ML);
-    PV_LOAD_M(b, MR);
-#pragma omp simd
-    for (int p = 0; p < n; p++) {
-        PV_INNER(a, l, xl, lxl, p);
-        PV_INNER(b, r, xr, lxr, p);
-        L[p] = l0; L[ld + p] = l1; L[2 * ld + p] = l2; L[3 * ld + p] = l3;
-        R[p] = r0; R[ld + p] = r1; R[2 * ld + p] = r2; R[3 * ld + p] = r3;
-        PV_STORE(out, ld, p);
-    }
 }
 
 /* The pre-order step to one child: message m = upper * sibling (4 planes), then
@@ -589,7 +595,12 @@ static inline void PV_FN(child_backward)(int n, const real *PV_RESTRICT A,
         for (int q = 0; q < 4 * blk; q++) msg[q] = A[q] * sib1[q];
     }
     PV_FN(grad_inner)(n, msg, blk, x, lx, G);
-    if (up) PV_FN(upper_inner)(n, M, msg, blk, up, blk);
+    if (up) {
+        /* up_j = sum_i m_i P[i][j], two columns per sweep (see two_rows) */
+        const real Mt[16] = {M[0], M[4], M[8], M[12], M[1], M[5], M[9], M[13],
+                             M[2], M[6], M[10], M[14], M[3], M[7], M[11], M[15]};
+        PV_FN(contribution)(n, Mt, msg, blk, up, blk);
+    }
 }
 
 /* The log-likelihood of every (topology, sample) and, when jac_mats is given, its
@@ -658,18 +669,20 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                         const real *M0 = mats + (((long)pl->ch_edge[3 * node] * S + s) * C + c) * 16;
                         const real *M1 = mats + (((long)pl->ch_edge[3 * node + 1] * S + s) * C + c) * 16;
                         real *o = out + (long)c * 4 * blk;
-                        if (grad)
-                            PV_FN(node_pair)(n, M0, x0, lx0, M1, x1, lx1,
-                                             contrib + (2 * local) * node_sz + (long)c * 4 * blk,
-                                             contrib + (2 * local + 1) * node_sz + (long)c * 4 * blk, o, blk);
-                        else
-                            PV_FN(pair)(n, NULL, NULL, M0, x0, lx0, NULL, NULL, M1, x1, lx1, o, blk);
+                        /* both contributions (kept for the pre-order pass when it runs), then their product */
+                        real *PV_RESTRICT L = grad ? contrib + (2 * local) * node_sz + (long)c * 4 * blk : work;
+                        real *PV_RESTRICT R = grad ? contrib + (2 * local + 1) * node_sz + (long)c * 4 * blk
+                                                   : work + 4 * blk;
+                        PV_FN(contribution)(n, M0, x0, lx0, L, blk);
+                        PV_FN(contribution)(n, M1, x1, lx1, R, blk);
+#pragma omp simd
+                        for (int q = 0; q < 4 * blk; q++) o[q] = L[q] * R[q];
                         if (nch == 3) {
                             long lx2;
                             const real *x2 = PV_FN(child_x)(pl, node, first, 2, c, p0, tips, part, node_sz, blk, &lx2);
                             const real *M2 = mats + (((long)pl->ch_edge[3 * node + 2] * S + s) * C + c) * 16;
                             real *t = contrib + (2L * max_nodes) * node_sz + (long)c * 4 * blk;
-                            PV_FN(contrib_inner)(n, 0, M2, x2, lx2, t, blk);
+                            PV_FN(contribution)(n, M2, x2, lx2, t, blk);
 #pragma omp simd
                             for (int q = 0; q < 4 * blk; q++) o[q] *= t[q];
                         }
