@@ -1,18 +1,18 @@
-/* Fused CPU pruning kernel for phylovi (see phylovi/likelihood/cpu_kernel.py).
+/* Fused CPU tree-likelihood kernel for phylovi (see phylovi/likelihood/cpu_kernel.py).
  *
  * Plain C99 + OpenMP, loaded with ctypes. The file includes itself (by name) twice to
  * define a float64 (suffix _f64) and a float32 (suffix _f32) variant.
  *
- * Work is split into tasks (topology b, sample s, block of patterns); a task
- * runs the whole post-order (forward) or pre-order (backward) pass of its
- * topology over its patterns, so tasks are independent and need no barrier
- * between levels. Partials are stored per (slot, sample) as [C][4][Pp]
- * planes (states as separate pattern-contiguous planes), so every inner loop
- * runs over patterns and vectorises at full width in both precisions.
+ * Work is split into tasks (topology b, sample s, block of patterns); a task runs
+ * its topology's whole post-order pass, the site log-likelihoods and, for the
+ * gradient, the pre-order pass, on per-thread scratch that holds only its block.
+ * Tasks are independent: no barrier between levels, nothing of size
+ * n_nodes x n_patterns stored. Partials are [C][4][block] planes (states as
+ * separate pattern-contiguous planes), so every inner loop runs over patterns
+ * and vectorises at full width in both precisions.
  *
  * Node program (built in Python from the Schedule), node index n in
  * [0, n_nodes), nodes grouped by topology (topo_off) in post-order:
- *   node_slot[n]      partials slot
  *   node_nch[n]       2 or 3 children
  *   ch_ref[3n + k]    >= 0: node index of an internal child; < 0: -(taxon + 1)
  *   ch_edge[3n + k]   global edge row (b * n_edges + e) of the child
@@ -25,19 +25,13 @@
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
-#undef real
-#undef PV_LOAD_M
-#undef PV_INNER
-#undef PV_TIP
-#undef PV_STORE
 #endif
 
 #define PV_RESTRICT __restrict__
 
 typedef struct {
-    int n_topologies, n_samples, n_categories, n_patterns, n_padded, n_slots, block;
-    const int32_t *topo_off, *node_slot, *node_nch, *ch_ref, *ch_edge;
-    const uint8_t *codes; /* [n_taxa][n_padded], padding holds code 15 */
+    int n_topologies, n_samples, n_categories, n_patterns, n_padded, block;
+    const int32_t *topo_off, *node_nch, *ch_ref, *ch_edge;
 } pv_plan;
 
 static int pv_threads(int n)
@@ -48,11 +42,6 @@ static int pv_threads(int n)
 #else
     (void)n;
     return 1;
-#undef real
-#undef PV_LOAD_M
-#undef PV_INNER
-#undef PV_TIP
-#undef PV_STORE
 #endif
 }
 
@@ -62,15 +51,10 @@ static int pv_thread_id(void)
     return omp_get_thread_num();
 #else
     return 0;
-#undef real
-#undef PV_LOAD_M
-#undef PV_INNER
-#undef PV_TIP
-#undef PV_STORE
 #endif
 }
 
-int pv_version(void) { return 2; }
+int pv_version(void) { return 3; }
 
 #define PV_REAL double
 #define PV_FN(name) name##_f64
@@ -86,254 +70,6 @@ int pv_version(void) { return 2; }
 #else /* one precision */
 
 #define real PV_REAL
-
-/* out (4 planes, stride ld) = or *= contribution of an internal child x (stride lx). */
-static inline void PV_FN(contrib_inner)(int n, int mul, const real *PV_RESTRICT M,
-                                        const real *PV_RESTRICT x, long lx,
-                                        real *PV_RESTRICT out, long ld)
-{
-    const real m00 = M[0], m01 = M[1], m02 = M[2], m03 = M[3];
-    const real m10 = M[4], m11 = M[5], m12 = M[6], m13 = M[7];
-    const real m20 = M[8], m21 = M[9], m22 = M[10], m23 = M[11];
-    const real m30 = M[12], m31 = M[13], m32 = M[14], m33 = M[15];
-    const real *PV_RESTRICT x0 = x, *PV_RESTRICT x1 = x + lx, *PV_RESTRICT x2 = x + 2 * lx,
-               *PV_RESTRICT x3 = x + 3 * lx;
-    real *PV_RESTRICT o0 = out, *PV_RESTRICT o1 = out + ld, *PV_RESTRICT o2 = out + 2 * ld,
-         *PV_RESTRICT o3 = out + 3 * ld;
-    if (mul) {
-#pragma omp simd
-        for (int p = 0; p < n; p++) {
-            real a = x0[p], b = x1[p], c = x2[p], d = x3[p];
-            o0[p] *= m00 * a + m01 * b + m02 * c + m03 * d;
-            o1[p] *= m10 * a + m11 * b + m12 * c + m13 * d;
-            o2[p] *= m20 * a + m21 * b + m22 * c + m23 * d;
-            o3[p] *= m30 * a + m31 * b + m32 * c + m33 * d;
-        }
-    } else {
-#pragma omp simd
-        for (int p = 0; p < n; p++) {
-            real a = x0[p], b = x1[p], c = x2[p], d = x3[p];
-            o0[p] = m00 * a + m01 * b + m02 * c + m03 * d;
-            o1[p] = m10 * a + m11 * b + m12 * c + m13 * d;
-            o2[p] = m20 * a + m21 * b + m22 * c + m23 * d;
-            o3[p] = m30 * a + m31 * b + m32 * c + m33 * d;
-        }
-    }
-}
-
-#define PV_LOAD_M(pre, M)                                                              \
-    const real pre##00 = M[0], pre##01 = M[1], pre##02 = M[2], pre##03 = M[3];          \
-    const real pre##10 = M[4], pre##11 = M[5], pre##12 = M[6], pre##13 = M[7];          \
-    const real pre##20 = M[8], pre##21 = M[9], pre##22 = M[10], pre##23 = M[11];       \
-    const real pre##30 = M[12], pre##31 = M[13], pre##32 = M[14], pre##33 = M[15]
-#define PV_INNER(pre, v, x, lx, p)                                                     \
-    const real v##_a = x[p], v##_b = x[lx + p], v##_c = x[2 * lx + p], v##_d = x[3 * lx + p]; \
-    const real v##0 = pre##00 * v##_a + pre##01 * v##_b + pre##02 * v##_c + pre##03 * v##_d; \
-    const real v##1 = pre##10 * v##_a + pre##11 * v##_b + pre##12 * v##_c + pre##13 * v##_d; \
-    const real v##2 = pre##20 * v##_a + pre##21 * v##_b + pre##22 * v##_c + pre##23 * v##_d; \
-    const real v##3 = pre##30 * v##_a + pre##31 * v##_b + pre##32 * v##_c + pre##33 * v##_d
-#define PV_TIP(v, T, code, p)                                                          \
-    const real *v##t = T + 4 * (int)code[p];                                           \
-    const real v##0 = v##t[0], v##1 = v##t[1], v##2 = v##t[2], v##3 = v##t[3]
-#define PV_STORE(out, ld, p)                                                           \
-    out[p] = l0 * r0; out[ld + p] = l1 * r1; out[2 * ld + p] = l2 * r2;                \
-    out[3 * ld + p] = l3 * r3
-
-/* out = contribution(left) * contribution(right) for a node of two children; a child
- * is a tip when its table T is given (then code), else internal (M, x, lx). */
-static inline void PV_FN(pair)(int n, const real *PV_RESTRICT TL, const uint8_t *PV_RESTRICT cl,
-                               const real *PV_RESTRICT ML, const real *PV_RESTRICT xl, long lxl,
-                               const real *PV_RESTRICT TR, const uint8_t *PV_RESTRICT cr,
-                               const real *PV_RESTRICT MR, const real *PV_RESTRICT xr, long lxr,
-                               real *PV_RESTRICT out, long ld)
-{
-    if (TL && TR) {
-        for (int p = 0; p < n; p++) {
-            PV_TIP(l, TL, cl, p);
-            PV_TIP(r, TR, cr, p);
-            PV_STORE(out, ld, p);
-        }
-    } else if (TL) {
-        PV_LOAD_M(b, MR);
-#pragma omp simd
-        for (int p = 0; p < n; p++) {
-            PV_TIP(l, TL, cl, p);
-            PV_INNER(b, r, xr, lxr, p);
-            PV_STORE(out, ld, p);
-        }
-    } else {
-        PV_LOAD_M(a, ML);
-        PV_LOAD_M(b, MR);
-#pragma omp simd
-        for (int p = 0; p < n; p++) {
-            PV_INNER(a, l, xl, lxl, p);
-            PV_INNER(b, r, xr, lxr, p);
-            PV_STORE(out, ld, p);
-        }
-    }
-}
-
-/* Forward pass. partials == NULL: likelihood only, partials live in per-thread
- * scratch and are not kept; otherwise partials [n_slots][S][C][4][Pp] and
- * scales [n_slots][S][Pp] (when rescaling) are written for the backward pass. */
-int PV_FN(pv_forward)(const pv_plan *pl, int n_taxa, int n_edges, const real *mats,
-                      const real *tips, const real *freq, int rescale, real *partials,
-                      real *scales, real *site, real *log_scale, int n_threads)
-{
-    const int S = pl->n_samples, C = pl->n_categories, P = pl->n_patterns, Pp = pl->n_padded;
-    const int blk = pl->block, B = pl->n_topologies;
-    const int n_blocks = (Pp + blk - 1) / blk;
-    const long n_tasks = (long)B * S * n_blocks;
-    int max_nodes = 0;
-    for (int b = 0; b < B; b++)
-        if (pl->topo_off[b + 1] - pl->topo_off[b] > max_nodes)
-            max_nodes = pl->topo_off[b + 1] - pl->topo_off[b];
-    int nt = pv_threads(n_threads);
-    const long node_sz = (long)C * 4 * blk;
-    int failed = 0;
-#pragma omp parallel num_threads(nt)
-    {
-        real *scratch = NULL;
-        int *buf_of = NULL, *free_list = NULL;
-        double *acc = (double *)malloc(sizeof(double) * 2 * blk);
-        real *mx = (real *)malloc(sizeof(real) * blk);
-        if (!partials) {
-            scratch = (real *)malloc(sizeof(real) * (size_t)(node_sz * max_nodes));
-            buf_of = (int *)malloc(sizeof(int) * 2 * (max_nodes + 1));
-            free_list = buf_of + max_nodes + 1;
-        }
-        if (!acc || !mx || (!partials && (!scratch || !buf_of))) {
-#pragma omp atomic write
-            failed = 1;
-        } else {
-#pragma omp for schedule(dynamic, 1)
-            for (long task = 0; task < n_tasks; task++) {
-                const long bs = task / n_blocks;
-                const int b = (int)(bs / S), s = (int)(bs % S);
-                const int p0 = (int)(task % n_blocks) * blk;
-                const int n = Pp - p0 < blk ? Pp - p0 : blk;
-                double *PV_RESTRICT prod = acc, *PV_RESTRICT lsum = acc + blk;
-                for (int p = 0; p < n; p++) { prod[p] = 1.0; lsum[p] = 0.0; }
-                const int first = pl->topo_off[b], last = pl->topo_off[b + 1];
-                int n_free = 0;
-                if (!partials)
-                    for (int k = max_nodes - 1; k >= 0; k--) free_list[n_free++] = k;
-                real *out = NULL;
-                long ld = 0;
-                for (int node = first; node < last; node++) {
-                    const int slot = pl->node_slot[node], nch = pl->node_nch[node];
-                    if (partials) {
-                        out = partials + ((long)slot * S + s) * C * 4 * Pp + p0;
-                        ld = Pp;
-                    } else {
-                        int buf = free_list[--n_free];
-                        buf_of[node - first] = buf;
-                        out = scratch + buf * node_sz;
-                        ld = blk;
-                    }
-                    for (int c = 0; c < C; c++) {
-                        real *o = out + (long)c * 4 * ld;
-                        if (nch == 2) {
-                            const real *T[2] = {NULL, NULL}, *M[2] = {NULL, NULL}, *x[2] = {NULL, NULL};
-                            const uint8_t *cd[2] = {NULL, NULL};
-                            long lx[2] = {0, 0};
-                            for (int k = 0; k < 2; k++) {
-                                const int ref = pl->ch_ref[3 * node + k];
-                                M[k] = mats + (((long)pl->ch_edge[3 * node + k] * S + s) * C + c) * 16;
-                                if (ref < 0) {
-                                    x[k] = tips + (long)(-ref - 1) * 4 * Pp + p0;
-                                    lx[k] = Pp;
-                                } else {
-                                    if (partials) {
-                                        x[k] = partials + (((long)pl->node_slot[ref] * S + s) * C + c) * 4 * Pp + p0;
-                                        lx[k] = Pp;
-                                    } else {
-                                        x[k] = scratch + buf_of[ref - first] * node_sz + (long)c * 4 * blk;
-                                        lx[k] = blk;
-                                    }
-                                }
-                            }
-                            const int sw = !T[0] && T[1]; /* a tip goes left */
-                            PV_FN(pair)(n, T[sw], cd[sw], M[sw], x[sw], lx[sw], T[1 - sw], cd[1 - sw],
-                                        M[1 - sw], x[1 - sw], lx[1 - sw], o, ld);
-                            continue;
-                        }
-                        for (int k = 0; k < nch; k++) {
-                            const int ref = pl->ch_ref[3 * node + k];
-                            const int edge = pl->ch_edge[3 * node + k];
-                            if (ref < 0) {
-                                const real *M = mats + (((long)edge * S + s) * C + c) * 16;
-                                PV_FN(contrib_inner)(n, k > 0, M, tips + (long)(-ref - 1) * 4 * Pp + p0, Pp, o, ld);
-                            } else {
-                                const real *M = mats + (((long)edge * S + s) * C + c) * 16;
-                                const real *x;
-                                long lx;
-                                if (partials) {
-                                    x = partials + (((long)pl->node_slot[ref] * S + s) * C + c) * 4 * Pp + p0;
-                                    lx = Pp;
-                                } else {
-                                    x = scratch + buf_of[ref - first] * node_sz + (long)c * 4 * blk;
-                                    lx = blk;
-                                }
-                                PV_FN(contrib_inner)(n, k > 0, M, x, lx, o, ld);
-                            }
-                        }
-                    }
-                    if (!partials)
-                        for (int k = 0; k < nch; k++) {
-                            const int ref = pl->ch_ref[3 * node + k];
-                            if (ref >= 0) free_list[n_free++] = buf_of[ref - first];
-                        }
-                    if (rescale) {
-                        real *PV_RESTRICT m = mx;
-                        for (int p = 0; p < n; p++) m[p] = 0;
-                        for (int q = 0; q < 4 * C; q++) {
-                            const real *PV_RESTRICT o = out + q * ld;
-#pragma omp simd
-                            for (int p = 0; p < n; p++) m[p] = o[p] > m[p] ? o[p] : m[p];
-                        }
-#pragma omp simd
-                        for (int p = 0; p < n; p++) m[p] = m[p] > 0 ? m[p] : (real)1;
-                        if (partials) {
-                            real *PV_RESTRICT sc = scales + ((long)slot * S + s) * Pp + p0;
-                            for (int p = 0; p < n; p++) sc[p] = m[p];
-                        }
-                        for (int q = 0; q < 4 * C; q++) {
-                            real *PV_RESTRICT o = out + q * ld;
-#pragma omp simd
-                            for (int p = 0; p < n; p++) o[p] /= m[p];
-                        }
-                        for (int p = 0; p < n; p++) {
-                            double v = prod[p] * (double)m[p];
-                            if (v < 1e-250 || v > 1e250) {
-                                lsum[p] += log(v);
-                                v = 1.0;
-                            }
-                            prod[p] = v;
-                        }
-                    }
-                }
-                /* out is the root partial. */
-                const int pe = P - p0 < n ? P - p0 : n;
-                const real f0 = freq[0], f1 = freq[1], f2 = freq[2], f3 = freq[3];
-                for (int c = 0; c < C; c++) {
-                    const real *PV_RESTRICT o = out + (long)c * 4 * ld;
-                    real *PV_RESTRICT st = site + (((long)b * S + s) * C + c) * P + p0;
-#pragma omp simd
-                    for (int p = 0; p < pe; p++)
-                        st[p] = o[p] * f0 + o[ld + p] * f1 + o[2 * ld + p] * f2 + o[3 * ld + p] * f3;
-                }
-                real *PV_RESTRICT ls = log_scale + ((long)b * S + s) * P + p0;
-                for (int p = 0; p < pe; p++) ls[p] = rescale ? (real)(lsum[p] + log(prod[p])) : (real)0;
-            }
-        }
-        free(scratch);
-        free(buf_of);
-        free(acc);
-        free(mx);
-    }
-    return failed;
-}
 
 /* d loss / d P accumulated into 16 doubles: G[i][j] += sum_p m_i[p] x_j[p]. Two
  * sweeps of 8 accumulators each: 16 would not fit in the 16 AVX2 registers. */
@@ -359,184 +95,6 @@ static inline void PV_FN(grad_inner)(int n, const real *PV_RESTRICT m, long lm,
 {
     PV_FN(grad_rows)(n, m, m + lm, x, lx, G);
     PV_FN(grad_rows)(n, m + 2 * lm, m + 3 * lm, x, lx, G + 8);
-}
-
-/* up (4 planes, stride lu) = m @ P: up_j = sum_i m_i P[i][j]. */
-static inline void PV_FN(upper_inner)(int n, const real *PV_RESTRICT M, const real *PV_RESTRICT m,
-                                      long lm, real *PV_RESTRICT up, long lu)
-{
-    const real m00 = M[0], m01 = M[1], m02 = M[2], m03 = M[3];
-    const real m10 = M[4], m11 = M[5], m12 = M[6], m13 = M[7];
-    const real m20 = M[8], m21 = M[9], m22 = M[10], m23 = M[11];
-    const real m30 = M[12], m31 = M[13], m32 = M[14], m33 = M[15];
-    const real *PV_RESTRICT a0 = m, *PV_RESTRICT a1 = m + lm, *PV_RESTRICT a2 = m + 2 * lm,
-               *PV_RESTRICT a3 = m + 3 * lm;
-    real *PV_RESTRICT u0 = up, *PV_RESTRICT u1 = up + lu, *PV_RESTRICT u2 = up + 2 * lu,
-         *PV_RESTRICT u3 = up + 3 * lu;
-#pragma omp simd
-    for (int p = 0; p < n; p++) {
-        real a = a0[p], b = a1[p], c = a2[p], d = a3[p];
-        u0[p] = a * m00 + b * m10 + c * m20 + d * m30;
-        u1[p] = a * m01 + b * m11 + c * m21 + d * m31;
-        u2[p] = a * m02 + b * m12 + c * m22 + d * m32;
-        u3[p] = a * m03 + b * m13 + c * m23 + d * m33;
-    }
-}
-
-/* Backward pass from the kept partials and scales: grad_mats [B*n_edges][S][C][16]
- * (overwritten) and grad_freq [4] (overwritten). */
-int PV_FN(pv_backward)(const pv_plan *pl, int n_taxa, int n_edges, const real *mats,
-                       const real *tips, const real *freq, int rescale, const real *partials,
-                       const real *scales, const real *grad_site, real *grad_mats,
-                       real *grad_freq, int n_threads)
-{
-    const int S = pl->n_samples, C = pl->n_categories, P = pl->n_patterns, Pp = pl->n_padded;
-    const int blk = pl->block, B = pl->n_topologies;
-    const int n_blocks = (Pp + blk - 1) / blk;
-    const long n_tasks = (long)B * S * n_blocks;
-    const long n_grad = (long)B * n_edges * S * C * 16;
-    int max_nodes = 0;
-    for (int b = 0; b < B; b++)
-        if (pl->topo_off[b + 1] - pl->topo_off[b] > max_nodes)
-            max_nodes = pl->topo_off[b + 1] - pl->topo_off[b];
-    int nt = pv_threads(n_threads);
-    double *gacc = (double *)calloc((size_t)nt * (n_grad + 4), sizeof(double));
-    if (!gacc) return 1;
-    const long node_sz = (long)C * 4 * blk;
-    int failed = 0;
-#pragma omp parallel num_threads(nt)
-    {
-        const int tid = pv_thread_id();
-        double *G = gacc + (long)tid * (n_grad + 4);
-        double *gf = G + n_grad;
-        real *upper = (real *)malloc(sizeof(real) * (size_t)(node_sz * (max_nodes + 1)));
-        real *work = (real *)malloc(sizeof(real) * (size_t)(21 * blk));
-        int *buf_of = (int *)malloc(sizeof(int) * 2 * (max_nodes + 1));
-        int *free_list = buf_of ? buf_of + max_nodes + 1 : NULL;
-        if (!upper || !work || !buf_of) {
-#pragma omp atomic write
-            failed = 1;
-        } else {
-#pragma omp for schedule(dynamic, 1)
-            for (long task = 0; task < n_tasks; task++) {
-                const long bs = task / n_blocks;
-                const int b = (int)(bs / S), s = (int)(bs % S);
-                const int p0 = (int)(task % n_blocks) * blk;
-                const int n = Pp - p0 < blk ? Pp - p0 : blk;
-                const int pe = P - p0 < n ? P - p0 : n;
-                const int first = pl->topo_off[b], last = pl->topo_off[b + 1];
-                real *PV_RESTRICT A = work;            /* 4 planes of blk: upper / scale */
-                real *PV_RESTRICT cb = work + 4 * blk; /* 3 children's contributions, then the message */
-                real *PV_RESTRICT rs = work + 20 * blk;
-                int n_free = 0;
-                for (int k = max_nodes; k >= 0; k--) free_list[n_free++] = k;
-                for (int node = last - 1; node >= first; node--) {
-                    const int slot = pl->node_slot[node], nch = pl->node_nch[node];
-                    const int is_root = node == last - 1;
-                    const real *PV_RESTRICT up_u = NULL;
-                    int ubuf = -1;
-                    if (!is_root) {
-                        ubuf = buf_of[node - first];
-                        up_u = upper + ubuf * node_sz;
-                    }
-                    if (rescale) {
-                        const real *PV_RESTRICT sc = scales + ((long)slot * S + s) * Pp + p0;
-                        for (int p = 0; p < n; p++) rs[p] = sc[p];
-                    } else {
-                        for (int p = 0; p < n; p++) rs[p] = 1;
-                    }
-                    /* buffers for internal children's uppers */
-                    int cbuf[3] = {-1, -1, -1};
-                    for (int k = 0; k < nch; k++)
-                        if (pl->ch_ref[3 * node + k] >= 0) {
-                            cbuf[k] = free_list[--n_free];
-                            buf_of[pl->ch_ref[3 * node + k] - first] = cbuf[k];
-                        }
-                    for (int c = 0; c < C; c++) {
-                        if (is_root) {
-                            const real *PV_RESTRICT gs = grad_site + (((long)b * S + s) * C + c) * P + p0;
-                            const real *PV_RESTRICT root = partials + (((long)slot * S + s) * C + c) * 4 * Pp + p0;
-                            for (int i = 0; i < 4; i++) {
-                                const real f = freq[i];
-                                double g = 0;
-                                for (int p = 0; p < pe; p++) {
-                                    A[i * blk + p] = gs[p] * f / rs[p];
-                                    g += (double)gs[p] * (double)root[i * Pp + p];
-                                }
-                                for (int p = pe; p < n; p++) A[i * blk + p] = 0;
-                                gf[i] += g;
-                            }
-                        } else {
-                            for (int i = 0; i < 4; i++) {
-                                const real *PV_RESTRICT u = up_u + ((long)c * 4 + i) * blk;
-                                real *PV_RESTRICT a = A + i * blk;
-#pragma omp simd
-                                for (int p = 0; p < n; p++) a[p] = u[p] / rs[p];
-                            }
-                        }
-                        /* children's contributions, recomputed */
-                        for (int k = 0; k < nch; k++) {
-                            const int ref = pl->ch_ref[3 * node + k];
-                            real *o = cb + k * 4 * blk;
-                            if (ref < 0) {
-                                const int edge = pl->ch_edge[3 * node + k];
-                                const real *M = mats + (((long)edge * S + s) * C + c) * 16;
-                                PV_FN(contrib_inner)(n, 0, M, tips + (long)(-ref - 1) * 4 * Pp + p0, Pp, o, blk);
-                            } else {
-                                const int edge = pl->ch_edge[3 * node + k];
-                                const real *M = mats + (((long)edge * S + s) * C + c) * 16;
-                                const real *x = partials + (((long)pl->node_slot[ref] * S + s) * C + c) * 4 * Pp + p0;
-                                PV_FN(contrib_inner)(n, 0, M, x, Pp, o, blk);
-                            }
-                        }
-                        for (int k = 0; k < nch; k++) {
-                            /* message m = A * prod of the siblings' contributions, into cb[3] */
-                            real *PV_RESTRICT msg = cb + 3 * 4 * blk;
-                            const real *PV_RESTRICT s1 = cb + ((k + 1) % nch) * 4 * blk;
-                            if (nch == 2) {
-#pragma omp simd
-                                for (int q = 0; q < 4 * blk; q++) msg[q] = A[q] * s1[q];
-                            } else {
-                                const real *PV_RESTRICT s2 = cb + ((k + 2) % nch) * 4 * blk;
-#pragma omp simd
-                                for (int q = 0; q < 4 * blk; q++) msg[q] = A[q] * s1[q] * s2[q];
-                            }
-                            const int ref = pl->ch_ref[3 * node + k];
-                            const int edge = pl->ch_edge[3 * node + k];
-                            double *Gk = G + (((long)edge * S + s) * C + c) * 16;
-                            if (ref < 0) {
-                                PV_FN(grad_inner)(n, msg, blk, tips + (long)(-ref - 1) * 4 * Pp + p0, Pp, Gk);
-                            } else {
-                                const real *M = mats + (((long)edge * S + s) * C + c) * 16;
-                                const real *x = partials + (((long)pl->node_slot[ref] * S + s) * C + c) * 4 * Pp + p0;
-                                PV_FN(grad_inner)(n, msg, blk, x, Pp, Gk);
-                                PV_FN(upper_inner)(n, M, msg, blk, upper + cbuf[k] * node_sz + (long)c * 4 * blk, blk);
-                            }
-                        }
-                    }
-                    if (ubuf >= 0) free_list[n_free++] = ubuf;
-                }
-            }
-        }
-        free(upper);
-        free(work);
-        free(buf_of);
-    }
-    if (!failed) {
-#pragma omp parallel for schedule(static) num_threads(nt)
-        for (long q = 0; q < n_grad; q++) {
-            double v = 0;
-            for (int t = 0; t < nt; t++) v += gacc[(long)t * (n_grad + 4) + q];
-            grad_mats[q] = (real)v;
-        }
-        for (int i = 0; i < 4; i++) {
-            double v = 0;
-            for (int t = 0; t < nt; t++) v += gacc[(long)t * (n_grad + 4) + n_grad + i];
-            grad_freq[i] = (real)v;
-        }
-    }
-    free(gacc);
-    return failed;
 }
 
 /* Two output planes i0, i0 + 1 of out = M @ x: 8 coefficients, 4 inputs and 2 sums
@@ -611,11 +169,12 @@ static inline void PV_FN(child_backward)(int n, const real *PV_RESTRICT A,
  *   catw [C] category probabilities; weights [P] pattern weights;
  *   inv [4][Pp] 1 where every tip allows the state (constant patterns);
  *   lnl [B][S][n_blocks] out, partial sums over each block;
+ *   site_ll [B][S][P] out when given: each pattern's log-likelihood;
  *   jac_mats [B*n_edges][S][C][16], jac_other [B][S][5] (d/d frequencies, d/d pinv) out. */
 int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const real *tips,
                      const real *freq, const real *catw, double pinv, const real *weights,
-                     const real *inv, int rescale, double *lnl, real *jac_mats,
-                     real *jac_other, int n_threads)
+                     const real *inv, int rescale, double *lnl, real *site_ll,
+                     real *jac_mats, real *jac_other, int n_threads)
 {
     const int S = pl->n_samples, C = pl->n_categories, P = pl->n_patterns, Pp = pl->n_padded;
     const int blk = pl->block, B = pl->n_topologies;
@@ -730,6 +289,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                     const double ll = hi == -INFINITY ? -INFINITY : hi + log(exp(lv - hi) + exp(li - hi));
                     const double w = weights[p0 + p];
                     total += w * ll;
+                    if (site_ll) site_ll[bs * P + p0 + p] = (real)ll;
                     if (!grad) continue;
                     ap[p] = lv == -INFINITY ? 0.0 : w * exp(log_variable + ls - ll);
                     const double to_invariant = li == -INFINITY ? 0.0 : w * exp(log_pinv - ll);
@@ -802,8 +362,4 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
 }
 
 #undef real
-#undef PV_LOAD_M
-#undef PV_INNER
-#undef PV_TIP
-#undef PV_STORE
 #endif

@@ -1,4 +1,4 @@
-"""Fused C/OpenMP pruning kernel for CPU tensors (same semantics as ``pruning._Kernel``).
+"""Fused C/OpenMP tree-likelihood kernel for CPU tensors.
 
 The C source (``cpu_kernel.c``, plain C99 + OpenMP, no torch headers) is compiled
 at first use with the system ``gcc`` into a cache directory (``$PHYLOVI_CACHE`` or
@@ -7,17 +7,17 @@ flags, the compiler version and the machine, and loaded with :mod:`ctypes`. The
 library is written to a temporary name and moved into place with
 :func:`os.replace`, so concurrent processes may compile it at once.
 
+It computes the semantics of :mod:`phylovi.likelihood.pruning` (same schedule,
+same rescaling) in one pass per (topology, sample, block of patterns): the
+post-order partials, each pattern's log-likelihood with the category mixture
+and invariable sites, and, when asked, the pre-order pass that gives the
+gradient of ``lnL[b, s]`` with respect to that tree's own transition matrices,
+the frequencies and pinv. Only the block's partials are ever held, so the
+gradient costs no memory beyond its result, whatever B and S are.
+
 :func:`available` is False (with :func:`unavailable_reason` saying why) when gcc
 is missing, compilation or loading fails, or ``PHYLOVI_KERNEL=torch`` is set;
-:func:`phylovi.likelihood.pruning.prune` then uses the torch kernel.
-
-Differences from the torch kernel, none visible to callers: the partials are kept
-as ``[slot, S, C, 4, P_padded]`` (pattern-contiguous planes, patterns padded to a
-multiple of 8 with all-ambiguous tips), the children's contributions are not
-kept for the gradient but recomputed in the backward pass, and a likelihood-only
-call keeps no partials at all beyond a per-thread working set. Work is split into
-tasks of (topology, sample, block of patterns), each running its topology's whole
-post-order or pre-order pass, so no level waits for another.
+:class:`phylovi.likelihood.TreeLikelihood` then uses the torch kernel.
 """
 
 from __future__ import annotations
@@ -50,10 +50,9 @@ _reason: str | None = None
 class _Plan(ctypes.Structure):
     _fields_ = [("n_topologies", ctypes.c_int), ("n_samples", ctypes.c_int),
                 ("n_categories", ctypes.c_int), ("n_patterns", ctypes.c_int),
-                ("n_padded", ctypes.c_int), ("n_slots", ctypes.c_int), ("block", ctypes.c_int),
-                ("topo_off", ctypes.c_void_p), ("node_slot", ctypes.c_void_p),
-                ("node_nch", ctypes.c_void_p), ("ch_ref", ctypes.c_void_p),
-                ("ch_edge", ctypes.c_void_p), ("codes", ctypes.c_void_p)]
+                ("n_padded", ctypes.c_int), ("block", ctypes.c_int),
+                ("topo_off", ctypes.c_void_p), ("node_nch", ctypes.c_void_p),
+                ("ch_ref", ctypes.c_void_p), ("ch_edge", ctypes.c_void_p)]
 
 
 def cache_dir() -> Path:
@@ -95,22 +94,14 @@ def _compile() -> ctypes.CDLL:
                 raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
             os.replace(out, target)
     library = ctypes.CDLL(str(target))
-    if library.pv_version() != 2:
+    if library.pv_version() != 3:
         raise RuntimeError("cpu_kernel library version mismatch")
     for suffix in ("f64", "f32"):
-        forward = getattr(library, f"pv_forward_{suffix}")
-        forward.restype = ctypes.c_int
-        forward.argtypes = [ctypes.POINTER(_Plan), ctypes.c_int, ctypes.c_int] + \
-            [ctypes.c_void_p] * 3 + [ctypes.c_int] + [ctypes.c_void_p] * 4 + [ctypes.c_int]
-        backward = getattr(library, f"pv_backward_{suffix}")
-        backward.restype = ctypes.c_int
-        backward.argtypes = [ctypes.POINTER(_Plan), ctypes.c_int, ctypes.c_int] + \
-            [ctypes.c_void_p] * 3 + [ctypes.c_int] + [ctypes.c_void_p] * 5 + [ctypes.c_int]
-        fused = getattr(library, f"pv_loglik_{suffix}")
-        fused.restype = ctypes.c_int
-        fused.argtypes = [ctypes.POINTER(_Plan), ctypes.c_int] + [ctypes.c_void_p] * 4 + \
+        function = getattr(library, f"pv_loglik_{suffix}")
+        function.restype = ctypes.c_int
+        function.argtypes = [ctypes.POINTER(_Plan), ctypes.c_int] + [ctypes.c_void_p] * 4 + \
             [ctypes.c_double] + [ctypes.c_void_p] * 2 + [ctypes.c_int] + \
-            [ctypes.c_void_p] * 3 + [ctypes.c_int]
+            [ctypes.c_void_p] * 4 + [ctypes.c_int]
     return library
 
 
@@ -143,11 +134,6 @@ def unavailable_reason() -> str | None:
         return "PHYLOVI_KERNEL=torch"
     _load()
     return _reason
-
-
-def supports(matrices: torch.Tensor) -> bool:
-    """Whether ``matrices`` (and so the evaluation) can run on this kernel."""
-    return supports_device(matrices.device, matrices.dtype)
 
 
 def supports_device(device: torch.device, dtype: torch.dtype) -> bool:
@@ -193,7 +179,7 @@ def _plan_arrays(schedule):
     offsets = np.zeros(schedule.n_topologies + 1, np.int64)
     offsets[1:] = np.cumsum(np.bincount(topo, minlength=schedule.n_topologies))
     arrays = tuple(np.ascontiguousarray(a, dtype=np.int32)
-                   for a in (offsets, order, nch[order], ref.reshape(-1), edge.reshape(-1)))
+                   for a in (offsets, nch[order], ref.reshape(-1), edge.reshape(-1)))
     object.__setattr__(schedule, "_cpu_plan", arrays)
     return arrays
 
@@ -248,119 +234,75 @@ def _ptr(tensor: torch.Tensor | None) -> int | None:
     return None if tensor is None else tensor.data_ptr()
 
 
-class CpuKernel:
-    """One evaluation on the C kernel; the interface of ``pruning._Kernel``."""
+def evaluate(schedule, matrices, frequencies, pinv, tip_codes, code_table, category_weights,
+             pattern_weights, constant, rescale: bool, gradient: bool = False,
+             sites: bool = False):
+    """Log-likelihoods of every (topology, sample), and optionally more.
 
-    def __init__(self, schedule, matrices, frequencies, tip_codes, code_table, rescale, keep):
-        self.library = _load()
-        assert self.library is not None, unavailable_reason()
-        self.schedule = schedule
-        self.matrices = matrices.detach().contiguous()
-        dtype = self.matrices.dtype
-        self.suffix = {torch.float64: "f64", torch.float32: "f32"}[dtype]
-        self.frequencies = frequencies.detach().to(dtype).contiguous()
-        self.code_table = code_table.detach().to(dtype).contiguous()
-        self.rescale = bool(rescale)
-        self.keep = keep
-        self.n_taxa = tip_codes.shape[0]
-        _, n_samples, n_categories, _, _ = matrices.shape
-        n_patterns = tip_codes.shape[1]
-        self.codes = _padded_codes(tip_codes)
-        padded = self.codes.shape[1]
-        self.tips = _tip_planes(tip_codes, self.codes, self.code_table)
-        self.arrays = _plan_arrays(schedule)
-        offsets, slots, nch, ref, edge = self.arrays
-        self.plan = _Plan(schedule.n_topologies, n_samples, n_categories, n_patterns, padded,
-                          schedule.n_slots, BLOCK, offsets.ctypes.data, slots.ctypes.data,
-                          nch.ctypes.data, ref.ctypes.data, edge.ctypes.data,
-                          self.codes.ctypes.data)
-        self.shape = (n_samples, n_categories, n_patterns)
-        like = dict(dtype=dtype)
-        self.log_scale = torch.zeros((schedule.n_topologies, n_samples, n_patterns), **like)
-        self.partials = self.scales = None
-        if keep:
-            self.partials = torch.empty((schedule.n_slots, n_samples, n_categories, 4, padded),
-                                        **like)
-            if self.rescale:
-                self.scales = torch.empty((schedule.n_slots, n_samples, padded), **like)
+    Args:
+        schedule: the batch's :class:`~phylovi.likelihood.pruning.Schedule`.
+        matrices: ``[B * n_edges, S, C, 4, 4]`` transition matrices.
+        frequencies: ``[4]``; pinv: proportion of invariable sites (a float or scalar).
+        tip_codes: ``[n_taxa, P]`` state codes; code_table: ``[16, 4]``.
+        category_weights: ``[C]``; pattern_weights: ``[P]``.
+        constant: ``[P, 4]`` 1 where every tip allows the state, else 0.
+        rescale: rescale partials at every node.
+        gradient: also return ``d lnL[b, s] / d P`` of tree ``b``'s own matrices
+            ``[B * n_edges, S, C, 4, 4]`` and ``d lnL[b, s] / d (frequencies, pinv)``
+            ``[B, S, 5]``.
+        sites: also return each pattern's log-likelihood ``[B, S, P]``.
 
-    def forward(self) -> torch.Tensor:
-        site = torch.empty((self.schedule.n_topologies, *self.shape), dtype=self.matrices.dtype)
-        status = getattr(self.library, f"pv_forward_{self.suffix}")(
-            ctypes.byref(self.plan), self.n_taxa, self.schedule.n_edges,
-            _ptr(self.matrices), _ptr(self.tips), _ptr(self.frequencies),
-            int(self.rescale), _ptr(self.partials), _ptr(self.scales), _ptr(site),
-            _ptr(self.log_scale), torch.get_num_threads())
-        if status:
-            raise MemoryError("cpu_kernel forward: out of memory")
-        return site
-
-    def backward(self, grad_site: torch.Tensor):
-        assert self.keep, "backward needs keep=True"
-        grad_site = grad_site.to(self.matrices.dtype).contiguous()
-        grad_matrices = torch.empty_like(self.matrices)
-        grad_frequencies = torch.empty(4, dtype=self.matrices.dtype)
-        status = getattr(self.library, f"pv_backward_{self.suffix}")(
-            ctypes.byref(self.plan), self.n_taxa, self.schedule.n_edges,
-            _ptr(self.matrices), _ptr(self.tips), _ptr(self.frequencies),
-            int(self.rescale), _ptr(self.partials), _ptr(self.scales), _ptr(grad_site),
-            _ptr(grad_matrices), _ptr(grad_frequencies), torch.get_num_threads())
-        if status:
-            raise MemoryError("cpu_kernel backward: out of memory")
-        return grad_matrices, grad_frequencies
-
-    def log_likelihood(self, category_weights: torch.Tensor, pinv: float,
-                       pattern_weights: torch.Tensor, constant: torch.Tensor, gradient: bool):
-        """``[B, S]`` log-likelihoods and, with ``gradient``, their Jacobians.
-
-        Args:
-            category_weights: ``[C]`` category probabilities.
-            pinv: proportion of invariable sites.
-            pattern_weights: ``[P]`` site counts.
-            constant: ``[P, 4]`` 1 where every tip allows the state, else 0.
-            gradient: also return ``d lnL[b, s] / d P`` of tree ``b``'s own matrices
-                ``[B * n_edges, S, C, 4, 4]`` and ``d lnL[b, s] / d (frequencies, pinv)``
-                ``[B, S, 5]``.
-        """
-        dtype = self.matrices.dtype
-        n_topologies, (n_samples, n_categories, n_patterns) = self.schedule.n_topologies, self.shape
-        padded = self.codes.shape[1]
-        n_blocks = -(-padded // BLOCK)
-        invariant = torch.zeros((4, padded), dtype=dtype)
-        invariant[:, :n_patterns] = constant.T
-        category_weights = category_weights.detach().to(dtype).contiguous()
-        pattern_weights = pattern_weights.detach().to(dtype).contiguous()
-        partial_sums = torch.empty((n_topologies, n_samples, n_blocks), dtype=torch.float64)
-        jac_matrices = jac_other = None
-        if gradient:
-            jac_matrices = torch.empty_like(self.matrices)
-            jac_other = torch.empty((n_topologies, n_samples, 5), dtype=dtype)
-        status = getattr(self.library, f"pv_loglik_{self.suffix}")(
-            ctypes.byref(self.plan), self.schedule.n_edges, _ptr(self.matrices), _ptr(self.tips),
-            _ptr(self.frequencies), _ptr(category_weights), float(pinv), _ptr(pattern_weights),
-            _ptr(invariant), int(self.rescale), _ptr(partial_sums), _ptr(jac_matrices),
-            _ptr(jac_other), torch.get_num_threads())
-        if status:
-            raise MemoryError("cpu_kernel log-likelihood: out of memory")
-        return partial_sums.sum(-1).to(dtype), jac_matrices, jac_other
+    Returns:
+        ``(lnL [B, S], sites or None, jac_matrices or None, jac_other or None)``
+    """
+    library = _load()
+    assert library is not None, unavailable_reason()
+    matrices = matrices.detach().contiguous()
+    dtype = matrices.dtype
+    suffix = {torch.float64: "f64", torch.float32: "f32"}[dtype]
+    _, n_samples, n_categories, _, _ = matrices.shape
+    n_topologies, n_patterns = schedule.n_topologies, tip_codes.shape[1]
+    codes = _padded_codes(tip_codes)
+    padded = codes.shape[1]
+    tips = _tip_planes(tip_codes, codes, code_table.detach().to(dtype).contiguous())
+    offsets, nch, ref, edge = _plan_arrays(schedule)
+    plan = _Plan(n_topologies, n_samples, n_categories, n_patterns, padded, BLOCK,
+                 offsets.ctypes.data, nch.ctypes.data, ref.ctypes.data, edge.ctypes.data)
+    invariant = torch.zeros((4, padded), dtype=dtype)
+    invariant[:, :n_patterns] = constant.T
+    as_input = lambda t: t.detach().to(dtype).contiguous()  # noqa: E731
+    frequencies, category_weights = as_input(frequencies), as_input(category_weights)
+    pattern_weights = as_input(pattern_weights)
+    partial_sums = torch.empty((n_topologies, n_samples, -(-padded // BLOCK)), dtype=torch.float64)
+    site = torch.empty((n_topologies, n_samples, n_patterns), dtype=dtype) if sites else None
+    jac_matrices = torch.empty_like(matrices) if gradient else None
+    jac_other = torch.empty((n_topologies, n_samples, 5), dtype=dtype) if gradient else None
+    status = getattr(library, f"pv_loglik_{suffix}")(
+        ctypes.byref(plan), schedule.n_edges, _ptr(matrices), _ptr(tips), _ptr(frequencies),
+        _ptr(category_weights), float(pinv), _ptr(pattern_weights), _ptr(invariant),
+        int(rescale), _ptr(partial_sums), _ptr(site), _ptr(jac_matrices), _ptr(jac_other),
+        torch.get_num_threads())
+    if status:
+        raise MemoryError("cpu_kernel: out of memory")
+    return partial_sums.sum(-1).to(dtype), site, jac_matrices, jac_other
 
 
 class FusedLogLikelihood(torch.autograd.Function):
     """Log-likelihoods ``[B, S]`` whose gradient the C kernel computes in the same pass.
 
-    Each ``lnL[b, s]`` depends only on its own tree's matrices, so the backward
-    pass scales the stored Jacobians by the incoming gradient: no partials are
-    kept between the passes.
+    Inputs: ``matrices, frequencies, pinv`` (differentiable), then the other
+    arguments of :func:`evaluate`. Each ``lnL[b, s]`` depends only on its own
+    tree's matrices, so the backward pass scales the stored Jacobians by the
+    incoming gradient: no partials are kept between the passes.
     """
 
     @staticmethod
     def forward(ctx, matrices, frequencies, pinv, schedule, tip_codes, code_table,
                 category_weights, pattern_weights, constant, rescale):
-        kernel = CpuKernel(schedule, matrices, frequencies, tip_codes, code_table, rescale,
-                           keep=False)
         gradient = any(ctx.needs_input_grad[:3])
-        value, jac_matrices, jac_other = kernel.log_likelihood(
-            category_weights, float(pinv), pattern_weights, constant, gradient)
+        value, _, jac_matrices, jac_other = evaluate(
+            schedule, matrices, frequencies, pinv, tip_codes, code_table, category_weights,
+            pattern_weights, constant, rescale, gradient=gradient)
         if gradient:
             ctx.save_for_backward(jac_matrices, jac_other)
         return value

@@ -27,6 +27,12 @@ The gradient is analytic: a pre-order pass from the root computes, for every
 edge, the derivative with respect to its transition matrix (Ji et al. 2020,
 "Gradients do grow on trees"; BEAGLE 4). Autograd then carries it to branch
 lengths and model parameters through ``P = exp(Q t r)``.
+
+Two implementations share these semantics. The torch one below is the
+reference and runs on any device (CUDA included). On CPU,
+:mod:`phylovi.likelihood.cpu_kernel` runs the same passes in fused C/OpenMP
+loops and, for the total log-likelihood, computes the value and its gradient
+in one pass per (tree, sample, block of patterns) without storing partials.
 """
 
 from __future__ import annotations
@@ -125,8 +131,8 @@ def build_schedule(batch: TopologyBatch) -> Schedule:
         start = len(slot_of)
         for b, node, _, _ in parents:
             slot_of[b, node] = len(slot_of)
-        left = _group([(b, l) for b, _, l, _ in parents], n_taxa, n_edges, slot_of)
-        right = _group([(b, r) for b, _, _, r in parents], n_taxa, n_edges, slot_of)
+        left = _group([(p[0], p[2]) for p in parents], n_taxa, n_edges, slot_of)
+        right = _group([(p[0], p[3]) for p in parents], n_taxa, n_edges, slot_of)
         topology = torch.tensor([p[0] for p in parents], dtype=torch.long)
         levels.append(Level(start, len(slot_of), left, right, topology))
     root_groups = []
@@ -269,18 +275,11 @@ class _Kernel:
             upper[group.slots] = inner @ self.matrices[group.edges]
 
 
-def _kernel_class(matrices: torch.Tensor):
-    """The fused C kernel for CPU tensors when it compiles (:mod:`.cpu_kernel`), else torch's."""
-    from phylovi.likelihood import cpu_kernel
-
-    return cpu_kernel.CpuKernel if cpu_kernel.supports(matrices) else _Kernel
-
-
 class _Pruning(torch.autograd.Function):
     @staticmethod
     def forward(ctx, matrices, frequencies, schedule, tip_codes, code_table, rescale):
-        kernel = _kernel_class(matrices)(schedule, matrices, frequencies, tip_codes, code_table,
-                                         rescale, keep=True)
+        kernel = _Kernel(schedule, matrices, frequencies, tip_codes, code_table, rescale,
+                         keep=True)
         site = kernel.forward()
         ctx.kernel = kernel
         ctx.mark_non_differentiable(kernel.log_scale)
@@ -309,6 +308,5 @@ def prune(schedule: Schedule, matrices: torch.Tensor, frequencies: torch.Tensor,
                                               or frequencies.requires_grad)
     if needs_grad:
         return _Pruning.apply(matrices, frequencies, schedule, tip_codes, code_table, rescale)
-    kernel = _kernel_class(matrices)(schedule, matrices, frequencies, tip_codes, code_table,
-                                     rescale, keep=False)
+    kernel = _Kernel(schedule, matrices, frequencies, tip_codes, code_table, rescale, keep=False)
     return kernel.forward(), kernel.log_scale

@@ -132,13 +132,19 @@ class TreeLikelihood:
         site_rates = self.model.site_rates
         matrices, frequencies = self._matrices(lengths)
         schedule = self._schedule(batch)
+        pinv = site_rates.pinv.to(dtype=self.dtype, device=self.device)
+        differentiable = torch.is_grad_enabled() and (
+            matrices.requires_grad or frequencies.requires_grad or pinv.requires_grad)
+        if not differentiable and cpu_kernel.supports_device(self.device, self.dtype):
+            return cpu_kernel.evaluate(schedule, matrices, frequencies, pinv, self.tip_codes,
+                                       self.code_table, site_rates.weights(self.dtype),
+                                       self.weights, self.constant, self.rescale, sites=True)[1]
         site, log_scale = prune(schedule, matrices, frequencies, self.tip_codes, self.code_table,
                                 self.rescale)
         weights = site_rates.weights(self.dtype, self.device)
         mixed = site.transpose(-1, -2) @ weights  # [B, S, P]
         if not site_rates.has_invariant:
             return mixed.log() + log_scale
-        pinv = site_rates.pinv.to(dtype=self.dtype, device=self.device)
         variable = (mixed * (1 - pinv)).log() + log_scale
         invariant = (pinv * self.constant_states @ frequencies).log()
         both = torch.logaddexp(variable[..., self.constant_patterns], invariant)
