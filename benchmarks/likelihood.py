@@ -11,29 +11,41 @@ is B copies of the reference topology with independently jittered branch
 lengths (every copy is computed in full). Where a batch would not fit in
 memory, it is evaluated in chunks (the gradient of a sum is the sum of the
 chunks' gradients); the ``chunk`` column says so.
+
+Peers timed on the same float64 batches in the same run, their log-likelihood
+checked against phylovi's to 1e-6 relative: torchtree 1.0.2 with
+``--torchtree-python PYTHON``, and BEAGLE's C API (CPU SSE, double; needs
+libhmsbeagle-dev) with ``--beagle`` (log-likelihood only).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+from beagle_peer import beagle_peer
 
 from phylovi.io.alignment import read_alignment
 from phylovi.io.trees import read_tree
 from phylovi.likelihood import cpu_kernel
 from phylovi.likelihood.model_string import parse_model
 from phylovi.likelihood.patterns import compress_patterns
+from phylovi.likelihood.tips import tip_partials
 from phylovi.likelihood.tree_likelihood import TreeLikelihood
 from phylovi.trees import TopologyBatch
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sim"
 MODELS = {"JC": "JC", "GTRG4": "GTR{1,3,0.8,1.2,4}+F{0.3,0.2,0.2,0.3}+G4{0.5}"}
-# BEAGLE 3.1.2 (SSE, double) and torchtree 1.0.2 on this machine kind,
-# from ../shared/references/likelihood.md, in evaluations per second.
+# BEAGLE 3.1.2 (SSE, double) and torchtree 1.0.2 (best batched) on this machine kind,
+# from ../shared/references/likelihood.md, in evaluations per second. Machines
+# differ from run to run by up to 1.7x, so the same-run torchtree ratio is the
+# one to trust; the BEAGLE column compares with another day's measurement.
 PEERS = {("sim27", "JC"): (13585, 8582), ("sim27", "GTRG4"): (4850, 1698),
          ("sim100", "JC"): (562, 224), ("sim100", "GTRG4"): (143, 38)}
 
@@ -51,7 +63,7 @@ def median_seconds(fn, repeats: int) -> float:
 
 
 def run(data: str, model_name: str, dtype, batch_size: int, repeats: int, device: str,
-        memory_budget: float):
+        memory_budget: float, torchtree_python: str | None, beagle: bool = False):
     alignment = read_alignment(SHARED / f"{data}.fasta")
     patterns = compress_patterns(alignment)
     tree = read_tree(SHARED / f"{data}.nwk", taxa=alignment.taxa)
@@ -83,9 +95,71 @@ def run(data: str, model_name: str, dtype, batch_size: int, repeats: int, device
     updates = (patterns.n_taxa - 1) * patterns.n_patterns * model.n_categories * batch_size
     plain = median_seconds(log_likelihood, repeats)
     gradient = median_seconds(with_gradient, repeats)
-    return {"evals": batch_size / plain, "updates": updates / plain,
-            "evals_grad": batch_size / gradient, "updates_grad": updates / gradient,
-            "ratio": gradient / plain, "chunk": chunk}
+    result = {"evals": batch_size / plain, "updates": updates / plain,
+              "evals_grad": batch_size / gradient, "updates_grad": updates / gradient,
+              "ratio": gradient / plain, "chunk": chunk}
+    if (torchtree_python or beagle) and dtype == torch.float64:
+        with torch.no_grad():
+            expected = float(likelihood.log_likelihood(tree.topology, lengths[0]))
+        inputs = export_inputs(patterns, tree, model, lengths)
+        if torchtree_python:
+            result["torchtree"] = torchtree_peer(torchtree_python, inputs, repeats, expected)
+        if beagle:
+            # BEAGLE's C++ threads often slow it down on 2 cores: give it its better of 1 and 2.
+            records = [beagle_peer(inputs, repeats, threads) for threads in (1, 2)]
+            for record in records:
+                assert abs(record["value"] - expected) < 1e-6 * abs(expected), (record, expected)
+            result["beagle"] = max(records, key=lambda record: record["evals"])
+    return result
+
+
+def export_inputs(patterns, tree, model, lengths) -> dict:
+    """The batch's inputs for the peers, in float64 on the CPU.
+
+    The peers need a rooted tree: the root goes on taxon 0's edge (all of the
+    edge's length on taxon 0's side), which leaves the likelihood unchanged.
+    ``post_indexing`` lists (node, left, right) in post-order; branch index =
+    child node id, and ``lengths`` [B, n_branches] gets the extra root branch
+    (length 0). The rate matrix's eigensystem gives
+    P(t) = left @ diag(exp(eigenvalues * t)) @ right.
+    """
+    arrays = tree.topology.arrays
+    n_taxa, root = arrays.n_taxa, arrays.root
+    post = []
+    for node in range(n_taxa, root):
+        left, right = arrays.children[node - n_taxa][:2]
+        post.append((node, int(left), int(right)))
+    _, a, b = arrays.children[root - n_taxa]
+    post += [(root, int(a), int(b)), (root + 1, 0, root)]
+    substitution = model.substitution
+    left, eigenvalues, right = substitution._eigen(substitution.rate_matrix())
+    tips = compress_tip_planes(patterns)
+    batch = lengths.shape[0]
+    return {"tips": tips, "weights": torch.as_tensor(patterns.weights), "post_indexing": post,
+            "left": left, "eigenvalues": eigenvalues, "right": right,
+            "rates": model.site_rates.rates(torch.float64), "dtype": torch.float64,
+            "category_weights": model.site_rates.weights(torch.float64),
+            "frequencies": substitution.frequencies.double(),
+            "lengths": torch.cat([lengths.double().cpu(), torch.zeros(batch, 1,
+                                                                    dtype=torch.float64)], 1)}
+
+
+def torchtree_peer(python: str, inputs: dict, repeats: int, expected: float):
+    """Evaluations/s of torchtree's kernel on the same batch, timed in its own environment."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "inputs.pt"
+        torch.save(inputs, path)
+        result = subprocess.run([python, str(Path(__file__).with_name("torchtree_peer.py")),
+                                 str(path), str(repeats), str(torch.get_num_threads())],
+                                capture_output=True, text=True, check=True)
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert abs(record["value"] - expected) < 1e-6 * abs(expected), (record["value"], expected)
+    return record
+
+
+def compress_tip_planes(patterns) -> list[torch.Tensor]:
+    partials = tip_partials(patterns, torch.float64)  # [n_taxa, P, 4]
+    return [p.T.contiguous() for p in partials]
 
 
 def main() -> None:
@@ -97,6 +171,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--torchtree-python", default=None, metavar="PYTHON",
+                        help="python of a venv with torchtree==1.0.2: time it on the same "
+                        "float64 batches in the same run")
+    parser.add_argument("--beagle", action="store_true",
+                        help="time BEAGLE (C API, CPU SSE, double; libhmsbeagle-dev) on the same "
+                        "float64 batches in the same run")
     parser.add_argument("--memory-gb", type=float, default=6.0,
                         help="largest partials buffer per chunk, in GB")
     args = parser.parse_args()
@@ -107,20 +187,34 @@ def main() -> None:
     print(f"device {args.device}, {kernel}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     print("| data | model | dtype | B | lnL evals/s | lnL updates/s | lnL+grad evals/s "
-          "| lnL+grad updates/s | grad/lnL time | vs BEAGLE (lnL) | vs torchtree best | chunk |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| lnL+grad updates/s | grad/lnL time | torchtree lnL evals/s (same run) "
+          "| vs torchtree lnL | vs torchtree lnL+grad | BEAGLE lnL evals/s (same run) "
+          "| vs BEAGLE (same run) | vs BEAGLE (reference table) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    beagle_details = None
     for data in args.data:
         for model_name in args.models:
             for dtype_name in args.dtypes:
                 for batch_size in args.batches:
                     r = run(data, model_name, getattr(torch, dtype_name), batch_size,
-                            args.repeats, args.device, args.memory_gb * 1e9)
-                    beagle, torchtree = PEERS[data, model_name]
-                    print(f"| {data} | {model_name} | {dtype_name} | {batch_size} "
+                            args.repeats, args.device, args.memory_gb * 1e9,
+                            args.torchtree_python, args.beagle)
+                    beagle, _ = PEERS[data, model_name]
+                    peer = r.get("torchtree")
+                    same_run = (f"| {peer['evals']:.4g} | {r['evals'] / peer['evals']:.2f}x "
+                                f"| {r['evals_grad'] / peer['evals_grad']:.2f}x" if peer
+                                else "| - | - | -")
+                    record = r.get("beagle")
+                    same_beagle = (f"| {record['evals']:.4g} | {r['evals'] / record['evals']:.2f}x"
+                                   if record else "| - | -")
+                    beagle_details = record["details"] if record else beagle_details
+                    chunked = "" if r["chunk"] == batch_size else f" (chunks of {r['chunk']})"
+                    print(f"| {data} | {model_name} | {dtype_name} | {batch_size}{chunked} "
                           f"| {r['evals']:.4g} | {r['updates']:.3g} | {r['evals_grad']:.4g} "
-                          f"| {r['updates_grad']:.3g} | {r['ratio']:.2f} "
-                          f"| {r['evals'] / beagle:.2f}x | {r['evals'] / torchtree:.2f}x "
-                          f"| {r['chunk']} |", flush=True)
+                          f"| {r['updates_grad']:.3g} | {r['ratio']:.2f} {same_run} {same_beagle} "
+                          f"| {r['evals'] / beagle:.2f}x |", flush=True)
+    if beagle_details:
+        print(f"\nBEAGLE: {beagle_details}")
 
 
 if __name__ == "__main__":
