@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import tempfile
@@ -151,8 +152,13 @@ def torchtree_peer(python: str, inputs: dict, repeats: int, expected: float):
         torch.save(inputs, path)
         result = subprocess.run([python, str(Path(__file__).with_name("torchtree_peer.py")),
                                  str(path), str(repeats), str(torch.get_num_threads())],
-                                capture_output=True, text=True, check=True)
-    record = json.loads(result.stdout.strip().splitlines()[-1])
+                                capture_output=True, text=True)
+    record = {"evals": math.nan, "evals_grad": math.nan}
+    for line in result.stdout.splitlines():
+        record.update(json.loads(line))
+    if result.returncode != 0 and math.isnan(record["evals_grad"]):
+        record["note"] = "torchtree ran out of memory" if result.returncode == -9 else \
+            f"torchtree failed: {result.stderr.strip()[-200:]}"
     assert abs(record["value"] - expected) < 1e-6 * abs(expected), (record["value"], expected)
     return record
 
@@ -201,9 +207,13 @@ def main() -> None:
                             args.torchtree_python, args.beagle)
                     beagle, _ = PEERS[data, model_name]
                     peer = r.get("torchtree")
-                    same_run = (f"| {peer['evals']:.4g} | {r['evals'] / peer['evals']:.2f}x "
-                                f"| {r['evals_grad'] / peer['evals_grad']:.2f}x" if peer
-                                else "| - | - | -")
+                    same_run = "| - | - | -"
+                    if peer:
+                        with_gradient = (f"{r['evals_grad'] / peer['evals_grad']:.2f}x"
+                                         if not math.isnan(peer["evals_grad"])
+                                         else peer.get("note", "failed"))
+                        same_run = (f"| {peer['evals']:.4g} | {r['evals'] / peer['evals']:.2f}x "
+                                    f"| {with_gradient}")
                     record = r.get("beagle")
                     same_beagle = (f"| {record['evals']:.4g} | {r['evals'] / record['evals']:.2f}x"
                                    if record else "| - | -")

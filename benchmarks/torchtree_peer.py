@@ -8,7 +8,7 @@ INPUTS.pt holds the tip partials, pattern weights, a rooted post-order, the
 eigensystem of the rate matrix, rates, frequencies and a batch of branch
 lengths; the transition matrices are rebuilt from them on every evaluation, as
 phylovi does. Prints one JSON line: evaluations per second for the
-log-likelihood alone and with its gradient (medians).
+log-likelihood alone and with its gradient (medians), one JSON line per figure.
 """
 
 import json
@@ -49,7 +49,8 @@ def main() -> None:
         evaluate(x).sum().backward()
 
     with torch.no_grad():
-        out = {"value": float(evaluate(lengths[:1]).sum())}  # checked against phylovi's
+        print(json.dumps({"value": float(evaluate(lengths[:1]).sum())}), flush=True)
+    # One line per measurement, so the caller keeps the first if the gradient runs out of memory.
     for name, fn in (("evals", plain), ("evals_grad", gradient)):
         fn()
         times = []
@@ -57,8 +58,7 @@ def main() -> None:
             start = time.perf_counter()
             fn()
             times.append(time.perf_counter() - start)
-        out[name] = lengths.shape[0] / statistics.median(times)
-    print(json.dumps(out))
+        print(json.dumps({name: lengths.shape[0] / statistics.median(times)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ import math
 from phylovi.cli._common import HelpFormatter, add_common, setup
 
 MODEL_HELP = ("substitution model as an IQ-TREE string: JC, F81, K2P, HKY, TN, SYM or GTR, "
-              "with values in braces, +F / +FQ / +F{a,c,g,t}, +I[{p}], +G[k][{alpha}]; "
+              "with values in braces, +F (empirical) / +FQ (equal) / +FO (estimated) / "
+              "+F{a,c,g,t}, +I[{p}], +G[k][{alpha}]; "
               "e.g. 'GTR{1,3,0.8,1.2,4}+F{0.3,0.2,0.2,0.3}+G4{0.5}'")
 
 

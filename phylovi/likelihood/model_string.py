@@ -1,7 +1,8 @@
 """Models named by IQ-TREE-style strings, e.g. ``GTR{1,3,0.8,1.2,4}+F{0.3,0.2,0.2,0.3}+G4{0.5}``.
 
 Grammar: ``BASE[{params}]`` followed by any of ``+F`` (empirical frequencies),
-``+FQ`` (equal), ``+F{a,c,g,t}`` (given), ``+I`` / ``+I{p}`` (invariable
+``+FQ`` (equal), ``+FO`` (estimated: free, starting from the empirical
+ones), ``+F{a,c,g,t}`` (given), ``+I`` / ``+I{p}`` (invariable
 sites) and ``+G`` / ``+Gk`` / ``+G{alpha}`` / ``+Gk{alpha}`` (discrete Gamma,
 k = 4 by default). Bases, with their parameters in braces:
 
@@ -146,10 +147,12 @@ def parse_model(text: str, patterns: SitePatterns | None = None,
     frequencies = "equal" if base in _EQUAL_FREQUENCIES else "empirical"
     n_categories = 1
     for name, values in tokens[1:]:
-        if name in ("F", "FQ"):
-            if name == "FQ" and values is not None:
-                raise ModelError(f"+FQ takes no values, in {source!r}")
+        if name in ("F", "FQ", "FO"):
+            if name != "F" and values is not None:
+                raise ModelError(f"+{name} takes no values, in {source!r}")
             frequencies = values if values is not None else ("equal" if name == "FQ" else "empirical")
+            if name == "FO":
+                free.append("frequencies")
         elif name == "I":
             parameters["pinv"] = tensor(values[0] if values else 0.1)
             if values is None:
@@ -163,7 +166,7 @@ def parse_model(text: str, patterns: SitePatterns | None = None,
                 free.append("shape")
         else:
             raise ModelError(f"unknown model component '+{name}' in {source!r}; expected +F, "
-                             "+FQ, +I or +G")
+                             "+FQ, +FO, +I or +G")
         if name in ("I",) or name.startswith("G"):
             if values is not None and len(values) != 1:
                 raise ModelError(f"+{name} takes one value, got {len(values)} in {source!r}")

@@ -10,17 +10,18 @@ from phylovi.trees import Tree
 
 # Each free parameter is optimised on an unconstrained scale.
 _TO_UNCONSTRAINED = {"kappa": torch.log, "rates": torch.log, "shape": torch.log,
-                     "pinv": torch.logit}
+                     "pinv": torch.logit, "frequencies": torch.log}
 _FROM_UNCONSTRAINED = {"kappa": torch.exp, "rates": torch.exp, "shape": torch.exp,
-                       "pinv": torch.sigmoid}
+                       "pinv": torch.sigmoid, "frequencies": lambda x: torch.softmax(x, -1)}
 
 
 def optimize_model(likelihood: TreeLikelihood, tree: Tree, max_iterations: int = 200,
                    tolerance: float = 1e-7) -> float:
     """Set ``likelihood.model``'s free parameters to their ML values; return the lnL.
 
-    Uses L-BFGS on log (rates, kappa, shape) and logit (pinv) scales with the
-    kernel's analytic gradient; GTR rates are relative to GT, which stays 1.
+    Uses L-BFGS on log (rates, kappa, shape), logit (pinv) and softmax
+    (frequencies) scales with the kernel's analytic gradient; GTR rates are
+    relative to GT, which stays 1.
     """
     model: Model = likelihood.model
     lengths = torch.as_tensor(tree.branch_lengths, dtype=likelihood.dtype,

@@ -63,6 +63,7 @@ def test_rate_matrix_is_normalised_and_reversible():
     ("TN{2,3}+FQ+G4{0.5}", "TN", 4, ()),
     ("GTR{1,3,0.8,1.2,4}+F{0.3,0.2,0.2,0.3}+G4{0.5}", "GTR", 4, ()),
     ("SYM{1,2,3,4,5,6}+I{0.1}", "SYM", 1, ()),
+    ("HKY{2}+FO+G4{0.5}", "HKY", 4, ("frequencies",)),
 ])
 def test_parse_model_reads_iqtree_strings(text, base, n_categories, free):
     model = parse_model(text)
@@ -80,7 +81,7 @@ def test_parse_model_reads_iqtree_strings(text, base, n_categories, free):
 
 @pytest.mark.parametrize("text", ["", "XYZ", "GTR+Q", "HKY{1,2}", "GTR{1,2}", "JC+F{0.5,0.5}",
                                   "JC+F{0.2,0.2,0.2,0.2}", "JC+I{1.5}", "JC+G{-1}", "K80{a}",
-                                  "JC++G", "HKY{0}", "JC+G0"])
+                                  "JC++G", "HKY{0}", "JC+G0", "JC+FO{0.1,0.2,0.3,0.4}"])
 def test_parse_model_rejects_bad_strings(text):
     with pytest.raises(ModelError) as error:
         parse_model(text)

@@ -51,3 +51,14 @@ def test_maximum_likelihood_recovers_simulated_parameters():
     optimize_model(TreeLikelihood(patterns, model), tree)
     assert float(model.parameters["kappa"][0]) == pytest.approx(4.0, rel=0.15)
     assert float(model.parameters["shape"]) == pytest.approx(0.5, rel=0.2)
+
+
+def test_maximum_likelihood_estimates_frequencies_with_fo():
+    tree = caterpillar_tree(10, 7)
+    patterns = simulate(tree, "JC+F{0.1,0.2,0.3,0.4}", 4000, seed=8)
+    model = parse_model("JC+FO", patterns)
+    assert model.free == ("frequencies",)
+    optimize_model(TreeLikelihood(patterns, model), tree)
+    estimate = model.parameters["frequencies"].numpy()
+    assert estimate.sum() == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(estimate, [0.1, 0.2, 0.3, 0.4], atol=0.015)
