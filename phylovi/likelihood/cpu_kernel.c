@@ -254,18 +254,35 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
 #pragma omp simd
                             for (int p = 0; p < n; p++) sc[p] = o[p] > sc[p] ? o[p] : sc[p];
                         }
-                        /* keep 1 / scale: the passes then multiply instead of divide */
-                        for (int p = 0; p < n; p++) {
-                            const real m = sc[p] > 0 ? sc[p] : (real)1;
-                            double v = prod[p] * (double)m;
-                            if (v < 1e-250 || v > 1e250) { lsum[p] += log(v); v = 1.0; }
-                            prod[p] = v;
-                            sc[p] = (real)1 / m;
+                        /* Rescale only the patterns whose largest partial fell below `low`;
+                         * most nodes then need no pass. `low` leaves 30 (float32) and 200
+                         * (float64) decades above underflow: one node shrinks its
+                         * children's maxima by at most about the square of its smallest
+                         * transition probability, which stays above 1e-15 for branch
+                         * lengths above 1e-15 substitutions per site. Keep 1 / scale, so
+                         * the passes multiply instead of divide. */
+                        const real low = sizeof(real) == 4 ? (real)1e-8 : (real)1e-100;
+                        int any = 0;
+                        for (int p = 0; p < n; p++) any |= sc[p] < low;
+                        for (int p = 0; p < n && any; p++) {
+                            const real m = sc[p];
+                            if (m < low && m > 0) {
+                                double v = prod[p] * (double)m;
+                                if (v < 1e-250) { lsum[p] += log(v); v = 1.0; }
+                                prod[p] = v;
+                                sc[p] = (real)1 / m;
+                            } else {
+                                sc[p] = 1;
+                            }
                         }
-                        for (int q = 0; q < 4 * C; q++) {
-                            real *PV_RESTRICT o = out + q * blk;
+                        if (any) {
+                            for (int q = 0; q < 4 * C; q++) {
+                                real *PV_RESTRICT o = out + q * blk;
 #pragma omp simd
-                            for (int p = 0; p < n; p++) o[p] *= sc[p];
+                                for (int p = 0; p < n; p++) o[p] *= sc[p];
+                            }
+                        } else {
+                            for (int p = 0; p < n; p++) sc[p] = 1;
                         }
                     } else {
                         for (int p = 0; p < n; p++) sc[p] = 1;

@@ -40,7 +40,15 @@ SOURCE = Path(__file__).with_name("cpu_kernel.c")
 FLAGS = ("-std=gnu99", "-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-shared",
          "-fPIC")
 _PAD = 8  # patterns are padded to a multiple of this (one AVX-512 double vector)
-BLOCK = int(os.environ.get("PHYLOVI_CPU_BLOCK", "64"))  # patterns per task, a multiple of _PAD
+_BLOCK = os.environ.get("PHYLOVI_CPU_BLOCK")  # patterns per task, a multiple of _PAD
+
+
+def block_size(n_categories: int) -> int:
+    """Patterns per task: 64 at 4 categories, more at fewer, so a node's work stays
+    large enough to hide the loops' start-up and its scratch stays in cache."""
+    if _BLOCK:
+        return int(_BLOCK)
+    return max(64, 256 // n_categories // _PAD * _PAD)
 
 _lock = threading.Lock()
 _library = None
@@ -266,14 +274,15 @@ def evaluate(schedule, matrices, frequencies, pinv, tip_codes, code_table, categ
     padded = codes.shape[1]
     tips = _tip_planes(tip_codes, codes, code_table.detach().to(dtype).contiguous())
     offsets, nch, ref, edge = _plan_arrays(schedule)
-    plan = _Plan(n_topologies, n_samples, n_categories, n_patterns, padded, BLOCK,
+    block = block_size(n_categories)
+    plan = _Plan(n_topologies, n_samples, n_categories, n_patterns, padded, block,
                  offsets.ctypes.data, nch.ctypes.data, ref.ctypes.data, edge.ctypes.data)
     invariant = torch.zeros((4, padded), dtype=dtype)
     invariant[:, :n_patterns] = constant.T
     as_input = lambda t: t.detach().to(dtype).contiguous()  # noqa: E731
     frequencies, category_weights = as_input(frequencies), as_input(category_weights)
     pattern_weights = as_input(pattern_weights)
-    partial_sums = torch.empty((n_topologies, n_samples, -(-padded // BLOCK)), dtype=torch.float64)
+    partial_sums = torch.empty((n_topologies, n_samples, -(-padded // block)), dtype=torch.float64)
     site = torch.empty((n_topologies, n_samples, n_patterns), dtype=dtype) if sites else None
     jac_matrices = torch.empty_like(matrices) if gradient else None
     jac_other = torch.empty((n_topologies, n_samples, 5), dtype=dtype) if gradient else None
