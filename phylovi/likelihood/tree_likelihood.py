@@ -27,8 +27,9 @@ class TreeLikelihood:
         model: substitution model and site rates; its tensors may require gradients.
         dtype: float64 (default) or float32; the kernel computes in it.
         device: where the kernel runs (``"cpu"``, ``"cuda"``); default CPU.
-        rescale: rescale partials at every node; default on for float32 and
-            for float64 above 64 taxa.
+        rescale: rescale partials against underflow (every node in the torch
+            kernel; only where they fall far below 1 in the C kernel); default on
+            for float32 and for float64 above 64 taxa.
 
     Shapes follow :mod:`phylovi.likelihood.pruning`.
     """
