@@ -133,7 +133,7 @@ def export_inputs(patterns, tree, model, lengths) -> dict:
     _, a, b = arrays.children[root - n_taxa]
     post += [(root, int(a), int(b)), (root + 1, 0, root)]
     substitution = model.substitution
-    left, eigenvalues, right = substitution._eigen(substitution.rate_matrix())
+    left, eigenvalues, right = substitution.eigensystem()
     tips = compress_tip_planes(patterns)
     batch = lengths.shape[0]
     return {"tips": tips, "weights": torch.as_tensor(patterns.weights), "post_indexing": post,

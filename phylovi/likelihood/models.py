@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+_EIGENSYSTEMS: dict = {}  # SubstitutionModel.eigensystem's cache
+
 # Position of each exchangeability in the upper triangle of the 4x4 matrix.
 _PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
 
@@ -59,23 +61,36 @@ class SubstitutionModel:
         (JC69 and K80 have them, and there the eigenvector derivative is
         undefined).
         """
-        q = self.rate_matrix().to(device=times.device, dtype=torch.float64).to(times.dtype)
         if self.requires_grad:
+            q = self.rate_matrix().to(device=times.device, dtype=torch.float64).to(times.dtype)
             flat = q * times.reshape(-1, 1, 1)  # matrix_exp wants a contiguous batch
             return torch.linalg.matrix_exp(flat).reshape(*times.shape, 4, 4)
-        left, eigenvalues, right = self._eigen(q)
+        left, eigenvalues, right = self.eigensystem(times.dtype, times.device)
         scaled = torch.exp(times[..., None] * eigenvalues)  # [*batch, 4]
         return (left * scaled[..., None, :]) @ right
 
-    def _eigen(self, q: torch.Tensor):
-        pi = self.frequencies.detach().to(q)
-        root = pi.sqrt()
-        symmetric = root[:, None] * q.detach() / root[None, :]
-        symmetric = (symmetric + symmetric.T) / 2
-        eigenvalues, vectors = torch.linalg.eigh(symmetric)
-        left = vectors / root[:, None]  # diag(pi^-1/2) U
-        right = vectors.T * root[None, :]  # U^T diag(pi^1/2)
-        return left, eigenvalues, right
+    def eigensystem(self, dtype: torch.dtype = torch.float64, device=None):
+        """``(left, eigenvalues, right)`` with ``P(t) = left @ diag(exp(eigenvalues t)) @ right``.
+
+        From the symmetrised rate matrix, in float64, then cast. Cached by the
+        parameters' values: a sampler evaluates the same model many times, and
+        building and decomposing Q is most of a small tree's per-call overhead.
+        """
+        key = (tuple(self.exchangeabilities.detach().reshape(-1).tolist()),
+               tuple(self.frequencies.detach().tolist()), dtype, str(device))
+        cached = _EIGENSYSTEMS.get(key)
+        if cached is None:
+            q = self.rate_matrix().detach().to(device=device, dtype=torch.float64)
+            root = self.frequencies.detach().to(q).sqrt()
+            symmetric = root[:, None] * q / root[None, :]
+            eigenvalues, vectors = torch.linalg.eigh((symmetric + symmetric.T) / 2)
+            left = vectors / root[:, None]  # diag(pi^-1/2) U
+            right = vectors.T * root[None, :]  # U^T diag(pi^1/2)
+            cached = tuple(t.to(dtype) for t in (left, eigenvalues, right))
+            if len(_EIGENSYSTEMS) >= 64:
+                _EIGENSYSTEMS.clear()
+            _EIGENSYSTEMS[key] = cached
+        return cached
 
     def __repr__(self) -> str:
         return f"SubstitutionModel({self.name})"
