@@ -30,7 +30,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -192,66 +191,31 @@ def _plan_arrays(schedule):
     return arrays
 
 
-_codes_cache: dict[int, tuple] = {}  # id(tip_codes) -> (weak reference, version, codes)
+def tip_planes(tip_codes: torch.Tensor, code_table: torch.Tensor) -> torch.Tensor:
+    """``[n_taxa, 4, P_padded]`` tip partials as state planes, in ``code_table``'s dtype.
 
-
-def _forget(key: int, reference) -> None:
-    entry = _codes_cache.get(key)
-    if entry is not None and entry[0] is reference:
-        del _codes_cache[key]
-
-
-def _padded_codes(tip_codes: torch.Tensor) -> np.ndarray:
-    """``[n_taxa, P_padded]`` uint8 codes, padding with 15 (all states allowed)."""
-    key = id(tip_codes)
-    entry = _codes_cache.get(key)
-    if entry is not None and entry[0]() is tip_codes and entry[1] == tip_codes._version:
-        return entry[2]
+    Patterns are padded to a multiple of 8 with all-ambiguous tips. Build it once
+    per alignment and pass it to :func:`evaluate`.
+    """
     n_taxa, n_patterns = tip_codes.shape
-    padded = -(-n_patterns // _PAD) * _PAD
-    codes = np.full((n_taxa, padded), 15, np.uint8)
-    codes[:, :n_patterns] = tip_codes.cpu().numpy()
-    reference = weakref.ref(tip_codes, lambda r, key=key: _forget(key, r))
-    _codes_cache[key] = (reference, tip_codes._version, codes)
-    return codes
-
-
-_planes_cache: dict[tuple, tuple] = {}  # (id(tip_codes), dtype) -> (ref, version, table, planes)
-
-
-def _tip_planes(tip_codes: torch.Tensor, codes: np.ndarray, table: torch.Tensor) -> torch.Tensor:
-    """``[n_taxa, 4, P_padded]`` tip partials (``table[codes]``, states as planes)."""
-    key = (id(tip_codes), table.dtype)
-    entry = _planes_cache.get(key)
-    if (entry is not None and entry[0]() is tip_codes and entry[1] == tip_codes._version
-            and torch.equal(entry[2], table)):
-        return entry[3]
-    planes = table[torch.from_numpy(codes).long()].transpose(1, 2).contiguous()
-    reference = weakref.ref(tip_codes, lambda r, key=key: _forget_planes(key, r))
-    _planes_cache[key] = (reference, tip_codes._version, table.clone(), planes)
-    return planes
-
-
-def _forget_planes(key, reference) -> None:
-    entry = _planes_cache.get(key)
-    if entry is not None and entry[0] is reference:
-        del _planes_cache[key]
+    codes = torch.full((n_taxa, -(-n_patterns // _PAD) * _PAD), 15, dtype=torch.long)
+    codes[:, :n_patterns] = tip_codes.cpu()
+    return code_table.detach().cpu()[codes].transpose(1, 2).contiguous()
 
 
 def _ptr(tensor: torch.Tensor | None) -> int | None:
     return None if tensor is None else tensor.data_ptr()
 
 
-def evaluate(schedule, matrices, frequencies, pinv, tip_codes, code_table, category_weights,
-             pattern_weights, constant, rescale: bool, gradient: bool = False,
-             sites: bool = False):
+def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights,
+             constant, rescale: bool, gradient: bool = False, sites: bool = False):
     """Log-likelihoods of every (topology, sample), and optionally more.
 
     Args:
         schedule: the batch's :class:`~phylovi.likelihood.pruning.Schedule`.
         matrices: ``[B * n_edges, S, C, 4, 4]`` transition matrices.
         frequencies: ``[4]``; pinv: proportion of invariable sites (a float or scalar).
-        tip_codes: ``[n_taxa, P]`` state codes; code_table: ``[16, 4]``.
+        tips: ``[n_taxa, 4, P_padded]`` from :func:`tip_planes`, in the matrices' dtype.
         category_weights: ``[C]``; pattern_weights: ``[P]``.
         constant: ``[P, 4]`` 1 where every tip allows the state, else 0.
         rescale: rescale partials at every node.
@@ -269,10 +233,8 @@ def evaluate(schedule, matrices, frequencies, pinv, tip_codes, code_table, categ
     dtype = matrices.dtype
     suffix = {torch.float64: "f64", torch.float32: "f32"}[dtype]
     _, n_samples, n_categories, _, _ = matrices.shape
-    n_topologies, n_patterns = schedule.n_topologies, tip_codes.shape[1]
-    codes = _padded_codes(tip_codes)
-    padded = codes.shape[1]
-    tips = _tip_planes(tip_codes, codes, code_table.detach().to(dtype).contiguous())
+    n_topologies, n_patterns = schedule.n_topologies, constant.shape[0]
+    padded = tips.shape[-1]
     offsets, nch, ref, edge = _plan_arrays(schedule)
     block = block_size(n_categories)
     plan = _Plan(n_topologies, n_samples, n_categories, n_patterns, padded, block,
@@ -306,12 +268,12 @@ class FusedLogLikelihood(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, matrices, frequencies, pinv, schedule, tip_codes, code_table,
-                category_weights, pattern_weights, constant, rescale):
+    def forward(ctx, matrices, frequencies, pinv, schedule, tips, category_weights,
+                pattern_weights, constant, rescale):
         gradient = any(ctx.needs_input_grad[:3])
         value, _, jac_matrices, jac_other = evaluate(
-            schedule, matrices, frequencies, pinv, tip_codes, code_table, category_weights,
-            pattern_weights, constant, rescale, gradient=gradient)
+            schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights,
+            constant, rescale, gradient=gradient)
         if gradient:
             ctx.save_for_backward(jac_matrices, jac_other)
         return value
@@ -324,4 +286,4 @@ class FusedLogLikelihood(torch.autograd.Function):
         per_tree = jac_matrices.view(n_topologies, -1, n_samples, jac_matrices[0, 0].numel())
         grad_matrices = (per_tree * grad[:, None, :, None]).view_as(jac_matrices)
         grad_other = (jac_other * grad[..., None]).sum((0, 1))
-        return grad_matrices, grad_other[:4], grad_other[4], *([None] * 7)
+        return grad_matrices, grad_other[:4], grad_other[4], *([None] * 6)

@@ -105,24 +105,3 @@ def gtr(exchangeabilities, frequencies, name: str = "GTR") -> SubstitutionModel:
     pi = frequencies if torch.is_tensor(frequencies) else torch.as_tensor(
         frequencies, dtype=r.dtype, device=r.device)
     return SubstitutionModel(r, pi, name)
-
-
-def hky(kappa, frequencies, name: str = "HKY") -> SubstitutionModel:
-    """HKY85: transitions (AG, CT) at ``kappa`` times the transversion rate."""
-    kappa = torch.as_tensor(kappa, dtype=torch.float64) if not torch.is_tensor(kappa) else kappa
-    one = torch.ones((), dtype=kappa.dtype, device=kappa.device)
-    return gtr(torch.stack([one, kappa, one, one, kappa, one]), frequencies, name)
-
-
-def equal_frequencies(dtype=torch.float64, device=None) -> torch.Tensor:
-    return torch.full((4,), 0.25, dtype=dtype, device=device)
-
-
-def jc69(dtype=torch.float64, device=None) -> SubstitutionModel:
-    """Jukes-Cantor 1969: equal rates, equal frequencies."""
-    return gtr(torch.ones(6, dtype=dtype, device=device), equal_frequencies(dtype, device), "JC")
-
-
-def k80(kappa, dtype=torch.float64, device=None) -> SubstitutionModel:
-    """Kimura 1980: HKY85 with equal frequencies."""
-    return hky(kappa, equal_frequencies(dtype, device), "K2P")

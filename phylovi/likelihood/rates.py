@@ -95,10 +95,6 @@ class SiteRates:
         return torch.full((self.n_categories,), 1.0 / self.n_categories, dtype=dtype,
                           device=device)
 
-    @property
-    def requires_grad(self) -> bool:
-        return self.shape.requires_grad or self.pinv.requires_grad
-
 
 def _tensor(value) -> torch.Tensor:
     return value if torch.is_tensor(value) else torch.tensor(float(value), dtype=torch.float64)

@@ -47,6 +47,7 @@ class TreeLikelihood:
         self.constant = torch.as_tensor(constant_pattern_states(patterns), **like)  # [P, 4]
         self.constant_patterns = self.constant.any(-1).nonzero().squeeze(-1)
         self.constant_states = self.constant[self.constant_patterns]  # [n_constant, 4]
+        self._cpu_tips = None  # the C kernel's tip planes, built on first use
         if rescale is None:
             rescale = dtype != torch.float64 or len(patterns.taxa) > _FLOAT64_UNSCALED_TAXA
         self.rescale = rescale
@@ -126,7 +127,7 @@ class TreeLikelihood:
         site_rates = self.model.site_rates
         pinv = site_rates.pinv.to(dtype=self.dtype, device=self.device)
         return cpu_kernel.FusedLogLikelihood.apply(
-            matrices, frequencies, pinv, self._schedule(batch), self.tip_codes, self.code_table,
+            matrices, frequencies, pinv, self._schedule(batch), self._tip_planes(),
             site_rates.weights(self.dtype), self.weights, self.constant, self.rescale)
 
     def _site_log_likelihoods(self, batch: TopologyBatch, lengths: torch.Tensor) -> torch.Tensor:
@@ -137,9 +138,9 @@ class TreeLikelihood:
         differentiable = torch.is_grad_enabled() and (
             matrices.requires_grad or frequencies.requires_grad or pinv.requires_grad)
         if not differentiable and cpu_kernel.supports_device(self.device, self.dtype):
-            return cpu_kernel.evaluate(schedule, matrices, frequencies, pinv, self.tip_codes,
-                                       self.code_table, site_rates.weights(self.dtype),
-                                       self.weights, self.constant, self.rescale, sites=True)[1]
+            return cpu_kernel.evaluate(schedule, matrices, frequencies, pinv, self._tip_planes(),
+                                       site_rates.weights(self.dtype), self.weights,
+                                       self.constant, self.rescale, sites=True)[1]
         site, log_scale = prune(schedule, matrices, frequencies, self.tip_codes, self.code_table,
                                 self.rescale)
         weights = site_rates.weights(self.dtype, self.device)
@@ -150,6 +151,11 @@ class TreeLikelihood:
         invariant = (pinv * self.constant_states @ frequencies).log()
         both = torch.logaddexp(variable[..., self.constant_patterns], invariant)
         return variable.index_copy(-1, self.constant_patterns, both)
+
+    def _tip_planes(self) -> torch.Tensor:
+        if self._cpu_tips is None:
+            self._cpu_tips = cpu_kernel.tip_planes(self.tip_codes, self.code_table)
+        return self._cpu_tips
 
     def _schedule(self, batch: TopologyBatch):
         key = ("schedule", self.device)
