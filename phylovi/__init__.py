@@ -24,6 +24,7 @@ _PUBLIC = {
     "compress_patterns": "phylovi.likelihood",
     "parse_model": "phylovi.likelihood",
     "TreeLikelihood": "phylovi.likelihood",
+    "TreePosterior": "phylovi.sbn",
 }
 
 __all__ = ["__version__", *_PUBLIC]

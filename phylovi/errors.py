@@ -66,3 +66,7 @@ class GenotypeMatrixError(InputError):
 
 class ConfigError(InputError):
     """A bad command-line argument or configuration value."""
+
+
+class PosteriorFileError(InputError):
+    """A saved tree-posterior model that cannot be read."""
