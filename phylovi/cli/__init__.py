@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from phylovi import __version__
-from phylovi.cli import loglik, simulate
+from phylovi.cli import loglik, sbn, simulate
 from phylovi.errors import PhyloviError
 
-SUBCOMMANDS = (loglik, simulate)
+SUBCOMMANDS = (loglik, simulate, sbn)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,3 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("phylovi: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. "| head"): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -20,10 +20,18 @@ def cli_reference() -> str:
              "Every command exits with 0 on success, 2 on bad input or arguments (one line on "
              "stderr, no partial output file) and 130 when interrupted.\n",
              "## phylovi\n", "```text", parser.format_help().rstrip(), "```\n"]
-    subparsers = next(a for a in parser._actions if a.dest == "command")
-    for name, sub in subparsers.choices.items():
-        parts += [f"## phylovi {name}\n", "```text", sub.format_help().rstrip(), "```\n"]
+    _subcommands(parser, "phylovi", parts)
     return "\n".join(parts)
+
+
+def _subcommands(parser, prefix: str, parts: list[str]) -> None:
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                parts += [f"## {prefix} {name}\n", "```text", sub.format_help().rstrip(), "```\n"]
+                _subcommands(sub, f"{prefix} {name}", parts)
 
 
 if __name__ == "__main__":

@@ -109,8 +109,7 @@ def read_tree(path_or_newick: str | os.PathLike, taxa: TaxonOrder | None = None,
     Raises:
         TreeFileError: as :func:`read_trees`, or when there is not exactly one tree.
     """
-    if (isinstance(path_or_newick, str) and path_or_newick.lstrip().startswith("(")
-            and not os.path.exists(path_or_newick)):
+    if is_newick_string(path_or_newick):
         text = path_or_newick
         sample = _parse(text, None, _choose_format(text, _STRING, format), taxa, 0.0)
     else:
@@ -119,6 +118,11 @@ def read_tree(path_or_newick: str | os.PathLike, taxa: TaxonOrder | None = None,
         raise TreeFileError(f"expected exactly one tree, found {len(sample.trees)}",
                             path=sample.path or _STRING)
     return sample.trees[0]
+
+
+def is_newick_string(value) -> bool:
+    """True for a string that is Newick text rather than a path: it starts with '(' and names no file."""
+    return isinstance(value, str) and value.lstrip().startswith("(") and not os.path.exists(value)
 
 
 def write_newick(path: str | os.PathLike, trees: Iterable[Tree | Topology]) -> None:

@@ -24,7 +24,7 @@ import torch
 
 from phylovi.errors import ConfigError, PhyloviError, PosteriorFileError
 from phylovi.io import atomic
-from phylovi.io.trees import TreeSample, read_tree, read_trees
+from phylovi.io.trees import TreeSample, is_newick_string, read_tree, read_trees
 from phylovi.sbn.ccd import fit_ccd
 from phylovi.sbn.em import fit_em
 from phylovi.sbn.network import SubsplitNetwork
@@ -350,12 +350,12 @@ def collect_trees(trees, taxa, burnin: float, weights, samples_per_file: int | N
         taxa = TaxonOrder(taxa)
     if isinstance(trees, TreeSample):
         return trees.taxa, [t.topology for t in trees.trees], trees.weights
-    if isinstance(trees, (str, os.PathLike)) and not _looks_like_newick(trees):
+    if isinstance(trees, (str, os.PathLike)) and not is_newick_string(trees):
         trees = [trees]
     trees = list(trees) if isinstance(trees, Iterable) and not isinstance(trees, str) else [trees]
     if not trees:
         raise ConfigError("no trees were given")
-    if all(isinstance(t, (str, os.PathLike)) and not _looks_like_newick(t) for t in trees):
+    if all(isinstance(t, (str, os.PathLike)) and not is_newick_string(t) for t in trees):
         if weights is not None:
             raise ConfigError("weights apply to a list of trees, not to tree files")
         if not 0 <= burnin < 1:
@@ -409,10 +409,6 @@ def _newick_of(tree) -> str:
     if isinstance(tree, (str, os.PathLike)):
         return os.fspath(tree)
     raise ConfigError(f"cannot read a tree from a {type(tree).__name__}")
-
-
-def _looks_like_newick(value) -> bool:
-    return isinstance(value, str) and value.lstrip().startswith("(") and not os.path.exists(value)
 
 
 def _is_dendropy_tree(value) -> bool:

@@ -1,0 +1,235 @@
+"""TreePosterior on trees small enough to enumerate every topology."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import dendropy
+import numpy as np
+import pytest
+
+from phylovi import TreePosterior
+from phylovi.errors import ConfigError, PosteriorFileError, TaxonMismatchError, TreeFileError
+from phylovi.sbn.em import fit_em
+from phylovi.sbn.support import SubsplitSupport
+
+METHODS = ["srf", "ccd", "sa", "em", "em-alpha"]
+NETWORKS = ["ccd", "sa", "em", "em-alpha"]
+
+
+@pytest.fixture
+def sample6(enumerate_topologies):
+    """25 of the 105 six-taxon topologies with random weights, and all 105."""
+    every = enumerate_topologies(6)
+    rng = random.Random(6)
+    chosen = rng.sample(every, 25)
+    weights = [rng.uniform(0.1, 3.0) for _ in chosen]
+    return chosen, weights, every
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_probabilities_of_all_topologies_sum_to_one(method, sample6):
+    chosen, weights, every = sample6
+    posterior = TreePosterior.fit(chosen, method=method, weights=weights)
+    probs = np.exp(posterior.log_prob(every))
+    assert probs.sum() == pytest.approx(1.0, abs=1e-12)
+    assert (probs >= 0).all()
+
+
+@pytest.mark.parametrize("method", NETWORKS)
+def test_networks_generalise_beyond_the_sample(method, sample6):
+    chosen, weights, every = sample6
+    posterior = TreePosterior.fit(chosen, method=method, weights=weights)
+    unseen = [t for t in every if t not in set(chosen)]
+    assert np.exp(posterior.log_prob(unseen)).sum() > 0
+
+
+def test_srf_is_the_normalised_sample_weight(sample6):
+    chosen, weights, _ = sample6
+    posterior = TreePosterior.fit(chosen + chosen[:1], method="srf", weights=weights + [1.0])
+    total = sum(weights) + 1.0
+    assert posterior.probability(chosen[0]) == pytest.approx((weights[0] + 1.0) / total, rel=1e-14)
+    assert posterior.probability(chosen[1]) == pytest.approx(weights[1] / total, rel=1e-14)
+
+
+@pytest.mark.parametrize("method", NETWORKS)
+def test_a_single_sampled_topology_gets_probability_one(method, random_topologies):
+    tree = random_topologies(9, 1, seed=3)[0]
+    posterior = TreePosterior.fit([tree], method=method)
+    assert posterior.probability(tree) == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("method", ["sa", "ccd"])
+def test_sa_and_ccd_equal_srf_on_four_taxa(method, enumerate_topologies):
+    # With four taxa every rooting is a distinct rooted tree and no PCSP is
+    # shared between topologies, so averaging over rootings loses nothing.
+    every = enumerate_topologies(4)
+    weights = [0.2, 0.5, 0.3]
+    posterior = TreePosterior.fit(every, method=method, weights=weights)
+    np.testing.assert_allclose(np.exp(posterior.log_prob(every)), weights, rtol=1e-12)
+
+
+def test_a_topology_outside_the_support_has_probability_zero(sample6):
+    chosen, weights, every = sample6
+    srf = TreePosterior.fit(chosen, method="srf", weights=weights)
+    unseen = next(t for t in every if t not in set(chosen))
+    assert srf.probability(unseen) == 0.0
+    assert srf.log_prob([unseen])[0] == -math.inf
+    # A network on one tree gives zero to every other topology, without raising.
+    single = TreePosterior.fit(chosen[:1], method="em")
+    assert single.log_prob(every[:10]).max() <= 0.0
+    assert np.isneginf(single.log_prob([t for t in every if t != chosen[0]])).all()
+
+
+@pytest.mark.parametrize("method", ["sa", "em", "ccd"])
+def test_sampling_frequencies_converge_to_probabilities(method, enumerate_topologies):
+    every = enumerate_topologies(5)
+    rng = random.Random(5)
+    chosen = rng.sample(every, 8)
+    posterior = TreePosterior.fit(chosen, method=method, weights=[rng.random() for _ in chosen])
+    n = 20000
+    draws = posterior.sample(n, seed=11)
+    counts = {t: 0 for t in every}
+    for t in draws:
+        counts[t] += 1
+    probs = np.exp(posterior.log_prob(every))
+    freqs = np.array([counts[t] for t in every]) / n
+    # Every difference within 5 binomial standard deviations (and a floor).
+    tolerance = 5 * np.sqrt(probs * (1 - probs) / n) + 1e-3
+    assert (np.abs(freqs - probs) <= tolerance).all()
+    assert posterior.sample(50, seed=11) == draws[:50]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1e-4, 0.3])
+def test_em_objective_never_decreases(alpha, random_topologies):
+    topologies = random_topologies(8, 60, seed=1)
+    rng = np.random.default_rng(1)
+    weights = rng.exponential(size=60)
+    support = SubsplitSupport.from_topologies(topologies[0].taxa, topologies)
+    _, trace = fit_em(support, support.encode(topologies), weights, alpha=alpha,
+                      min_iterations=30, max_iterations=30)
+    steps = np.diff(trace.objective)
+    assert trace.n_iterations == 30
+    assert (steps >= -1e-12).all()
+    assert trace.objective[-1] > trace.objective[0]  # SA is not a fixed point here
+
+
+def test_em_improves_the_training_likelihood_over_sa(random_topologies):
+    topologies = random_topologies(7, 40, seed=2)
+    weights = np.random.default_rng(2).exponential(size=40)
+    sa = TreePosterior.fit(topologies, method="sa", weights=weights)
+    em = TreePosterior.fit(topologies, method="em", weights=weights)
+    w = weights / weights.sum()
+    assert w @ em.log_prob(topologies) > w @ sa.log_prob(topologies)
+    assert em.info.objective[0] == pytest.approx(w @ sa.log_prob(topologies), rel=1e-12)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_split_support_equals_enumeration(method, sample6):
+    chosen, weights, every = sample6
+    posterior = TreePosterior.fit(chosen, method=method, weights=weights)
+    probs = np.exp(posterior.log_prob(every))
+    expected: dict[int, float] = {}
+    for topology, p in zip(every, probs):
+        for split in topology.nontrivial_splits:
+            expected[split] = expected.get(split, 0.0) + p
+    support = posterior.split_support()
+    assert set(support) == {s for s, p in expected.items() if p > 1e-15}
+    for split, p in support.items():
+        assert p == pytest.approx(expected[split], abs=1e-12)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_top_and_credible_set_match_enumeration(method, enumerate_topologies):
+    every = enumerate_topologies(5)
+    rng = random.Random(7)
+    chosen = rng.sample(every, 6)
+    posterior = TreePosterior.fit(chosen, method=method, weights=[rng.random() for _ in chosen])
+    probs = np.exp(posterior.log_prob(every))
+    order = np.argsort(-probs, kind="stable")
+    top = posterior.top(3)
+    np.testing.assert_allclose([p for _, p in top], probs[order[:3]], rtol=1e-12)
+    assert posterior.map_tree() == top[0][0]
+    assert posterior.probability(top[0][0]) == pytest.approx(probs.max())
+    credible = posterior.credible_set(0.9)
+    mass = np.cumsum(probs[order])
+    assert len(credible) == int(np.searchsorted(mass, 0.9 * (1 - 1e-12))) + 1
+    assert sum(p for _, p in credible) >= 0.9 - 1e-12
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_save_and_load_round_trip_exactly(method, sample6, tmp_path, enumerate_topologies):
+    chosen, weights, every = sample6
+    posterior = TreePosterior.fit(chosen, method=method, weights=weights)
+    path = tmp_path / "model.json"
+    posterior.save(path)
+    loaded = TreePosterior.load(path)
+    assert loaded.method == method and loaded.taxa == posterior.taxa
+    assert np.array_equal(loaded.log_prob(every), posterior.log_prob(every))
+    assert loaded.split_support() == posterior.split_support()
+    assert loaded.sample(20, seed=4) == posterior.sample(20, seed=4)
+    assert loaded.info.objective == posterior.info.objective
+
+
+def test_queries_accept_newick_dendropy_and_topologies(sample6):
+    chosen, weights, _ = sample6
+    posterior = TreePosterior.fit(chosen, method="em", weights=weights)
+    newick = chosen[0].to_newick()
+    dtree = dendropy.Tree.get(data=newick, schema="newick")
+    expected = posterior.probability(chosen[0])
+    assert posterior.probability(newick) == expected
+    assert posterior.probability(dtree) == expected
+    # Rerooting and rotating in the Newick string changes nothing.
+    assert posterior.probability("(t5,t4,((t2,t3),(t1,t0)));") == posterior.probability(
+        "((t0,t1),(t2,t3),(t4,t5));")
+
+
+def test_kl_is_zero_against_itself_and_positive_otherwise(sample6):
+    chosen, weights, _ = sample6
+    srf = TreePosterior.fit(chosen, method="srf", weights=weights)
+    assert srf.kl(srf) == pytest.approx(0.0, abs=1e-15)
+    sa = TreePosterior.fit(chosen, method="sa", weights=weights)
+    expected = sum(p * math.log(p / sa.probability(t))
+                   for t, p in zip(srf.training, srf.training_probabilities))
+    assert sa.kl(srf) == pytest.approx(expected, rel=1e-12)
+    assert sa.kl(srf) > 0
+
+
+def test_fit_reads_and_pools_tree_files(tmp_path, sample6):
+    chosen, _, _ = sample6
+    first, second = tmp_path / "a.nwk", tmp_path / "b.nwk"
+    first.write_text("\n".join(t.to_newick() for t in chosen[:3]) + "\n")
+    second.write_text(chosen[3].to_newick() + "\n")
+    posterior = TreePosterior.fit([first, second], method="srf")
+    # Each file has equal weight: a third of a half for each tree of the first.
+    assert posterior.probability(chosen[3]) == pytest.approx(0.5)
+    assert posterior.probability(chosen[0]) == pytest.approx(1 / 6)
+    burnt = TreePosterior.fit(first, method="srf", burnin=0.5)
+    assert burnt.probability(chosen[0]) == 0.0 and burnt.info.n_trees == 2
+
+
+@pytest.mark.parametrize("kwargs,error", [
+    ({"method": "bayes"}, ConfigError),
+    ({"method": "em", "alpha": 0.1}, ConfigError),
+    ({"method": "em-alpha", "alpha": -1.0}, ConfigError),
+    ({"method": "em", "burnin": 1.0}, ConfigError),
+    ({"method": "em", "min_iterations": 5, "max_iterations": 2}, ConfigError),
+])
+def test_fit_rejects_bad_settings(kwargs, error, sample6):
+    chosen, _, _ = sample6
+    with pytest.raises(error):
+        TreePosterior.fit(chosen, **kwargs)
+
+
+def test_bad_trees_raise_phylovi_errors(sample6, tmp_path):
+    chosen, _, _ = sample6
+    posterior = TreePosterior.fit(chosen, method="sa")
+    with pytest.raises(TaxonMismatchError, match="'x'"):
+        posterior.probability("((t0,t1),(t2,t3),(t4,x));")
+    with pytest.raises(TreeFileError, match="binary"):
+        posterior.probability("((t0,t1,t2),(t3,t4),t5);")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "something else"}')
+    with pytest.raises(PosteriorFileError, match="bad.json"):
+        TreePosterior.load(bad)
