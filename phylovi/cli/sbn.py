@@ -53,7 +53,7 @@ def _add_fit(commands) -> None:
     parser.add_argument("--tolerance", type=float, default=1e-5,
                         help="EM stops when the objective changes by less than this")
     parser.add_argument("--min-iterations", type=int, default=50, help="EM runs at least this many iterations")
-    parser.add_argument("--max-iterations", type=int, default=200, help="EM runs at most this many iterations")
+    parser.add_argument("--max-iterations", type=int, default=1000, help="EM runs at most this many iterations")
     parser.add_argument("-o", "--output", required=True, metavar="MODEL",
                         help="model file to write (JSON)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary of the fit")

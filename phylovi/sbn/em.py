@@ -7,11 +7,13 @@ SBN-SA, the objective sum_T w_T log P(T) (plus the log prior for EM-alpha)
 never decreases.
 
 EM-alpha (section 4.2, "regularization") puts a conjugate Dirichlet prior on
-the tables whose pseudo-counts are alpha times the SBN-SA frequencies: alpha
-times the SA rootsplit frequency for each rootsplit, and alpha times the SA
-frequency of a parent subsplit spread evenly over that parent's children.
-The prior enters every M-step and the final estimates, so no PCSP of the
-support ends with probability zero.
+the tables built from SBN-SA: each rootsplit gets alpha times its SA
+frequency as pseudo-count; each parent subsplit gets alpha times its SA
+frequency, counting each sampled tree once (not once per rooting), spread
+evenly over that parent's children in the support. This is the prior of the
+paper's code, and it reproduces the published EM-alpha column. The prior
+enters every M-step and the final estimates, so no PCSP of the support ends
+with probability zero.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from phylovi.sbn.network import SubsplitNetwork, logsumexp_rows
+from phylovi.sbn.network import SubsplitNetwork, key_bits, logsumexp_rows
 from phylovi.sbn.sa import TrainingTables, average_counts, normalise
 from phylovi.sbn.support import EncodedTopologies, SubsplitSupport
 
@@ -39,7 +41,7 @@ class EMTrace:
 
 def fit_em(support: SubsplitSupport, encoded: EncodedTopologies, weights: np.ndarray,
            alpha: float = 0.0, tolerance: float = 1e-5, min_iterations: int = 50,
-           max_iterations: int = 200, progress=None) -> tuple[SubsplitNetwork, EMTrace]:
+           max_iterations: int = 1000, progress=None) -> tuple[SubsplitNetwork, EMTrace]:
     """Fit an SBN by EM over root positions, from SBN-SA.
 
     Args:
@@ -60,7 +62,8 @@ def fit_em(support: SubsplitSupport, encoded: EncodedTopologies, weights: np.nda
     tables = TrainingTables.build(support, encoded, weights, "subsplit")
     sa_root, sa_pcsp = average_counts(tables)
     root_prior = alpha * sa_root
-    pcsp_prior = alpha * tables.parent_totals(sa_pcsp) / tables.parent_totals(np.ones_like(sa_pcsp))
+    pcsp_prior = (alpha * tables.parent_totals(sa_pcsp) / _rootings_with_parent(support, tables)
+                  / tables.parent_totals(np.ones_like(sa_pcsp)))
     root_probs, pcsp_probs = normalise(tables, sa_root, sa_pcsp)
     trace = EMTrace()
     for iteration in range(max_iterations):
@@ -81,6 +84,22 @@ def fit_em(support: SubsplitSupport, encoded: EncodedTopologies, weights: np.nda
             trace.converged = True
             break
     return tables.network(support, "subsplit", root_probs, pcsp_probs), trace
+
+
+def _rootings_with_parent(support: SubsplitSupport, tables: TrainingTables) -> np.ndarray:
+    """Per PCSP: in how many rootings of a tree its parent subsplit's clade P is a clade.
+
+    That is 2 (n - |P|) - 1 edges beyond P, or 1 when P is the root. Dividing
+    the SA count by it counts each parent subsplit once per tree, as the
+    paper's prior does.
+    """
+    bits = key_bits(len(support))
+    mask = (1 << bits) - 1
+    sizes = np.array([support.clades[k >> bits & mask].bit_count()
+                      + support.clades[k >> (2 * bits)].bit_count()
+                      for k in tables.pcsp_keys.tolist()])
+    n = support.n_taxa
+    return np.where(sizes == n, 1, 2 * (n - sizes) - 1)
 
 
 def _log(values: np.ndarray) -> np.ndarray:

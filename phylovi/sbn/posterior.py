@@ -91,7 +91,7 @@ class TreePosterior:
     @classmethod
     def fit(cls, trees, method: str = "em", alpha: float | None = None, burnin: float = 0.0,
             weights: Sequence[float] | None = None, taxa: TaxonOrder | Sequence[str] | None = None,
-            tolerance: float = 1e-5, min_iterations: int = 50, max_iterations: int = 200,
+            tolerance: float = 1e-5, min_iterations: int = 50, max_iterations: int = 1000,
             samples_per_file: int | None = None, progress: bool = False) -> "TreePosterior":
         """Fit to tree samples.
 
