@@ -50,6 +50,9 @@ def _add_fit(commands) -> None:
     parser.add_argument("--burnin", type=float, default=0.0,
                         help="fraction of each file's trees to discard from the start, in [0, 1)")
     parser.add_argument("--samples-per-file", type=int, default=None, metavar="N", help=SAMPLES_HELP)
+    parser.add_argument("--rooted", action="store_true",
+                        help="model rooted topologies, keeping each tree's root (e.g. BEAST time "
+                        "trees); every tree must have a root of two children")
     parser.add_argument("--tolerance", type=float, default=1e-5,
                         help="EM stops when the objective changes by less than this")
     parser.add_argument("--min-iterations", type=int, default=50, help="EM runs at least this many iterations")
@@ -77,6 +80,8 @@ def _add_query(commands) -> None:
                       help="the smallest set of most probable topologies with total probability P")
     what.add_argument("--splits", action="store_true",
                       help="support of every non-trivial split (bipartition)")
+    what.add_argument("--clades", action="store_true",
+                      help="support of every clade of two or more taxa (rooted models only)")
     what.add_argument("--sample", type=int, metavar="N", help="draw N topologies (Newick)")
     parser.add_argument("--seed", type=int, default=1, help="random seed for --sample")
     parser.add_argument("--json", action="store_true", help="print JSON instead of TSV")
@@ -105,12 +110,13 @@ def run_fit(args) -> int:
 
     posterior = TreePosterior.fit(
         args.trees, method=args.method, alpha=args.alpha, burnin=args.burnin,
-        samples_per_file=args.samples_per_file, tolerance=args.tolerance,
+        samples_per_file=args.samples_per_file, rooted=args.rooted, tolerance=args.tolerance,
         min_iterations=args.min_iterations, max_iterations=args.max_iterations,
         progress=not args.quiet)
     posterior.save(args.output)
     info = posterior.info
     record = {"model": args.output, "method": posterior.method, "alpha": posterior.alpha,
+              "rooted": posterior.rooted,
               "n_taxa": len(posterior.taxa), "n_trees": info.n_trees,
               "n_topologies": info.n_topologies, "iterations": info.iterations,
               "converged": info.converged,
@@ -123,7 +129,8 @@ def run_fit(args) -> int:
         if info.iterations:
             state = "converged" if info.converged else "stopped at the iteration cap"
             em = f"; EM {state} after {info.iterations} iterations, objective {record['objective']:.6f}"
-        print(f"{posterior.method}: {info.n_trees} trees, {info.n_topologies} topologies, "
+        kind = "rooted topologies" if posterior.rooted else "topologies"
+        print(f"{posterior.method}: {info.n_trees} trees, {info.n_topologies} {kind}, "
               f"{len(posterior.taxa)} taxa{em}; {info.seconds:.2f} s; wrote {args.output}")
     return 0
 
@@ -139,7 +146,8 @@ def run_query(args) -> int:
             names, trees = [args.tree.strip()], [args.tree]
         else:
             sample = read_trees(args.tree, taxa=posterior.taxa)
-            trees = [t.topology for t in sample.trees]
+            trees = (sample.rooted_topologies() if posterior.rooted
+                     else [t.topology for t in sample.trees])
             names = [str(i) for i in range(1, len(trees) + 1)]
         log_probs = posterior.log_prob(trees)
         rows = [{"tree": name, "probability": float(_exp(lp)), "log_probability": float(lp)}
@@ -164,6 +172,10 @@ def run_query(args) -> int:
         for split, p in posterior.split_support().items():
             side, _ = posterior.split_names(split)
             rows.append({"support": p, "size": len(side), "taxa": ",".join(side)})
+        return _emit(args, ["support", "size", "taxa"], rows)
+    if args.clades:
+        rows = [{"support": p, "size": c.bit_count(), "taxa": ",".join(posterior.clade_names(c))}
+                for c, p in posterior.clade_support().items()]
         return _emit(args, ["support", "size", "taxa"], rows)
     if args.sample < 0:
         raise ConfigError(f"--sample must be at least 0, got {args.sample}")

@@ -31,7 +31,7 @@ from phylovi.errors import ConfigError, TaxonMismatchError, TreeFileError
 from phylovi.io import atomic
 from phylovi.trees.bitset import bits_of, normalize_split
 from phylovi.trees.taxa import TaxonOrder
-from phylovi.trees.topology import Topology, Tree
+from phylovi.trees.topology import RootedTopology, Topology, Tree
 
 FORMATS = ("newick", "nexus")
 _EXTENSIONS = {
@@ -60,12 +60,29 @@ class TreeSample:
         weights: ``[n_trees]`` float64: 1.0 per sampled tree, or the tree's
             ``[&W w]`` weight (the topology's probability in a MrBayes ``.trprobs``).
         path: the file read, or None for a Newick string.
+        root_splits: per tree, the split of the edge the file's binary root
+            sits on, or None where the root has three children (unrooted).
     """
 
     taxa: TaxonOrder
     trees: tuple[Tree, ...]
     weights: np.ndarray
     path: str | None
+    root_splits: tuple[int | None, ...] = ()
+
+    def rooted_topologies(self) -> "list[RootedTopology]":
+        """The trees as rooted topologies, rooted where the file rooted them.
+
+        Raises:
+            TreeFileError: a tree has a basal trifurcation, so no root.
+        """
+        rooted = []
+        for number, (tree, split) in enumerate(zip(self.trees, self.root_splits), 1):
+            if split is None:
+                raise TreeFileError(f"tree {number} is unrooted (its root has three children); "
+                                    "a rooted analysis needs rooted trees", path=self.path or _STRING)
+            rooted.append(tree.topology.rooted_at(split))
+        return rooted
 
     def __len__(self) -> int:
         return len(self.trees)
@@ -123,6 +140,24 @@ def read_tree(path_or_newick: str | os.PathLike, taxa: TaxonOrder | None = None,
 def is_newick_string(value) -> bool:
     """True for a string that is Newick text rather than a path: it starts with '(' and names no file."""
     return isinstance(value, str) and value.lstrip().startswith("(") and not os.path.exists(value)
+
+
+def read_rooted_topology(path_or_newick: str | os.PathLike, taxa: TaxonOrder | None = None,
+                         format: str | None = None) -> RootedTopology:
+    """The one tree of a file or Newick string, as a rooted topology (its root must be binary).
+
+    Raises:
+        TreeFileError: as :func:`read_tree`, or when the root has three children.
+    """
+    if is_newick_string(path_or_newick):
+        sample = _parse(path_or_newick, None, _choose_format(path_or_newick, _STRING, format),
+                        taxa, 0.0)
+    else:
+        sample = read_trees(path_or_newick, taxa, format)
+    if len(sample.trees) != 1:
+        raise TreeFileError(f"expected exactly one tree, found {len(sample.trees)}",
+                            path=sample.path or _STRING)
+    return sample.rooted_topologies()[0]
 
 
 def write_newick(path: str | os.PathLike, trees: Iterable[Tree | Topology]) -> None:
@@ -199,15 +234,15 @@ def _parse(text: str, path: str | None, format: str, taxa, burnin: float) -> Tre
             taxa, reference = TaxonOrder(declared), "the NEXUS taxa"
         elif taxa is None:
             taxa, reference = _first_tree_taxa(dtree), "tree 1"
-        entries.append((number, _edge_lengths(dtree, taxa, f"tree {number}", reference, where),
-                        _weight(dtree, number, where)))
+        lengths, root_split = _edge_lengths(dtree, taxa, f"tree {number}", reference, where)
+        entries.append((number, lengths, _weight(dtree, number, where), root_split))
     if not entries:
         raise TreeFileError(f"the {format} file holds no trees", path=where)
     # Burn-in trees are checked above like the others, but get no Topology.
     entries = entries[math.floor(burnin * len(entries)):]
     trees = _build_trees(taxa, entries, where)
-    weights = np.array([weight for _, _, weight in entries], dtype=np.float64)
-    return TreeSample(taxa, trees, weights, path)
+    weights = np.array([entry[2] for entry in entries], dtype=np.float64)
+    return TreeSample(taxa, trees, weights, path, tuple(entry[3] for entry in entries))
 
 
 def _dendropy_trees(text: str, format: str, where: str) -> Iterator[tuple]:
@@ -327,12 +362,13 @@ def _check_taxa(labels: list[str], taxa: TaxonOrder, what: str, reference: str,
 
 
 def _edge_lengths(dtree, taxa: TaxonOrder, what: str, reference: str,
-                  where: str) -> dict[int, float]:
-    """Length of every edge of one DendroPy tree, keyed by its normalised split.
+                  where: str) -> tuple[dict[int, float], int | None]:
+    """Length of every edge of one DendroPy tree, keyed by its normalised split, and the root's split.
 
     The two edges at a binary root have the same split, so their lengths add
-    up: that is the unrooting. ``what`` names the tree, ``reference`` where
-    ``taxa`` came from.
+    up: that is the unrooting; that split is returned as the root's (None
+    for a root of three children). ``what`` names the tree, ``reference``
+    where ``taxa`` came from.
     """
     root = dtree.seed_node
     nodes = [root]
@@ -357,7 +393,8 @@ def _edge_lengths(dtree, taxa: TaxonOrder, what: str, reference: str,
         if node is not root:
             split = normalize_split(mask, full)
             lengths[split] = lengths.get(split, 0.0) + _length(node, mask, taxa, what, where)
-    return lengths
+    kids = root.child_nodes()
+    return lengths, (normalize_split(clade[kids[0]], full) if len(kids) == 2 else None)
 
 
 def _union(kids, clade: dict) -> int:
@@ -408,7 +445,7 @@ def _build_trees(taxa: TaxonOrder, entries, where: str) -> tuple[Tree, ...]:
     """
     topologies: dict[frozenset[int], Topology] = {}
     trees = []
-    for number, lengths, _ in entries:
+    for number, lengths, *_ in entries:
         key = frozenset(lengths)
         topology = topologies.get(key)
         if topology is None:

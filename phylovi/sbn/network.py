@@ -21,7 +21,7 @@ import torch
 
 from phylovi.errors import PhyloviError
 from phylovi.sbn.support import EncodedTopologies, SubsplitSupport
-from phylovi.trees.topology import Topology
+from phylovi.trees.topology import RootedTopology, Topology
 
 CONDITIONINGS = ("subsplit", "clade")
 
@@ -103,12 +103,14 @@ class SubsplitNetwork:
 
     # -- sampling --------------------------------------------------------------------
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> list[Topology]:
-        """Draw ``n`` unrooted topologies (rooted draws with the root forgotten).
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               rooted: bool = False) -> list[Topology] | list[RootedTopology]:
+        """Draw ``n`` topologies: rooted draws, with the root forgotten unless ``rooted``.
 
         Args:
             n: number of draws.
             generator: the source of randomness (the same seed gives the same draws).
+            rooted: return :class:`RootedTopology` draws.
         """
         n_taxa = self.support.n_taxa
         uniforms = torch.rand((n, n_taxa - 1), generator=generator, dtype=torch.float64).numpy()
@@ -126,7 +128,7 @@ class SubsplitNetwork:
                        len(root_cdf) - 1)
             left = int(self.rootsplit_keys[pick])
             right = self.support.clade_id(full ^ clades[left])
-            splits = [clades[left]]
+            splits = [clades[left], clades[right]]
             stack = [(right, left), (left, right)]  # (sister, clade)
             used = 1
             while stack:
@@ -142,7 +144,7 @@ class SubsplitNetwork:
                 other = self.support.clade_id(clades[clade] ^ clades[half])
                 splits += [clades[half], clades[other]]
                 stack += [(other, half), (half, other)]
-            draws.append(Topology(self.support.taxa, splits))
+            draws.append((RootedTopology if rooted else Topology)(self.support.taxa, splits))
         return draws
 
     def _within_parent_cdf(self) -> np.ndarray:
@@ -153,12 +155,12 @@ class SubsplitNetwork:
 
     # -- marginals -------------------------------------------------------------------
 
-    def split_support(self) -> dict[int, float]:
-        """Probability that an unrooted draw has each split, by split bitset (side without taxon 0).
+    def clade_support(self) -> dict[int, float]:
+        """Probability that a rooted draw has each clade below the root, by clade id.
 
-        A forward pass over parent subsplits, largest parent clade first, gives
-        every clade's marginal probability; a split {A, B} is in the unrooted
-        tree exactly when A or B is a clade, and both are only at the root.
+        A forward pass over parent subsplits, largest parent clade first: a
+        parent's probability flows to its children's parent subsplits in
+        proportion to the conditional probabilities.
         """
         clades, full = self.support.clades, self.support.taxa.full_mask
         child_mask = (1 << self.bits) - 1
@@ -189,6 +191,16 @@ class SubsplitNetwork:
                 other = self.support.clade_id(clades[clade] ^ clades[half])
                 reach(other, half, mass * self.pcsp_probs[j])
                 reach(half, other, mass * self.pcsp_probs[j])
+        return dict(clade_mass)
+
+    def split_support(self) -> dict[int, float]:
+        """Probability that an unrooted draw has each split, by split bitset (side without taxon 0).
+
+        A split {A, B} is in the unrooted tree exactly when A or B is a clade of
+        the rooted draw, and both are clades only when {A, B} is the rootsplit.
+        """
+        clades, full = self.support.clades, self.support.taxa.full_mask
+        clade_mass = self.clade_support()
         root = dict(zip(self.rootsplit_keys.tolist(), self.rootsplit_probs.tolist()))
         support: dict[int, float] = {}
         for clade_id, mass in clade_mass.items():

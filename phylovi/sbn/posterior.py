@@ -1,4 +1,8 @@
-"""``TreePosterior``: fit a distribution over unrooted topologies to tree samples, then query it.
+"""``TreePosterior``: fit a distribution over tree topologies to tree samples, then query it.
+
+Topologies are unrooted unless the model is fitted with ``rooted=True`` to
+rooted trees (e.g. BEAST time trees); then the root is observed, the queries
+take and return rooted topologies, and clade support is defined.
 
 Methods (Zhang & Matsen 2018):
 
@@ -24,7 +28,8 @@ import torch
 
 from phylovi.errors import ConfigError, PhyloviError, PosteriorFileError
 from phylovi.io import atomic
-from phylovi.io.trees import TreeSample, is_newick_string, read_tree, read_trees
+from phylovi.io.trees import (TreeSample, is_newick_string, read_rooted_topology, read_tree,
+                              read_trees)
 from phylovi.sbn.ccd import fit_ccd
 from phylovi.sbn.em import fit_em
 from phylovi.sbn.network import SubsplitNetwork
@@ -33,7 +38,7 @@ from phylovi.sbn.srf import relative_frequencies
 from phylovi.sbn.support import SubsplitSupport
 from phylovi.trees.bitset import is_trivial_split
 from phylovi.trees.taxa import TaxonOrder
-from phylovi.trees.topology import Topology, Tree
+from phylovi.trees.topology import RootedTopology, Topology, Tree
 
 METHODS = ("srf", "ccd", "sa", "em", "em-alpha")
 DEFAULT_ALPHA = 1e-4
@@ -49,7 +54,7 @@ class FitInfo:
 
     Attributes:
         n_trees: trees read (after burn-in), or items given.
-        n_topologies: distinct unrooted topologies among them.
+        n_topologies: distinct topologies among them.
         iterations: EM iterations (0 for the other methods).
         objective: EM objective after each iteration.
         converged: whether EM met its tolerance before the iteration cap.
@@ -65,7 +70,7 @@ class FitInfo:
 
 
 class TreePosterior:
-    """A distribution over the unrooted topologies of one taxon set.
+    """A distribution over the unrooted (or, if ``rooted``, rooted) topologies of one taxon set.
 
     Build one with :meth:`fit` or :meth:`load`. Trees given to the queries may
     be Newick strings, DendroPy trees, :class:`Topology` or :class:`Tree`
@@ -74,9 +79,10 @@ class TreePosterior:
     """
 
     def __init__(self, taxa: TaxonOrder, method: str, network: SubsplitNetwork | None,
-                 topologies: Sequence[Topology], probabilities: np.ndarray, alpha: float = 0.0,
-                 info: FitInfo | None = None):
+                 topologies: Sequence[Topology | RootedTopology], probabilities: np.ndarray,
+                 alpha: float = 0.0, info: FitInfo | None = None, rooted: bool = False):
         self.taxa = taxa
+        self.rooted = rooted
         self.method = method
         self.alpha = alpha
         self.network = network
@@ -92,7 +98,8 @@ class TreePosterior:
     def fit(cls, trees, method: str = "em", alpha: float | None = None, burnin: float = 0.0,
             weights: Sequence[float] | None = None, taxa: TaxonOrder | Sequence[str] | None = None,
             tolerance: float = 1e-5, min_iterations: int = 50, max_iterations: int = 1000,
-            samples_per_file: int | None = None, progress: bool = False) -> "TreePosterior":
+            samples_per_file: int | None = None, rooted: bool = False,
+            progress: bool = False) -> "TreePosterior":
         """Fit to tree samples.
 
         Args:
@@ -112,6 +119,10 @@ class TreePosterior:
                 prints 6 decimals): weights become the counts
                 ``round(w * samples_per_file)``, pooled over the files. The
                 published SBN benchmarks use 750001.
+            rooted: fit a distribution over rooted topologies to rooted trees
+                (each tree's root is where its file puts it; an unrooted tree
+                is an error). The root is then observed, so EM has nothing to
+                infer and ``em`` gives the SA estimate.
             progress: show a progress bar for EM on a terminal.
 
         Raises:
@@ -129,7 +140,8 @@ class TreePosterior:
         if not (1 <= min_iterations <= max_iterations) or not tolerance >= 0:
             raise ConfigError("EM needs 1 <= min_iterations <= max_iterations and tolerance >= 0")
         started = time.perf_counter()
-        taxa, topologies, raw_weights = collect_trees(trees, taxa, burnin, weights, samples_per_file)
+        taxa, topologies, raw_weights = collect_trees(trees, taxa, burnin, weights, samples_per_file,
+                                                      rooted)
         distinct, probabilities = relative_frequencies(topologies, raw_weights)
         info = FitInfo(len(topologies), len(distinct))
         network = None
@@ -149,12 +161,12 @@ class TreePosterior:
                 info.iterations, info.objective = trace.n_iterations, trace.objective
                 info.converged = trace.converged
         info.seconds = time.perf_counter() - started
-        return cls(taxa, method, network, distinct, probabilities, alpha or 0.0, info)
+        return cls(taxa, method, network, distinct, probabilities, alpha or 0.0, info, rooted)
 
     # -- queries ---------------------------------------------------------------------------
 
     def log_prob(self, trees) -> np.ndarray:
-        """Log-probability ``[T]`` of each tree's unrooted topology (-inf outside the support)."""
+        """Log-probability ``[T]`` of each tree's topology (-inf outside the support)."""
         topologies = self.topologies_of(trees)
         if self.network is None:
             with np.errstate(divide="ignore"):
@@ -162,7 +174,7 @@ class TreePosterior:
         return self.network.log_prob(topologies)
 
     def probability(self, tree) -> float:
-        """Probability of one tree's unrooted topology (0 outside the support)."""
+        """Probability of one tree's topology (0 outside the support)."""
         return float(np.exp(self.log_prob([tree])[0]))
 
     def top(self, k: int) -> list[tuple[Topology, float]]:
@@ -204,13 +216,42 @@ class TreePosterior:
         if self.network is None:
             support: dict[int, float] = {}
             for topology, p in zip(self.training, self.training_probabilities.tolist()):
-                for split in topology.nontrivial_splits:
+                unrooted = topology.unrooted() if self.rooted else topology
+                for split in unrooted.nontrivial_splits:
                     support[split] = support.get(split, 0.0) + p
         else:
             support = self.network.split_support()
         n = len(self.taxa)
         rows = {s: min(p, 1.0) for s, p in support.items() if not is_trivial_split(s, n) and p > 0}
         return dict(sorted(rows.items(), key=lambda item: (-item[1], item[0])))
+
+    def clade_support(self) -> dict[int, float]:
+        """Posterior probability of every clade of two or more taxa below the root (rooted models).
+
+        Keys are clade bitsets; :meth:`split_names` prints one (its first list
+        is the clade when the clade is the smaller side).
+
+        Raises:
+            ConfigError: the model is unrooted, where clades are not defined.
+        """
+        if not self.rooted:
+            raise ConfigError("clade support needs a rooted model (fit with rooted=True)")
+        full = self.taxa.full_mask
+        if self.network is None:
+            support: dict[int, float] = {}
+            for topology, p in zip(self.training, self.training_probabilities.tolist()):
+                for clade in topology.clades:
+                    support[clade] = support.get(clade, 0.0) + p
+        else:
+            clades = self.network.support.clades
+            support = {clades[i]: p for i, p in self.network.clade_support().items()}
+        rows = {c: min(p, 1.0) for c, p in support.items()
+                if c.bit_count() > 1 and c != full and p > 0}
+        return dict(sorted(rows.items(), key=lambda item: (-item[1], item[0])))
+
+    def clade_names(self, clade: int) -> list[str]:
+        """The taxon names in a clade bitset."""
+        return [name for i, name in enumerate(self.taxa) if clade >> i & 1]
 
     def split_names(self, split: int) -> tuple[list[str], list[str]]:
         """The taxon names on the two sides of a split, the smaller side first."""
@@ -230,7 +271,7 @@ class TreePosterior:
             else:
                 generator.manual_seed(seed)
         if self.network is not None:
-            return self.network.sample(n, generator)
+            return self.network.sample(n, generator, rooted=self.rooted)
         picks = torch.multinomial(torch.as_tensor(self.training_probabilities), n,
                                   replacement=True, generator=generator) if n else []
         return [self.training[int(i)] for i in picks]
@@ -249,9 +290,11 @@ class TreePosterior:
         """
         if not isinstance(reference, TreePosterior):
             reference = TreePosterior.fit(reference, method="srf", taxa=self.taxa,
-                                          samples_per_file=samples_per_file)
+                                          samples_per_file=samples_per_file, rooted=self.rooted)
         elif reference.method != "srf":
             raise ConfigError("the KL reference must be an SRF posterior or tree files")
+        if reference.rooted != self.rooted:
+            raise ConfigError("the KL reference and the model must both be rooted or both unrooted")
         reference.taxa.require_same_set(self.taxa, "the reference", "the model")
         topologies = self.topologies_of(list(reference.training))
         p = reference.training_probabilities
@@ -264,7 +307,7 @@ class TreePosterior:
         """Write the model as JSON (format in docs/concepts.md), atomically."""
         record = {
             "format": FILE_FORMAT, "version": FILE_VERSION, "method": self.method,
-            "alpha": self.alpha, "taxa": list(self.taxa),
+            "alpha": self.alpha, "rooted": self.rooted, "taxa": list(self.taxa),
             "training": {"newick": [t.to_newick() for t in self.training],
                          "probability": self.training_probabilities.tolist()},
             "fit": {"n_trees": self.info.n_trees, "n_topologies": self.info.n_topologies,
@@ -299,7 +342,8 @@ class TreePosterior:
                 path=path)
         try:
             taxa = TaxonOrder(record["taxa"])
-            training = [read_tree(newick, taxa).topology for newick in record["training"]["newick"]]
+            rooted = bool(record["rooted"])
+            training = [_topology(newick, taxa, rooted) for newick in record["training"]["newick"]]
             network = (None if record["network"] is None
                        else SubsplitNetwork.from_dict(taxa, record["network"]))
             fit = record["fit"]
@@ -307,7 +351,7 @@ class TreePosterior:
                            list(fit["objective"]), fit["converged"], fit["seconds"])
             return cls(taxa, record["method"], network, training,
                        np.array(record["training"]["probability"], dtype=np.float64),
-                       float(record["alpha"]), info)
+                       float(record["alpha"]), info, rooted)
         except PhyloviError as error:
             raise PosteriorFileError(f"corrupt model: {error}", path=path) from None
         except (KeyError, TypeError, ValueError, IndexError) as error:
@@ -316,11 +360,12 @@ class TreePosterior:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def topologies_of(self, trees) -> list[Topology]:
-        """Unrooted topologies over this model's taxon order, from any accepted tree form."""
-        if isinstance(trees, (str, os.PathLike, Topology, Tree)) or _is_dendropy_tree(trees):
+    def topologies_of(self, trees) -> list[Topology] | list[RootedTopology]:
+        """Topologies over this model's taxon order (rooted for a rooted model) from any tree form."""
+        if (isinstance(trees, (str, os.PathLike, Topology, RootedTopology, Tree))
+                or _is_dendropy_tree(trees)):
             trees = [trees]
-        return [_topology(tree, self.taxa) for tree in trees]
+        return [_topology(tree, self.taxa, self.rooted) for tree in trees]
 
     def _ranking(self) -> tuple[list[Topology], np.ndarray]:
         if self._ranked is None:
@@ -338,18 +383,19 @@ class TreePosterior:
 
     def __repr__(self) -> str:
         return (f"TreePosterior(method={self.method!r}, n_taxa={len(self.taxa)}, "
-                f"n_topologies={len(self.training)})")
+                f"n_topologies={len(self.training)}, rooted={self.rooted})")
 
 
-def collect_trees(trees, taxa, burnin: float, weights, samples_per_file: int | None = None
-                  ) -> tuple[TaxonOrder, list[Topology], np.ndarray]:
+def collect_trees(trees, taxa, burnin: float, weights, samples_per_file: int | None = None,
+                  rooted: bool = False) -> tuple[TaxonOrder, list, np.ndarray]:
     """Taxa, topologies and weights from any input :meth:`TreePosterior.fit` accepts."""
     if samples_per_file is not None and samples_per_file < 1:
         raise ConfigError(f"samples per file must be at least 1, got {samples_per_file}")
     if taxa is not None and not isinstance(taxa, TaxonOrder):
         taxa = TaxonOrder(taxa)
     if isinstance(trees, TreeSample):
-        return trees.taxa, [t.topology for t in trees.trees], trees.weights
+        topologies = trees.rooted_topologies() if rooted else [t.topology for t in trees.trees]
+        return trees.taxa, topologies, trees.weights
     if isinstance(trees, (str, os.PathLike)) and not is_newick_string(trees):
         trees = [trees]
     trees = list(trees) if isinstance(trees, Iterable) and not isinstance(trees, str) else [trees]
@@ -366,7 +412,8 @@ def collect_trees(trees, taxa, burnin: float, weights, samples_per_file: int | N
             taxa = sample.taxa
             if sample.weights.sum() <= 0:
                 raise ConfigError(f"the trees of {os.fspath(path)} have zero total weight")
-            topologies += [t.topology for t in sample.trees]
+            topologies += (sample.rooted_topologies() if rooted
+                           else [t.topology for t in sample.trees])
             if samples_per_file is None:
                 pooled.append(sample.weights / sample.weights.sum() / len(trees))
             else:
@@ -378,9 +425,9 @@ def collect_trees(trees, taxa, burnin: float, weights, samples_per_file: int | N
         raise ConfigError(f"burn-in must be in [0, 1), got {burnin}")
     if taxa is None:
         first = trees[0]
-        taxa = (first.taxa if isinstance(first, (Topology, Tree))
+        taxa = (first.taxa if isinstance(first, (Topology, RootedTopology, Tree))
                 else read_tree(_newick_of(first)).taxa)
-    topologies = [_topology(tree, taxa) for tree in trees]
+    topologies = [_topology(tree, taxa, rooted) for tree in trees]
     if weights is None:
         weights = np.ones(len(topologies))
     weights = np.asarray(weights, dtype=np.float64)
@@ -392,14 +439,20 @@ def collect_trees(trees, taxa, burnin: float, weights, samples_per_file: int | N
     return taxa, topologies[skip:], weights[skip:]
 
 
-def _topology(tree, taxa: TaxonOrder) -> Topology:
+def _topology(tree, taxa: TaxonOrder, rooted: bool = False) -> Topology | RootedTopology:
     if isinstance(tree, Tree):
         tree = tree.topology
-    if isinstance(tree, Topology):
+    if isinstance(tree, RootedTopology) and not rooted:
+        tree = tree.unrooted()
+    if isinstance(tree, Topology) and rooted:
+        raise ConfigError("a rooted model needs rooted trees, got an unrooted topology")
+    if isinstance(tree, (Topology, RootedTopology)):
         if tree.taxa == taxa:
             return tree
         tree.taxa.require_same_set(taxa, "the tree", "the model")
-        return read_tree(tree.to_newick(), taxa).topology
+        tree = tree.to_newick()
+    if rooted:
+        return read_rooted_topology(_newick_of(tree), taxa)
     return read_tree(_newick_of(tree), taxa).topology
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from phylovi.trees.taxa import TaxonOrder
-from phylovi.trees.topology import Topology
+from phylovi.trees.topology import RootedTopology, Topology
 
 # Topologies encoded per vectorised chunk: bounds the [T, N, N] working arrays.
 _CHUNK = 512
@@ -49,6 +49,12 @@ class EncodedTopologies:
     def __len__(self) -> int:
         return len(self.rootsplits)
 
+    def at_rootings(self, edges: np.ndarray) -> "EncodedTopologies":
+        """Keep one rooting per topology: ``edges`` ``[T]`` gives its edge (``R`` becomes 1)."""
+        rows = np.arange(len(self))
+        return EncodedTopologies(self.rootsplits[rows, edges][:, None], self.sisters, self.clades,
+                                 self.children, self.choice[rows, edges][:, None, :])
+
 
 class SubsplitSupport:
     """A numbering of clades (bitsets over one taxon order) into ids.
@@ -65,11 +71,14 @@ class SubsplitSupport:
         self._ids = {clade: i for i, clade in enumerate(self.clades)}
 
     @classmethod
-    def from_topologies(cls, taxa: TaxonOrder, topologies: Iterable[Topology]) -> "SubsplitSupport":
+    def from_topologies(cls, taxa: TaxonOrder,
+                        topologies: Iterable[Topology | RootedTopology]) -> "SubsplitSupport":
         """The support of every clade any rooting of the topologies shows."""
         full = taxa.full_mask
         seen: dict[int, None] = {}
         for topology in topologies:
+            if isinstance(topology, RootedTopology):
+                topology = topology.unrooted()
             for clade in topology.arrays.clades[:-1]:
                 seen[clade] = None
                 seen[full ^ clade] = None
@@ -86,12 +95,21 @@ class SubsplitSupport:
         """Id of a clade, -1 if it is not in the support."""
         return self._ids.get(clade, -1)
 
-    def encode(self, topologies: Sequence[Topology]) -> EncodedTopologies:
+    def encode(self, topologies: Sequence[Topology] | Sequence[RootedTopology]) -> EncodedTopologies:
         """Rootsplits and PCSPs of every rooting of each topology, as clade ids.
 
         Args:
-            topologies: ``T`` topologies over :attr:`taxa`.
+            topologies: ``T`` unrooted topologies over :attr:`taxa`, or ``T``
+                rooted ones, which keep only their own rooting (``R = 1``).
         """
+        rooted = [isinstance(t, RootedTopology) for t in topologies]
+        if any(rooted):
+            if not all(rooted):
+                raise ValueError("cannot encode rooted and unrooted topologies together")
+            unrooted = [t.unrooted() for t in topologies]
+            edges = np.array([u.edge_index(t.root_split) for t, u in zip(topologies, unrooted)],
+                             dtype=np.int64)
+            return self.encode(unrooted).at_rootings(edges)
         n = self.n_taxa
         if n < 3:
             raise ValueError("subsplit support needs at least 3 taxa")

@@ -79,6 +79,18 @@ class Topology:
     def nontrivial_splits(self) -> frozenset[int]:
         return frozenset(s for s in self.splits if not is_trivial_split(s, self.n_taxa))
 
+    def rooted_at(self, split: int) -> "RootedTopology":
+        """The rooted topology with the root on the edge of ``split`` (either orientation)."""
+        full = self.taxa.full_mask
+        side = normalize_split(split, full)
+        if side not in self.splits:
+            raise TreeFileError("the root's split is not an edge of the topology")
+        clades = [side, full ^ side]
+        for other in self.splits - {side}:
+            # The side of another split that lies within one root side is a clade.
+            clades.append(other if other & side == other or other & side == 0 else full ^ other)
+        return RootedTopology(self.taxa, clades)
+
     def edge_index(self, split: int) -> int:
         """Edge number of a split (either orientation); ``KeyError`` if absent."""
         return self._edge_index[normalize_split(split, self.taxa.full_mask)]
@@ -150,6 +162,23 @@ class RootedTopology:
     def unrooted(self) -> Topology:
         """The unrooted topology (the two root edges become one)."""
         return Topology(self.taxa, self.clades)
+
+    @property
+    def root_split(self) -> int:
+        """The split of the unrooted edge the root sits on (the side without taxon 0)."""
+        first_child = self.arrays.children[-1, 0]
+        return normalize_split(self.arrays.clades[first_child], self.taxa.full_mask)
+
+    def to_newick(self) -> str:
+        """Newick string with the binary root, children in taxon order."""
+        arrays, n = self.arrays, len(self.taxa)
+
+        def write(node: int) -> str:
+            if node < n:
+                return _quote(self.taxa[node])
+            return "(" + ",".join(write(k) for k in arrays.children[node - n] if k >= 0) + ")"
+
+        return write(arrays.root) + ";"
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, RootedTopology) and self._hash == other._hash

@@ -123,3 +123,18 @@ def test_query_with_other_taxa_or_a_bad_model_fails_cleanly(files, capsys):
     assert code == 2 and "'z'" in err and err.count("\n") == 1
     code, _, err = run(["sbn", "query", files / "run.nwk", "--top", 1], capsys)
     assert code == 2 and "run.nwk" in err and err.count("\n") == 1
+
+
+def test_rooted_fit_and_clade_support(tmp_path, capsys):
+    trees = tmp_path / "time.trees"
+    trees.write_text("((a,b),(c,(d,e)));\n(((a,b),c),(d,e));\n((a,b),(c,(d,e)));\n")
+    model = tmp_path / "rooted.json"
+    code, out, _ = run(["sbn", "fit", trees, "--rooted", "--method", "sa", "-o", model], capsys)
+    assert code == 0 and "2 rooted topologies" in out
+    code, out, _ = run(["sbn", "query", model, "--clades", "--json"], capsys)
+    support = {row["taxa"]: row["support"] for row in json.loads(out)}
+    assert support["c,d,e"] == pytest.approx(2 / 3) and support["a,b,c"] == pytest.approx(1 / 3)
+    unrooted = tmp_path / "unrooted.json"
+    run(["sbn", "fit", trees, "-o", unrooted], capsys)
+    code, _, err = run(["sbn", "query", unrooted, "--clades"], capsys)
+    assert code == 2 and "rooted" in err and err.count("\n") == 1

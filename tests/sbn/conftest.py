@@ -7,7 +7,7 @@ import random
 import pytest
 
 from phylovi.trees.taxa import TaxonOrder
-from phylovi.trees.topology import Topology
+from phylovi.trees.topology import RootedTopology, Topology
 
 
 def _rooted_shapes(labels):
@@ -35,6 +35,12 @@ def all_topologies(n: int) -> list[Topology]:
     return [Topology.from_nested(taxa, (0, shape)) for shape in _rooted_shapes(list(range(1, n)))]
 
 
+def all_rooted_topologies(n: int) -> list[RootedTopology]:
+    """All (2n-3)!! rooted topologies on taxa t0..t{n-1}."""
+    taxa = TaxonOrder([f"t{i}" for i in range(n)])
+    return [RootedTopology.from_nested(taxa, shape) for shape in _rooted_shapes(list(range(n)))]
+
+
 def random_topology(taxa: TaxonOrder, rng: random.Random) -> Topology:
     """A random topology: random splits of a shuffled taxon list."""
 
@@ -52,6 +58,11 @@ def random_topology(taxa: TaxonOrder, rng: random.Random) -> Topology:
 @pytest.fixture
 def enumerate_topologies():
     return all_topologies
+
+
+@pytest.fixture
+def enumerate_rooted_topologies():
+    return all_rooted_topologies
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from phylovi import TreePosterior
 from phylovi.errors import ConfigError, PosteriorFileError, TaxonMismatchError, TreeFileError
 from phylovi.sbn.em import fit_em
 from phylovi.sbn.support import SubsplitSupport
+from phylovi.trees.topology import RootedTopology
 
 METHODS = ["srf", "ccd", "sa", "em", "em-alpha"]
 NETWORKS = ["ccd", "sa", "em", "em-alpha"]
@@ -233,3 +234,74 @@ def test_bad_trees_raise_phylovi_errors(sample6, tmp_path):
     bad.write_text('{"format": "something else"}')
     with pytest.raises(PosteriorFileError, match="bad.json"):
         TreePosterior.load(bad)
+
+
+@pytest.fixture
+def rooted5(enumerate_rooted_topologies):
+    every = enumerate_rooted_topologies(5)
+    rng = random.Random(55)
+    chosen = rng.sample(every, 12)
+    return chosen, [rng.uniform(0.1, 2.0) for _ in chosen], every
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_rooted_probabilities_sum_to_one_and_clade_support_matches(method, rooted5):
+    chosen, weights, every = rooted5
+    posterior = TreePosterior.fit(chosen, method=method, weights=weights, rooted=True)
+    probs = np.exp(posterior.log_prob(every))
+    assert probs.sum() == pytest.approx(1.0, abs=1e-12)
+    expected: dict[int, float] = {}
+    for topology, p in zip(every, probs):
+        for clade in topology.clades:
+            if clade.bit_count() > 1:
+                expected[clade] = expected.get(clade, 0.0) + p
+    support = posterior.clade_support()
+    assert set(support) == {c for c, p in expected.items() if p > 1e-15}
+    for clade, p in support.items():
+        assert p == pytest.approx(expected[clade], abs=1e-12)
+
+
+def test_rooted_sbn_is_the_product_of_empirical_conditionals(rooted5):
+    # With the root observed, SA and EM are the maximum-likelihood rooted SBN:
+    # a single rooted tree gets probability 1, and SA equals EM.
+    chosen, weights, every = rooted5
+    single = TreePosterior.fit(chosen[:1], method="sa", rooted=True)
+    assert single.probability(chosen[0]) == pytest.approx(1.0)
+    assert single.probability(chosen[1]) == 0.0
+    sa = TreePosterior.fit(chosen, method="sa", weights=weights, rooted=True)
+    em = TreePosterior.fit(chosen, method="em", weights=weights, rooted=True)
+    np.testing.assert_allclose(em.log_prob(every), sa.log_prob(every), rtol=1e-12)
+
+
+def test_rooted_model_round_trips_and_samples_rooted_trees(rooted5, tmp_path):
+    chosen, weights, every = rooted5
+    posterior = TreePosterior.fit(chosen, method="em-alpha", weights=weights, rooted=True)
+    draws = posterior.sample(30, seed=2)
+    assert all(isinstance(t, RootedTopology) for t in draws)
+    path = tmp_path / "rooted.json"
+    posterior.save(path)
+    loaded = TreePosterior.load(path)
+    assert loaded.rooted and loaded.sample(30, seed=2) == draws
+    assert np.array_equal(loaded.log_prob(every), posterior.log_prob(every))
+    # The same unrooted shape rooted elsewhere is a different rooted topology.
+    tree = chosen[0]
+    here = posterior.probability(tree)
+    elsewhere = [posterior.probability(tree.unrooted().rooted_at(split))
+                 for split in tree.unrooted().edges if split != tree.root_split]
+    assert here > 0 and all(p != here for p in elsewhere)
+
+
+def test_rooted_fit_reads_roots_from_files_and_rejects_unrooted_trees(tmp_path):
+    rooted = tmp_path / "rooted.nwk"
+    rooted.write_text("((a,b),(c,(d,e)));\n((a,b),(c,(d,e)));\n(((a,b),c),(d,e));\n")
+    posterior = TreePosterior.fit(rooted, method="srf", rooted=True)
+    assert posterior.probability("((b,a),((e,d),c));") == pytest.approx(2 / 3)
+    clades = {",".join(posterior.clade_names(c)): p for c, p in posterior.clade_support().items()}
+    assert clades == {"a,b": pytest.approx(1.0), "d,e": pytest.approx(1.0),
+                      "c,d,e": pytest.approx(2 / 3), "a,b,c": pytest.approx(1 / 3)}
+    unrooted = tmp_path / "unrooted.nwk"
+    unrooted.write_text("((a,b),(c,(d,e)));\n((a,b),c,(d,e));\n")
+    with pytest.raises(TreeFileError, match="tree 2 is unrooted"):
+        TreePosterior.fit(unrooted, method="sa", rooted=True)
+    with pytest.raises(ConfigError, match="rooted model"):
+        TreePosterior.fit(rooted, method="sa").clade_support()

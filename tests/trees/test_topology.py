@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from phylovi.errors import TaxonMismatchError, TreeFileError
-from phylovi.io.trees import read_tree
+from phylovi.io.trees import read_rooted_topology, read_tree
 from phylovi.trees import RootedTopology, TaxonOrder, Topology, TopologyBatch, Tree
 from phylovi.trees.bitset import bits_of, is_trivial_split, lowest_bit, mask_of, normalize_split
 
@@ -267,3 +267,15 @@ def test_topology_batch_rejects_mismatched_taxa():
         TopologyBatch([])
     batch = TopologyBatch([one, one])
     assert len(batch) == 2 and batch.n_taxa == 4 and batch.n_edges == 5
+
+
+def test_rooting_on_every_edge_round_trips():
+    taxa = TaxonOrder([f"t{i}" for i in range(7)])
+    topology = Topology.from_nested(taxa, ((0, (1, 2)), 3, ((4, 5), 6)))
+    rooted = set()
+    for split in topology.edges:
+        tree = topology.rooted_at(split)
+        assert tree.unrooted() == topology and tree.root_split == split
+        assert read_rooted_topology(tree.to_newick(), taxa) == tree
+        rooted.add(tree)
+    assert len(rooted) == topology.n_edges  # every rooting is a different rooted tree
