@@ -78,6 +78,9 @@ class SubsplitNetwork:
         self.pcsp_keys = np.asarray(pcsp_keys, dtype=np.int64)
         self.pcsp_probs = np.asarray(pcsp_probs, dtype=np.float64)
         self.parent_keys, self.parent_of = np.unique(self.pcsp_keys >> self.bits, return_inverse=True)
+        # The PCSPs of parent g are pcsp_keys[parent_start[g]:parent_end[g]].
+        self.parent_start = np.searchsorted(self.pcsp_keys >> self.bits, self.parent_keys)
+        self.parent_end = np.append(self.parent_start[1:], len(self.pcsp_keys))
         # Log tables with a trailing -inf, so that index -1 (unknown) gathers -inf.
         with np.errstate(divide="ignore"):
             self._log_rootsplit = np.append(np.log(self.rootsplit_probs), -np.inf)
@@ -116,9 +119,8 @@ class SubsplitNetwork:
         uniforms = torch.rand((n, n_taxa - 1), generator=generator, dtype=torch.float64).numpy()
         root_cdf = np.cumsum(self.rootsplit_probs)
         pcsp_cdf = self._within_parent_cdf()
-        starts = np.searchsorted(self.pcsp_keys >> self.bits, self.parent_keys)
-        ends = np.append(starts[1:], len(self.pcsp_keys))
-        parent_range = dict(zip(self.parent_keys.tolist(), zip(starts.tolist(), ends.tolist())))
+        parent_range = dict(zip(self.parent_keys.tolist(),
+                                zip(self.parent_start.tolist(), self.parent_end.tolist())))
         clades, full = self.support.clades, self.support.taxa.full_mask
         child_mask = (1 << self.bits) - 1
         no_sister = child_mask
@@ -149,8 +151,7 @@ class SubsplitNetwork:
 
     def _within_parent_cdf(self) -> np.ndarray:
         cdf = np.cumsum(self.pcsp_probs)
-        group_start = np.searchsorted(self.pcsp_keys >> self.bits, self.parent_keys)
-        offset = np.concatenate([[0.0], cdf])[group_start]
+        offset = np.concatenate([[0.0], cdf])[self.parent_start]
         return cdf - offset[self.parent_of]
 
     # -- marginals -------------------------------------------------------------------
@@ -179,14 +180,12 @@ class SubsplitNetwork:
         sizes = np.array([clades[int(k) & child_mask].bit_count()
                           + (clades[int(k) >> self.bits].bit_count() if subsplit else 0)
                           for k in self.parent_keys])
-        starts = np.searchsorted(self.pcsp_keys >> self.bits, self.parent_keys)
-        ends = np.append(starts[1:], len(self.pcsp_keys))
         for g in np.argsort(-sizes, kind="stable"):
             mass = parent_mass.get(int(self.parent_keys[g]), 0.0)
             if mass == 0.0:
                 continue
             clade = int(self.parent_keys[g]) & child_mask
-            for j in range(starts[g], ends[g]):
+            for j in range(self.parent_start[g], self.parent_end[g]):
                 half = int(self.pcsp_keys[j]) & child_mask
                 other = self.support.clade_id(clades[clade] ^ clades[half])
                 reach(other, half, mass * self.pcsp_probs[j])
