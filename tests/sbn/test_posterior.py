@@ -305,3 +305,23 @@ def test_rooted_fit_reads_roots_from_files_and_rejects_unrooted_trees(tmp_path):
         TreePosterior.fit(unrooted, method="sa", rooted=True)
     with pytest.raises(ConfigError, match="rooted model"):
         TreePosterior.fit(rooted, method="sa").clade_support()
+
+
+def test_sa_equals_a_rooted_fit_to_every_rooting_of_the_sample(sample6, enumerate_rooted_topologies):
+    # SBN-SA spreads each tree evenly over its rootings; fitting a rooted SBN
+    # to a sample holding every rooting of every tree (weight w / (2n - 3))
+    # must give the same rooted distribution, and so the same unrooted one.
+    chosen, weights, every = sample6
+    rootings, rooted_weights = [], []
+    for topology, weight in zip(chosen, weights):
+        for split in topology.edges:
+            rootings.append(topology.rooted_at(split))
+            rooted_weights.append(weight / topology.n_edges)
+    rooted = TreePosterior.fit(rootings, method="sa", weights=rooted_weights, rooted=True)
+    sa = TreePosterior.fit(chosen, method="sa", weights=weights)
+    sums = {}
+    for tree, log_p in zip(enumerate_rooted_topologies(6),
+                           rooted.log_prob(enumerate_rooted_topologies(6))):
+        sums[tree.unrooted()] = sums.get(tree.unrooted(), 0.0) + np.exp(log_p)
+    np.testing.assert_allclose([sums[t] for t in every], np.exp(sa.log_prob(every)),
+                               rtol=1e-10, atol=1e-15)
