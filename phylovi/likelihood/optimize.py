@@ -15,44 +15,62 @@ _FROM_UNCONSTRAINED = {"kappa": torch.exp, "rates": torch.exp, "shape": torch.ex
                        "pinv": torch.sigmoid, "frequencies": lambda x: torch.softmax(x, -1)}
 
 
+class FreeParameters:
+    """A model's free parameters on unconstrained scales, as leaf tensors an optimiser can move.
+
+    Log for rates, kappa and shape, logit for pinv, softmax for frequencies;
+    GTR rates are relative to GT, which stays 1. Call :meth:`assign` before
+    each likelihood evaluation to write the constrained values into the model.
+    """
+
+    def __init__(self, model: Model):
+        self.model = model
+        self.tensors = {name: _TO_UNCONSTRAINED[name](model.parameters[name].detach().clone())
+                        .requires_grad_() for name in model.free}
+
+    def assign(self) -> None:
+        for name, value in self.tensors.items():
+            constrained = _FROM_UNCONSTRAINED[name](value)
+            if name == "rates":  # the last exchangeability (GT) is the unit
+                constrained = torch.cat([constrained[:5], torch.ones_like(constrained[5:])])
+            self.model.parameters[name] = constrained
+
+    def detach(self) -> None:
+        """Write the final values into the model as plain tensors (no graph)."""
+        with torch.no_grad():
+            self.assign()
+        for name in self.tensors:
+            self.model.parameters[name] = self.model.parameters[name].detach()
+
+    def values(self) -> dict[str, list[float]]:
+        return {name: self.model.parameters[name].detach().reshape(-1).tolist()
+                for name in self.tensors}
+
+
 def optimize_model(likelihood: TreeLikelihood, tree: Tree, max_iterations: int = 200,
                    tolerance: float = 1e-7) -> float:
     """Set ``likelihood.model``'s free parameters to their ML values; return the lnL.
 
-    Uses L-BFGS on log (rates, kappa, shape), logit (pinv) and softmax
-    (frequencies) scales with the kernel's analytic gradient; GTR rates are
-    relative to GT, which stays 1.
+    Uses L-BFGS on the scales of :class:`FreeParameters` with the kernel's
+    analytic gradient.
     """
-    model: Model = likelihood.model
     lengths = torch.as_tensor(tree.branch_lengths, dtype=likelihood.dtype,
                               device=likelihood.device)
-    free = {name: _TO_UNCONSTRAINED[name](model.parameters[name].detach().clone())
-            .requires_grad_() for name in model.free}
-    if not free:
+    free = FreeParameters(likelihood.model)
+    if not free.tensors:
         with torch.no_grad():
             return float(likelihood.log_likelihood(tree.topology, lengths))
-
-    def assign():
-        for name, value in free.items():
-            constrained = _FROM_UNCONSTRAINED[name](value)
-            if name == "rates":  # the last exchangeability (GT) is the unit
-                constrained = torch.cat([constrained[:5], torch.ones_like(constrained[5:])])
-            model.parameters[name] = constrained
-
-    optimizer = torch.optim.LBFGS(list(free.values()), max_iter=max_iterations,
+    optimizer = torch.optim.LBFGS(list(free.tensors.values()), max_iter=max_iterations,
                                   tolerance_change=tolerance, line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        assign()
+        free.assign()
         loss = -likelihood.log_likelihood(tree.topology, lengths)
         loss.backward()
         return loss
 
     optimizer.step(closure)
-    with torch.no_grad():
-        assign()
-    for name in free:
-        model.parameters[name] = model.parameters[name].detach()
+    free.detach()
     with torch.no_grad():
         return float(likelihood.log_likelihood(tree.topology, lengths))
