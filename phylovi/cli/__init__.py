@@ -7,10 +7,10 @@ import os
 import sys
 
 from phylovi import __version__
-from phylovi.cli import loglik, sbn, simulate
+from phylovi.cli import loglik, sbn, simulate, vi
 from phylovi.errors import PhyloviError
 
-SUBCOMMANDS = (loglik, simulate, sbn)
+SUBCOMMANDS = (loglik, simulate, sbn, vi)
 
 
 class _Parser(argparse.ArgumentParser):

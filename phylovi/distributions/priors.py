@@ -64,11 +64,6 @@ _PATTERNS = {
     "gamma": re.compile(rf"gamma\({_NUMBER},{_NUMBER}\)$"),
     "gammadir": re.compile(rf"gammadir\({_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}\)$"),
 }
-PRIOR_HELP = ("branch-length prior: exp(RATE) i.i.d. Exponential, gamma(SHAPE,RATE) i.i.d. Gamma, "
-              "or gammadir(aT,bT,a,c), MrBayes' compound Dirichlet: tree length ~ Gamma(aT, bT), "
-              "proportions ~ Dirichlet(a on external branches, a*c on internal ones)")
-
-
 def parse_prior(text: str, n_edges: int, internal: torch.Tensor | None = None,
                 dtype: torch.dtype = torch.float64, device=None) -> Distribution:
     """A branch-length prior over ``[*batch, n_edges]`` from its string.

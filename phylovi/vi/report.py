@@ -1,0 +1,75 @@
+"""The files ``phylovi vi`` writes: a JSON summary, a Newick tree, the ELBO trace as CSV and PNG."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+from phylovi.io import atomic
+from phylovi.trees.topology import Topology
+from phylovi.vi.branch_lengths import VIResult
+
+
+def write_outputs(folder: str, result: VIResult, topology: Topology, inputs: dict) -> dict:
+    """Write summary.json, posterior_mean.nwk, elbo.csv and elbo.png; return the summary."""
+    means = [m if math.isfinite(m) else med
+             for m, med in zip(result.branches["mean"], result.branches["median"])]
+    branches = []
+    for edge, split in enumerate(topology.edges):
+        side = [topology.taxa[i] for i in range(topology.n_taxa) if split >> i & 1]
+        branches.append({"edge": edge, "taxa": side,
+                         **{key: values[edge] for key, values in result.branches.items()}})
+    record = {
+        **inputs,
+        "method": result.method,
+        "elbo": result.elbo,
+        "log_marginal_likelihood": result.value,
+        "log_marginal_likelihood_se": result.std_error,
+        "steps": result.steps,
+        "converged": result.converged,
+        "n_likelihood_evals": result.n_likelihood_evals,
+        "wall_seconds": result.wall_seconds,
+        "model_parameters": result.model_parameters,
+        "tree_length_mean": sum(means),
+        "branches": branches,
+    }
+    with atomic.write(os.path.join(folder, "summary.json")) as handle:
+        json.dump(record, handle, indent=2, allow_nan=True)
+        handle.write("\n")
+    with atomic.write(os.path.join(folder, "posterior_mean.nwk")) as handle:
+        handle.write(topology.to_newick(means) + "\n")
+    with atomic.write(os.path.join(folder, "elbo.csv")) as handle:
+        handle.write("step,bound\n")
+        handle.writelines(f"{step},{value!r}\n" for step, value in result.trace)
+    plot_trace(os.path.join(folder, "elbo.png"), result)
+    return record
+
+
+def plot_trace(path: str, result: VIResult) -> None:
+    """The bound per step and its running mean, with the final estimate of log p(y)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [s for s, _ in result.trace]
+    values = [v for _, v in result.trace]
+    figure, axis = plt.subplots(figsize=(7, 4), dpi=120)
+    axis.plot(steps, values, lw=0.5, color="0.6", label="bound per step")
+    width = max(1, len(values) // 50)
+    running = [sum(values[max(0, i - width + 1):i + 1]) / len(values[max(0, i - width + 1):i + 1])
+               for i in range(len(values))]
+    axis.plot(steps, running, lw=1.5, color="C0", label=f"running mean ({width} steps)")
+    axis.axhline(result.value, color="C3", ls="--", lw=1, label="IS estimate of log p(y)")
+    tail = values[len(values) // 5:] or values
+    low, high = min(tail), max(max(tail), result.value)
+    axis.set_ylim(low - 0.05 * (high - low + 1), high + 0.05 * (high - low + 1))
+    axis.set_xlabel("step")
+    axis.set_ylabel("nats")
+    axis.set_title(result.method)
+    axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    with atomic.write(path, "wb") as handle:
+        figure.savefig(handle, format="png")
+    plt.close(figure)
