@@ -17,7 +17,7 @@ def shared_data(name: str) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared():
     """The :func:`shared_data` helper as a fixture."""
     return shared_data
