@@ -4,7 +4,7 @@ The target is p(b | y, topology) ∝ p(y | b) p(b) over the ``2n - 3`` branch
 lengths. q starts at the MAP branch lengths (a coefficient of variation of
 0.1 per branch, as physher's VB starts at the MAP) and Adam follows the
 gradient of the ELBO or the K-sample bound with a step size decaying as
-``lr / sqrt(1 + step / 1000)``. The run has converged when the mean bound
+``lr / sqrt(1 + step / 100)``. The run has converged when the mean bound
 over the last ``window`` steps differs from the previous window's by less
 than ``tolerance`` relative. Free substitution-model parameters, if any, are
 point estimates optimised jointly.
@@ -59,7 +59,7 @@ class VIResult:
         wall_seconds: fitting and estimate.
         method: e.g. ``"vi-gamma-elbo-pathwise"``.
         steps: optimisation steps taken; converged: whether the tolerance was met.
-        trace: ``(step, bound)`` per step.
+        trace: ``(step, bound, seconds since the start)`` per step.
         branches: per-branch ``mean``, ``median``, ``lower_95``, ``upper_95``.
         model_parameters: the point estimates of free model parameters.
     """
@@ -72,7 +72,7 @@ class VIResult:
     method: str
     steps: int
     converged: bool
-    trace: list[tuple[int, float]] = field(default_factory=list)
+    trace: list[tuple[int, float, float]] = field(default_factory=list)
     branches: dict[str, list[float]] = field(default_factory=dict)
     model_parameters: dict[str, list[float]] = field(default_factory=dict)
 
@@ -100,9 +100,9 @@ class BranchLengthVI:
         parameters = list(self.q.parameters()) + list(self.free.tensors.values())
         self.optimizer = torch.optim.Adam(parameters, lr=self.settings.lr)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: 1 / math.sqrt(1 + step / 1000))
+            self.optimizer, lambda step: 1 / math.sqrt(1 + step / 100))
         self.step = 0
-        self.trace: list[tuple[int, float]] = []
+        self.trace: list[tuple[int, float, float]] = []
         self.converged = False
         self.seconds = 0.0
 
@@ -150,7 +150,7 @@ class BranchLengthVI:
                 self.optimizer.step()
                 self.schedule.step()
                 self.step += 1
-                self.trace.append((self.step, value))
+                self.trace.append((self.step, value, time.perf_counter() - started))
                 self.converged = self._has_converged()
                 if bar is not None:
                     bar.update(1)
@@ -168,7 +168,7 @@ class BranchLengthVI:
         self.seconds = time.perf_counter() - started
         if checkpoint is not None:
             self.save_checkpoint(checkpoint)
-        window = [v for _, v in self.trace[-settings.window:]]
+        window = [v for _, v, _ in self.trace[-settings.window:]]
         return VIResult(
             elbo=sum(window) / max(len(window), 1), value=log_marginal, std_error=std_error,
             n_likelihood_evals=self.n_likelihood_evals, wall_seconds=self.seconds,
@@ -180,8 +180,8 @@ class BranchLengthVI:
         window = self.settings.window
         if len(self.trace) < 2 * window or self.step % window:
             return False
-        recent = sum(v for _, v in self.trace[-window:]) / window
-        previous = sum(v for _, v in self.trace[-2 * window:-window]) / window
+        recent = sum(v for _, v, _ in self.trace[-window:]) / window
+        previous = sum(v for _, v, _ in self.trace[-2 * window:-window]) / window
         return abs(recent - previous) < self.settings.tolerance * abs(previous)
 
     # -- checkpoints -------------------------------------------------------------------

@@ -40,8 +40,8 @@ def write_outputs(folder: str, result: VIResult, topology: Topology, inputs: dic
     with atomic.write(os.path.join(folder, "posterior_mean.nwk")) as handle:
         handle.write(topology.to_newick(means) + "\n")
     with atomic.write(os.path.join(folder, "elbo.csv")) as handle:
-        handle.write("step,bound\n")
-        handle.writelines(f"{step},{value!r}\n" for step, value in result.trace)
+        handle.write("step,bound,seconds\n")
+        handle.writelines(f"{step},{value!r},{seconds:.4f}\n" for step, value, seconds in result.trace)
     plot_trace(os.path.join(folder, "elbo.png"), result)
     return record
 
@@ -53,8 +53,8 @@ def plot_trace(path: str, result: VIResult) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [s for s, _ in result.trace]
-    values = [v for _, v in result.trace]
+    steps = [s for s, _, _ in result.trace]
+    values = [v for _, v, _ in result.trace]
     figure, axis = plt.subplots(figsize=(7, 4), dpi=120)
     axis.plot(steps, values, lw=0.5, color="0.6", label="bound per step")
     width = max(1, len(values) // 50)

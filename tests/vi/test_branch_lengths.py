@@ -137,7 +137,7 @@ def test_outputs_are_written(tmp_path, capsys):
     tree = read_tree(str(out / "posterior_mean.nwk"))
     assert tree.branch_lengths.sum() == pytest.approx(summary["tree_length_mean"], rel=1e-6)
     lines = (out / "elbo.csv").read_text().splitlines()
-    assert lines[0] == "step,bound" and len(lines) == summary["steps"] + 1
+    assert lines[0] == "step,bound,seconds" and len(lines) == summary["steps"] + 1
     assert (out / "elbo.png").read_bytes()[:4] == b"\x89PNG"
 
 
