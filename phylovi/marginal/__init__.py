@@ -1,0 +1,86 @@
+"""Marginal likelihood of a fixed topology: every estimator of Fourment et al. (2020) behind one call.
+
+    posterior = Posterior(likelihood, topology)               # Exp(10) prior by default
+    result = estimate(posterior, method="gss", seed=1)        # a MarginalResult
+    results = estimate_many(posterior, ["ss", "ps", "mps"])   # one ladder for all three
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+
+from phylovi.errors import ConfigError
+from phylovi.marginal.estimators import ESTIMATORS
+from phylovi.marginal.posterior import Posterior
+from phylovi.marginal.result import MarginalResult
+
+METHODS = tuple(ESTIMATORS)
+
+__all__ = ["METHODS", "MarginalResult", "Posterior", "estimate", "estimate_many"]
+
+
+def estimate(posterior: Posterior, method: str = "gss", seed: int | None = None,
+             **settings) -> MarginalResult:
+    """Estimate log p(y | topology) with one method.
+
+    Args:
+        posterior: the target (alignment, topology, model, prior).
+        method: one of :data:`METHODS`.
+        seed: seeds the method's random numbers (None: fresh randomness).
+        **settings: the method's settings (see ``ESTIMATORS[method][1]`` for
+            names and defaults), e.g. ``n_temperatures=50, n_samples=500``.
+
+    Raises:
+        ConfigError: an unknown method or setting, or a setting out of range.
+    """
+    return estimate_many(posterior, [method], seed, **settings)[method]
+
+
+def estimate_many(posterior: Posterior, methods: Sequence[str], seed: int | None = None,
+                  **settings) -> dict[str, MarginalResult]:
+    """Several methods on one posterior; methods that use the same draws share them.
+
+    The ladder's power posteriors serve ss, ps and mps; the posterior draws
+    serve hm, shm, bridge, cpo and ppd (and gss's reference); the MAP serves
+    the Laplus methods and glis. Each result's time and likelihood count are
+    those its method added, so shared work is charged to the first method.
+    """
+    unknown = [m for m in methods if m not in ESTIMATORS]
+    if unknown:
+        raise ConfigError(f"unknown method {unknown[0]!r}; valid methods: {', '.join(METHODS)}")
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    cache: dict = {}
+    results = {}
+    for method in methods:
+        function, defaults = ESTIMATORS[method]
+        chosen = {**defaults, **{k: v for k, v in settings.items() if k in defaults}}
+        _check(method, chosen)
+        evals_before, started = posterior.n_likelihood_evals, time.perf_counter()
+        value, std_error = function(posterior, generator, chosen, cache)
+        results[method] = MarginalResult(
+            value=value, std_error=std_error,
+            n_likelihood_evals=posterior.n_likelihood_evals - evals_before,
+            wall_seconds=time.perf_counter() - started, method=method, settings=chosen)
+    extra = set(settings) - {k for m in methods for k in ESTIMATORS[m][1]}
+    if extra:
+        raise ConfigError(f"setting {sorted(extra)[0]!r} does not apply to {', '.join(methods)}")
+    return results
+
+
+def _check(method: str, settings: dict) -> None:
+    for name, value in settings.items():
+        if name.startswith("n_") and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{method}: {name} must be a positive integer, got {value!r}")
+    if "n_temperatures" in settings and settings["n_temperatures"] < 2:
+        raise ConfigError(f"{method}: the ladder needs at least 2 temperatures (0 and 1)")
+    if "ladder_shape" in settings and not settings["ladder_shape"] > 0:
+        raise ConfigError(f"{method}: ladder_shape must be positive")
+    if "delta" in settings and not 0 < settings["delta"] < 1:
+        raise ConfigError(f"{method}: delta must be in (0, 1)")

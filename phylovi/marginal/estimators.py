@@ -1,0 +1,368 @@
+"""The marginal-likelihood estimators of Fourment et al. (2020), each selectable by name.
+
+Every estimator is a function ``(posterior, generator, settings) -> (value,
+std_error)`` registered in :data:`ESTIMATORS` with its default settings;
+:func:`phylovi.marginal.estimate` runs one and wraps the answer in a
+:class:`MarginalResult`. Exact definitions follow ``../shared/references/marginal.md``
+(physher ``marginal-v1.1``); where phylovi samples differently (batched HMC
+instead of scaler/slider Metropolis), the estimator's formula is unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.distributions import Gamma, Independent, MultivariateNormal
+
+from phylovi.marginal.laplus import laplus_densities, laplus_log_marginal
+from phylovi.marginal.optimize import diagonal_hessian, gradient, maximize
+from phylovi.marginal.posterior import Posterior
+from phylovi.marginal.power_posterior import ChainSamples, run_chains
+
+LADDER = {"n_temperatures": 50, "ladder_shape": 0.3, "n_samples": 500, "n_warmup": 200,
+          "n_leapfrog": 5}
+POSTERIOR_DRAWS = {"n_chains": 8, "n_samples": 250, "n_warmup": 200, "n_leapfrog": 5}
+
+
+def ladder(n_temperatures: int, shape: float, dtype=torch.float64) -> torch.Tensor:
+    """β_k = (k / (K-1))^(1/shape), k = 0..K-1: the Beta(shape, 1) quantiles of the study."""
+    k = torch.arange(n_temperatures, dtype=dtype)
+    return (k / (n_temperatures - 1)) ** (1 / shape)
+
+
+# -- optimisation-based --------------------------------------------------------------------
+
+
+def _map(posterior: Posterior, cache: dict) -> tuple[torch.Tensor, float]:
+    if "map" not in cache:
+        cache["map"] = maximize(posterior, include_prior=True)
+    return cache["map"]
+
+
+def ml(posterior, generator, settings, cache):
+    return maximize(posterior, include_prior=False)[1], None
+
+
+def map_estimate(posterior, generator, settings, cache):
+    return _map(posterior, cache)[1], None
+
+
+def _laplus_fit(posterior, cache, family):
+    theta, value = _map(posterior, cache)
+    first = gradient(posterior.log_joint, theta.unsqueeze(0))[0]
+    second = diagonal_hessian(posterior.log_joint, theta)
+    return theta, value, laplus_densities(posterior, theta, first, second, family)
+
+
+def _laplus(family):
+    def estimator(posterior, generator, settings, cache):
+        theta, value, densities = _laplus_fit(posterior, cache, family)
+        return laplus_log_marginal(value, theta, densities), None
+
+    estimator.__name__ = f"laplus_{family}"
+    return estimator
+
+
+def glis(posterior, generator, settings, cache):
+    """Importance sampling from the gamma Laplus product (10,000 draws by default)."""
+    _, _, densities = _laplus_fit(posterior, cache, "gamma")
+    shapes = torch.tensor([d.args[0] for d in densities], dtype=posterior.dtype)
+    rates = torch.tensor([1 / d.kwds["scale"] for d in densities], dtype=posterior.dtype)
+    proposal = Independent(Gamma(shapes, rates), 1)
+    return _importance_sampling(posterior, proposal, settings["n_samples"], generator)
+
+
+def _importance_sampling(posterior, proposal, n_samples, generator, batch=1000):
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    log_w = []
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        for start in range(0, n_samples, batch):
+            draws = proposal.sample((min(batch, n_samples - start),))
+            log_w.append(posterior.log_joint(draws) - proposal.log_prob(draws))
+    return _log_mean_exp_with_error(torch.cat(log_w))
+
+
+def _log_mean_exp_with_error(log_w: torch.Tensor) -> tuple[float, float]:
+    top = log_w.max()
+    w = torch.exp(log_w - top)
+    value = float(top + w.mean().log())
+    return value, float(w.std() / (math.sqrt(len(w)) * w.mean()))
+
+
+def _vi(posterior, settings, generator, cache):
+    from phylovi.vi.branch_lengths import BranchLengthVI, VISettings
+
+    if "vi" not in cache:
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            vi = BranchLengthVI(posterior.likelihood, posterior.topology, posterior.prior,
+                                VISettings(family="lognormal", n_particles=settings["n_particles"],
+                                           is_samples=settings["n_samples"]))
+            result = vi.fit()
+        posterior.n_likelihood_evals += result.n_likelihood_evals
+        cache["vi"] = result
+    return cache["vi"]
+
+
+def vbis(posterior, generator, settings, cache):
+    """Importance sampling (10,000 draws) from a mean-field log-normal VI fit."""
+    result = _vi(posterior, settings, generator, cache)
+    return result.value, result.std_error
+
+
+def elbo(posterior, generator, settings, cache):
+    return _vi(posterior, settings, generator, cache).elbo, None
+
+
+def nmc(posterior, generator, settings, cache):
+    """Naive Monte Carlo: log mean p(y | b) over draws from the prior."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    values = []
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        for start in range(0, settings["n_samples"], 1000):
+            draws = posterior.prior.sample((min(1000, settings["n_samples"] - start),))
+            values.append(posterior.log_likelihood(draws))
+    return _log_mean_exp_with_error(torch.cat(values))
+
+
+# -- power posteriors -----------------------------------------------------------------------
+
+
+def _ladder_samples(posterior, generator, settings, cache, reference=None) -> ChainSamples:
+    key = ("ladder", reference is not None)
+    if key not in cache:
+        betas = ladder(settings["n_temperatures"], settings["ladder_shape"], posterior.dtype)
+        theta, _ = _map(posterior, cache)
+        cache[key] = run_chains(posterior, betas, theta, settings["n_samples"],
+                                settings["n_warmup"], generator, reference,
+                                settings["n_leapfrog"])
+    return cache[key]
+
+
+def _stepping_stone(values: torch.Tensor, betas: torch.Tensor, ess: torch.Tensor):
+    """Σ_k log mean_j exp(Δβ_k v_{k-1,j}), draws from β_{k-1}; delta-method standard error."""
+    total, variance = 0.0, 0.0
+    for k in range(1, len(betas)):
+        delta = float(betas[k] - betas[k - 1])
+        scaled = delta * values[k - 1]
+        top = scaled.max()
+        w = torch.exp(scaled - top)
+        total += float(top + w.mean().log())
+        variance += float(w.var() / (w.mean() ** 2 * ess[k - 1].clamp(min=2)))
+    return total, math.sqrt(variance)
+
+
+def ss(posterior, generator, settings, cache):
+    samples = _ladder_samples(posterior, generator, settings, cache)
+    return _stepping_stone(samples.log_likelihood, samples.betas, samples.ess)
+
+
+def _path_terms(samples: ChainSamples):
+    means = samples.log_likelihood.mean(1)
+    variances = samples.log_likelihood.var(1)
+    return samples.betas, means, variances, variances / samples.ess.clamp(min=2)
+
+
+def ps(posterior, generator, settings, cache):
+    """Trapezoid rule over the ladder: Σ Δβ_k (E_k[ℓ] + E_{k-1}[ℓ]) / 2."""
+    betas, means, _, mean_variance = _path_terms(_ladder_samples(posterior, generator, settings, cache))
+    delta = betas[1:] - betas[:-1]
+    value = float((delta * (means[1:] + means[:-1]) / 2).sum())
+    weights = torch.zeros_like(betas)
+    weights[1:] += delta / 2
+    weights[:-1] += delta / 2
+    return value, float((weights**2 * mean_variance).sum().sqrt())
+
+
+def mps(posterior, generator, settings, cache):
+    """Modified path sampling (Friel, Hurn & Wyse 2014): the trapezoid minus Δβ²(V_k - V_{k-1})/12."""
+    betas, means, variances, mean_variance = _path_terms(
+        _ladder_samples(posterior, generator, settings, cache))
+    delta = betas[1:] - betas[:-1]
+    value = float((delta * (means[1:] + means[:-1]) / 2
+                   - delta**2 * (variances[1:] - variances[:-1]) / 12).sum())
+    weights = torch.zeros_like(betas)
+    weights[1:] += delta / 2
+    weights[:-1] += delta / 2
+    return value, float((weights**2 * mean_variance).sum().sqrt())
+
+
+def _posterior_draws(posterior, generator, settings, cache) -> ChainSamples:
+    if "posterior" not in cache:
+        theta, _ = _map(posterior, cache)
+        betas = torch.ones(POSTERIOR_DRAWS["n_chains"], dtype=posterior.dtype)
+        cache["posterior"] = run_chains(
+            posterior, betas, theta, settings.get("posterior_samples", POSTERIOR_DRAWS["n_samples"]),
+            POSTERIOR_DRAWS["n_warmup"], generator, n_leapfrog=POSTERIOR_DRAWS["n_leapfrog"],
+            keep_lengths=True)
+    return cache["posterior"]
+
+
+def gss(posterior, generator, settings, cache):
+    """Generalised stepping stone (Fan et al. 2011) with a gamma reference fitted by moments."""
+    draws = _posterior_draws(posterior, generator, settings, cache).lengths.reshape(
+        -1, posterior.n_edges)
+    mean, variance = draws.mean(0), draws.var(0)
+    reference = Independent(Gamma(mean**2 / variance, mean / variance), 1)
+    samples = _ladder_samples(posterior, generator, settings, cache, reference)
+    values = samples.log_likelihood + samples.log_prior - samples.log_reference
+    return _stepping_stone(values, samples.betas, mcmc_ess(values))
+
+
+def mcmc_ess(values):
+    from phylovi.marginal.mcmc import effective_sample_size
+
+    return effective_sample_size(values)
+
+
+def _posterior_log_likelihoods(posterior, generator, settings, cache) -> torch.Tensor:
+    return _posterior_draws(posterior, generator, settings, cache).log_likelihood.reshape(-1)
+
+
+def hm(posterior, generator, settings, cache):
+    """Harmonic mean: -log mean exp(-ℓ) over posterior draws (known to be biased upwards)."""
+    log_like = _posterior_log_likelihoods(posterior, generator, settings, cache)
+    value, _ = _log_mean_exp_with_error(-log_like)
+    return -value, None
+
+
+def shm(posterior, generator, settings, cache):
+    """Stabilised harmonic mean (Newton & Raftery 1994) with δ = 0.01, by fixed-point iteration."""
+    log_like = _posterior_log_likelihoods(posterior, generator, settings, cache).double()
+    delta, n = settings["delta"], len(log_like)
+    top = log_like.max()
+    likelihood = torch.exp(log_like - top)
+    z = math.exp(-(float(torch.logsumexp(-(log_like - top), 0)) - math.log(n)))  # HM start
+    for _ in range(10000):
+        mixture = delta * z + (1 - delta) * likelihood
+        numerator = delta * n / (1 - delta) + float((likelihood / mixture).sum())
+        denominator = delta * n / ((1 - delta) * z) + float((1 / mixture).sum())
+        new = numerator / denominator
+        if abs(new - z) <= 1e-7 * z:
+            z = new
+            break
+        z = new
+    return float(top) + math.log(z), None
+
+
+def bridge(posterior, generator, settings, cache):
+    """Meng & Wong (1996) iterative bridge sampling with a multivariate normal on log branch lengths."""
+    samples = _posterior_draws(posterior, generator, settings, cache)
+    x = samples.lengths.reshape(-1, posterior.n_edges).log()
+    order = torch.randperm(len(x), generator=generator)
+    first, second = x[order[: len(x) // 2]], x[order[len(x) // 2:]]
+    covariance = torch.cov(first.T) + 1e-8 * torch.eye(posterior.n_edges, dtype=x.dtype)
+    proposal = MultivariateNormal(first.mean(0), covariance_matrix=covariance)
+    n1, n2 = len(second), max(len(second) // 2, 2)
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        drawn = proposal.sample((n2,))
+        # log of (unnormalised posterior in log space) / proposal, for both sets
+        l1 = posterior.log_joint(second.exp()) + second.sum(-1) - proposal.log_prob(second)
+        l2 = posterior.log_joint(drawn.exp()) + drawn.sum(-1) - proposal.log_prob(drawn)
+    s1, s2 = n1 / (n1 + n2), n2 / (n1 + n2)
+    log_r = float(torch.logsumexp(l2, 0) - math.log(n2))  # start from the IS estimate
+    for _ in range(10000):
+        numerator = torch.logsumexp(l2 - torch.logaddexp(math.log(s1) + l2, math.log(s2) + log_r
+                                                          + torch.zeros_like(l2)), 0) - math.log(n2)
+        denominator = torch.logsumexp(-torch.logaddexp(math.log(s1) + l1, math.log(s2) + log_r
+                                                        + torch.zeros_like(l1)), 0) - math.log(n1)
+        new = float(numerator - denominator)
+        if abs(new - log_r) < 1e-10:
+            log_r = new
+            break
+        log_r = new
+    return log_r, None
+
+
+def _site_log_likelihoods(posterior, generator, settings, cache) -> torch.Tensor:
+    lengths = _posterior_draws(posterior, generator, settings, cache).lengths.reshape(
+        -1, posterior.n_edges)
+    with torch.no_grad():
+        return posterior.site_log_likelihoods(lengths)
+
+
+def cpo(posterior, generator, settings, cache):
+    """Σ_s w_s log CPO_s, CPO_s the harmonic mean of p(y_s | b) over posterior draws."""
+    site = _site_log_likelihoods(posterior, generator, settings, cache)
+    n = site.shape[0]
+    log_cpo = -(torch.logsumexp(-site, 0) - math.log(n))
+    return float((posterior.pattern_weights * log_cpo).sum()), None
+
+
+def ppd(posterior, generator, settings, cache):
+    """Σ_s w_s log mean_j p(y_s | b_j): the log pointwise predictive density."""
+    site = _site_log_likelihoods(posterior, generator, settings, cache)
+    log_ppd = torch.logsumexp(site, 0) - math.log(site.shape[0])
+    return float((posterior.pattern_weights * log_ppd).sum()), None
+
+
+def nested(posterior, generator, settings, cache):
+    """Nested sampling (Skilling 2006): live points from the prior, replaced under a rising
+    likelihood bound by a constrained random walk on log branch lengths."""
+    n_live, n_steps = settings["n_live"], settings["n_steps"]
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        live = posterior.prior.sample((n_live,))
+    with torch.no_grad():
+        live_like = posterior.log_likelihood(live)
+    log_z = -math.inf
+    log_width = math.log(1 - math.exp(-1 / n_live))
+    scale = torch.full((posterior.n_edges,), 0.5, dtype=posterior.dtype)
+    for i in range(settings["max_iterations"]):
+        worst = int(live_like.argmin())
+        bound = float(live_like[worst])
+        log_z = float(np.logaddexp(log_z, log_width - i / n_live + bound))
+        remaining = float(live_like.max()) - (i + 1) / n_live
+        if i > n_live and remaining - log_z < math.log(settings["tolerance"]):
+            break
+        # Replace the worst point by walking a copy of another one above the bound.
+        source = int(torch.randint(0, n_live, (1,), generator=generator))
+        x, accepted = live[source].log().clone(), 0
+        with torch.no_grad():
+            for _ in range(n_steps):
+                proposal = x + scale * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+                log_ratio = float(posterior.log_prior(proposal.exp()) + proposal.sum()
+                                  - posterior.log_prior(x.exp()) - x.sum())
+                if math.log(float(torch.rand((), generator=generator, dtype=x.dtype))) < log_ratio:
+                    value = float(posterior.log_likelihood(proposal.exp().unsqueeze(0)))
+                    if value > bound:
+                        x, accepted = proposal, accepted + 1
+                        live_like[worst] = value
+            scale *= math.exp(accepted / n_steps - 0.5)
+        if accepted == 0:
+            live_like[worst] = live_like[source]
+        live[worst] = x.exp()
+    # The remaining live points share the last shell.
+    final = torch.logsumexp(live_like, 0) - math.log(n_live) - (i + 1) / n_live
+    return float(np.logaddexp(log_z, float(final))), None
+
+
+ESTIMATORS = {
+    "gss": (gss, {**LADDER}),
+    "ss": (ss, {**LADDER}),
+    "ps": (ps, {**LADDER}),
+    "mps": (mps, {**LADDER}),
+    "bridge": (bridge, {}),
+    "hm": (hm, {}),
+    "shm": (shm, {"delta": 0.01}),
+    "nested": (nested, {"n_live": 50, "n_steps": 20, "tolerance": 1e-3, "max_iterations": 100000}),
+    "nmc": (nmc, {"n_samples": 10000}),
+    "cpo": (cpo, {}),
+    "ppd": (ppd, {}),
+    "laplus-gamma": (_laplus("gamma"), {}),
+    "laplus-lognormal": (_laplus("lognormal"), {}),
+    "laplus-betaprime": (_laplus("betaprime"), {}),
+    "glis": (glis, {"n_samples": 10000}),
+    "vbis": (vbis, {"n_samples": 10000, "n_particles": 4}),
+    "elbo": (elbo, {"n_samples": 10000, "n_particles": 4}),
+    "map": (map_estimate, {}),
+    "ml": (ml, {}),
+}
