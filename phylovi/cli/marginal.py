@@ -1,0 +1,158 @@
+"""``phylovi marginal``: log marginal likelihood of fixed topologies by any of 19 estimators."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from phylovi.cli._common import HelpFormatter, add_common, setup
+from phylovi.cli.loglik import MODEL_HELP
+from phylovi.cli.vi import PRIOR_HELP
+
+METHOD_NAMES = ("gss", "ss", "ps", "mps", "bridge", "hm", "shm", "nested", "nmc", "cpo", "ppd",
+                "laplus-gamma", "laplus-lognormal", "laplus-betaprime", "glis", "vbis", "elbo",
+                "map", "ml")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "marginal", help="marginal likelihood of a fixed topology (19 estimators)",
+        description=(
+            "Estimate log p(alignment | topology), integrating over branch lengths, with the "
+            "estimators of Fourment et al. (2020). Power posteriors run every temperature of "
+            "the ladder as one batch. With --topologies, every topology of a credible-set file "
+            "is estimated and normalised; if the file gives reference probabilities "
+            "(PROBABILITY<TAB>NEWICK lines), KL and split RMSD against them are reported."),
+        formatter_class=HelpFormatter)
+    parser.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP")
+    parser.add_argument("tree", nargs="?", help="the topology (Newick or NEXUS)")
+    parser.add_argument("--topologies", metavar="FILE",
+                        help="estimate every topology of FILE (Newick or PROBABILITY<TAB>NEWICK lines)")
+    parser.add_argument("--method", action="append", default=None, metavar="METHOD",
+                        help=f"estimator (repeat for several): {', '.join(METHOD_NAMES)}")
+    parser.add_argument("--all", action="store_true", help="every estimator")
+    parser.add_argument("--replicates", type=int, default=1,
+                        help="independent replicates of each stochastic method")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a method setting, e.g. n_samples=1000, n_temperatures=50, n_live=50")
+    parser.add_argument("-m", "--model", default="JC", help=MODEL_HELP)
+    parser.add_argument("--prior", default="exp(10)", help=PRIOR_HELP)
+    parser.add_argument("--format", choices=("fasta", "nexus", "phylip"), default=None,
+                        help="alignment format (default: from the content, then the extension)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of TSV")
+    add_common(parser, seed=True)
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from phylovi.distributions.priors import parse_prior
+    from phylovi.errors import ConfigError
+    from phylovi.io.alignment import read_alignment
+    from phylovi.io.trees import read_tree
+    from phylovi.likelihood.model_string import parse_model
+    from phylovi.likelihood.patterns import compress_patterns
+    from phylovi.likelihood.tree_likelihood import TreeLikelihood
+    from phylovi.marginal import METHODS, Posterior, estimate_many
+    from phylovi.marginal.scoring import kl_and_split_rmsd, normalised, read_credible_set
+
+    if (args.tree is None) == (args.topologies is None):
+        raise ConfigError("give either a TREE or --topologies FILE")
+    methods = list(METHODS) if args.all else (args.method or ["gss"])
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"unknown method {unknown[0]!r}; valid methods: {', '.join(METHODS)}")
+    if args.replicates < 1:
+        raise ConfigError(f"--replicates must be at least 1, got {args.replicates}")
+    settings = _settings(args.set)
+    kernel = setup(args)
+    alignment = read_alignment(args.alignment, format=args.format)
+    patterns = compress_patterns(alignment)
+    if args.topologies:
+        topologies, reference = read_credible_set(args.topologies, alignment.taxa)
+    else:
+        topologies, reference = [read_tree(args.tree, taxa=alignment.taxa).topology], None
+    model = parse_model(args.model, patterns, dtype=kernel["dtype"])
+    if model.free:
+        raise ConfigError(f"the model leaves {', '.join(model.free)} free; give every value "
+                          "(e.g. 'HKY{2}') since the marginal likelihood is for a fixed model")
+    likelihood = TreeLikelihood(patterns, model, **kernel)
+    rows = []
+    for index, topology in enumerate(topologies, 1):
+        internal = [node >= topology.n_taxa for node in range(topology.n_edges)]
+        prior = parse_prior(args.prior, topology.n_edges, internal, dtype=kernel["dtype"],
+                            device=kernel["device"])
+        for replicate in range(1, args.replicates + 1):
+            posterior = Posterior(likelihood, topology, prior)
+            seed = args.seed * 1_000_003 + index * 1009 + replicate
+            results = estimate_many(posterior, methods, seed=seed, **settings)
+            for method, result in results.items():
+                rows.append({"topology": index, "method": method, "replicate": replicate,
+                             "log_marginal_likelihood": result.value,
+                             "std_error": result.std_error,
+                             "likelihood_evals": result.n_likelihood_evals,
+                             "seconds": round(result.wall_seconds, 3)})
+            if not args.quiet:
+                print(f"topology {index}/{len(topologies)}, replicate {replicate} done",
+                      file=sys.stderr)
+    record = {"estimates": rows}
+    if len(topologies) > 1:
+        record["scores"] = _scores(rows, methods, args.replicates, topologies, reference,
+                                   normalised, kl_and_split_rmsd)
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    _print_table(rows, ["topology", "method", "replicate", "log_marginal_likelihood", "std_error",
+                        "likelihood_evals", "seconds"])
+    if "scores" in record:
+        print()
+        columns = ["method", "replicate", "posterior_probabilities"]
+        columns += ["kl", "split_rmsd"] if reference is not None else []
+        _print_table(record["scores"], columns + ["seconds_per_tree"])
+    return 0
+
+
+def _scores(rows, methods, replicates, topologies, reference, normalised, kl_and_split_rmsd):
+    import numpy as np
+
+    scores = []
+    for method in methods:
+        for replicate in range(1, replicates + 1):
+            chosen = [r for r in rows if r["method"] == method and r["replicate"] == replicate]
+            values = np.array([r["log_marginal_likelihood"] for r in chosen])
+            score = {"method": method, "replicate": replicate,
+                     "posterior_probabilities": [round(float(p), 6) for p in normalised(values)],
+                     "seconds_per_tree": sum(r["seconds"] for r in chosen) / len(chosen)}
+            if reference is not None:
+                score["kl"], score["split_rmsd"] = kl_and_split_rmsd(reference, values, topologies)
+            scores.append(score)
+    return scores
+
+
+def _settings(items: list[str]) -> dict:
+    from phylovi.errors import ConfigError
+
+    settings = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if not name or not value:
+            raise ConfigError(f"--set expects NAME=VALUE, got {item!r}")
+        try:
+            settings[name.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+        except ValueError:
+            raise ConfigError(f"--set {name}: {value!r} is not a number") from None
+    return settings
+
+
+def _print_table(rows: list[dict], columns: list[str]) -> None:
+    print("\t".join(columns))
+    for row in rows:
+        cells = []
+        for column in columns:
+            value = row[column]
+            if isinstance(value, float):
+                cells.append(f"{value:.6g}" if column != "log_marginal_likelihood" else f"{value:.4f}")
+            elif isinstance(value, list):
+                cells.append(",".join(f"{v:.4g}" for v in value))
+            else:
+                cells.append("NA" if value is None else str(value))
+        print("\t".join(cells))
