@@ -52,11 +52,12 @@ def run(args) -> None:
             record = json.loads(line)
             done.add((record["topology"], record["replicate"]))
     limit = args.topologies or len(topologies)
+    first = args.first
     with open(args.output, "a") as handle:
         for replicate in range(1, args.replicates + 1):
             chosen = [m for m in methods if replicate == 1 or m not in DETERMINISTIC]
             for index, topology in enumerate(topologies[:limit], 1):
-                if (index, replicate) in done:
+                if (index, replicate) in done or index < first:
                     continue
                 started = time.perf_counter()
                 results = estimate_many(Posterior(likelihood, topology), chosen,
@@ -115,6 +116,9 @@ def main() -> None:
     run_parser.add_argument("--replicates", type=int, default=10)
     run_parser.add_argument("--methods", nargs="+", default=None)
     run_parser.add_argument("--topologies", type=int, default=None, help="only the first N")
+    run_parser.add_argument("--first", type=int, default=1,
+                            help="start at this topology (to split a data set between processes; "
+                            "concatenate their outputs)")
     run_parser.add_argument("--set", nargs="*", default=[], help="method settings NAME=VALUE")
     run_parser.add_argument("--threads", type=int, default=1)
     run_parser.add_argument("-o", "--output", type=Path, required=True)

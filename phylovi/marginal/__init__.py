@@ -51,6 +51,9 @@ def estimate_many(posterior: Posterior, methods: Sequence[str], seed: int | None
     unknown = [m for m in methods if m not in ESTIMATORS]
     if unknown:
         raise ConfigError(f"unknown method {unknown[0]!r}; valid methods: {', '.join(METHODS)}")
+    extra = set(settings) - {k for m in methods for k in ESTIMATORS[m][1]}
+    if extra:
+        raise ConfigError(f"setting {sorted(extra)[0]!r} does not apply to {', '.join(methods)}")
     generator = torch.Generator()
     if seed is None:
         generator.seed()
@@ -68,9 +71,6 @@ def estimate_many(posterior: Posterior, methods: Sequence[str], seed: int | None
             value=value, std_error=std_error,
             n_likelihood_evals=posterior.n_likelihood_evals - evals_before,
             wall_seconds=time.perf_counter() - started, method=method, settings=chosen)
-    extra = set(settings) - {k for m in methods for k in ESTIMATORS[m][1]}
-    if extra:
-        raise ConfigError(f"setting {sorted(extra)[0]!r} does not apply to {', '.join(methods)}")
     return results
 
 

@@ -17,6 +17,7 @@ import torch
 from torch.distributions import Gamma, Independent, MultivariateNormal
 
 from phylovi.marginal.laplus import laplus_densities, laplus_log_marginal
+from phylovi.marginal.mcmc import effective_sample_size
 from phylovi.marginal.optimize import diagonal_hessian, gradient, maximize
 from phylovi.marginal.posterior import Posterior
 from phylovi.marginal.power_posterior import ChainSamples, run_chains
@@ -197,9 +198,8 @@ def _posterior_draws(posterior, generator, settings, cache) -> ChainSamples:
         theta, _ = _map(posterior, cache)
         betas = torch.ones(POSTERIOR_DRAWS["n_chains"], dtype=posterior.dtype)
         cache["posterior"] = run_chains(
-            posterior, betas, theta, settings.get("posterior_samples", POSTERIOR_DRAWS["n_samples"]),
-            POSTERIOR_DRAWS["n_warmup"], generator, n_leapfrog=POSTERIOR_DRAWS["n_leapfrog"],
-            keep_lengths=True)
+            posterior, betas, theta, POSTERIOR_DRAWS["n_samples"], POSTERIOR_DRAWS["n_warmup"],
+            generator, n_leapfrog=POSTERIOR_DRAWS["n_leapfrog"], keep_lengths=True)
     return cache["posterior"]
 
 
@@ -211,13 +211,7 @@ def gss(posterior, generator, settings, cache):
     reference = Independent(Gamma(mean**2 / variance, mean / variance), 1)
     samples = _ladder_samples(posterior, generator, settings, cache, reference)
     values = samples.log_likelihood + samples.log_prior - samples.log_reference
-    return _stepping_stone(values, samples.betas, mcmc_ess(values))
-
-
-def mcmc_ess(values):
-    from phylovi.marginal.mcmc import effective_sample_size
-
-    return effective_sample_size(values)
+    return _stepping_stone(values, samples.betas, effective_sample_size(values))
 
 
 def _posterior_log_likelihoods(posterior, generator, settings, cache) -> torch.Tensor:

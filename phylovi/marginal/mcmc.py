@@ -34,12 +34,25 @@ class HMCInfo(NamedTuple):
     acceptance: torch.Tensor     # [C] Metropolis acceptance probability
 
 
+# Log branch lengths beyond this are a diverged trajectory (lengths of e^±30).
+_BOUND = 30.0
+
+
 def evaluate(log_density: LogDensity, position: torch.Tensor):
-    """Log density, its gradient and the recorded values at ``position`` ``[C, E]``."""
-    point = position.detach().requires_grad_(True)
+    """Log density, its gradient and the recorded values at ``position`` ``[C, E]``.
+
+    A row that has left the finite region (a diverged leapfrog trajectory)
+    gets log density -inf and gradient 0, so its proposal is rejected.
+    """
+    bad = ~(torch.isfinite(position) & (position.abs() < _BOUND)).all(-1)
+    safe = torch.where(bad.unsqueeze(-1), torch.zeros_like(position), position)
+    point = safe.detach().requires_grad_(True)
     value, recorded = log_density(point)
     (grad,) = torch.autograd.grad(value.sum(), point)
-    return value.detach(), grad, recorded.detach()
+    bad = bad | ~torch.isfinite(value) | ~torch.isfinite(grad).all(-1)
+    value = torch.where(bad, torch.full_like(value, -torch.inf), value.detach())
+    grad = torch.where(bad.unsqueeze(-1), torch.zeros_like(grad), grad)
+    return value, grad, recorded.detach()
 
 
 def init(position: torch.Tensor, log_density: LogDensity, step_size: torch.Tensor,
