@@ -54,7 +54,7 @@ def run(args) -> None:
     limit = args.topologies or len(topologies)
     first = args.first
     with open(args.output, "a") as handle:
-        for replicate in range(1, args.replicates + 1):
+        for replicate in range(args.first_replicate, args.replicates + 1):
             chosen = [m for m in methods if replicate == 1 or m not in DETERMINISTIC]
             for index, topology in enumerate(topologies[:limit], 1):
                 if (index, replicate) in done or index < first:
@@ -119,6 +119,8 @@ def main() -> None:
     run_parser.add_argument("--first", type=int, default=1,
                             help="start at this topology (to split a data set between processes; "
                             "concatenate their outputs)")
+    run_parser.add_argument("--first-replicate", type=int, default=1,
+                            help="start at this replicate (to split replicates between processes)")
     run_parser.add_argument("--set", nargs="*", default=[], help="method settings NAME=VALUE")
     run_parser.add_argument("--threads", type=int, default=1)
     run_parser.add_argument("-o", "--output", type=Path, required=True)

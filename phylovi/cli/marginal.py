@@ -34,7 +34,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--replicates", type=int, default=1,
                         help="independent replicates of each stochastic method")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="a method setting, e.g. n_samples=1000, n_temperatures=50, n_live=50")
+                        help="a method setting, e.g. n_temperatures=50 or n_live=50; a bare NAME applies to "
+                        "every method that has it, METHOD.NAME (gss.n_samples=200) to one method")
     parser.add_argument("-m", "--model", default="JC", help=MODEL_HELP)
     parser.add_argument("--prior", default="exp(10)", help=PRIOR_HELP)
     parser.add_argument("--format", choices=("fasta", "nexus", "phylip"), default=None,

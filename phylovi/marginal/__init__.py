@@ -39,21 +39,30 @@ def estimate(posterior: Posterior, method: str = "gss", seed: int | None = None,
     return estimate_many(posterior, [method], seed, **settings)[method]
 
 
-def estimate_many(posterior: Posterior, methods: Sequence[str], seed: int | None = None,
-                  **settings) -> dict[str, MarginalResult]:
-    """Several methods on one posterior; methods that use the same draws share them.
+def estimate_many(posterior: Posterior | Sequence[Posterior], methods: Sequence[str],
+                  seed: int | None = None, **settings):
+    """Several methods on one posterior (or on each of a list); methods that use the same
+    draws share them.
 
     The ladder's power posteriors serve ss, ps and mps; the posterior draws
     serve hm, shm, bridge, cpo and ppd (and gss's reference); the MAP serves
     the Laplus methods and glis. Each result's time and likelihood count are
     those its method added, so shared work is charged to the first method.
+
+    A setting ``NAME`` applies to every method that has it; ``METHOD.NAME``
+    (e.g. ``**{"gss.n_samples": 200}``) to that method only.
+
+    Returns:
+        ``{method: MarginalResult}``, or a list of them, one per posterior, when
+        ``posterior`` is a list (the i-th posterior is seeded with ``seed + i``).
     """
+    if not isinstance(posterior, Posterior):
+        return [estimate_many(p, methods, None if seed is None else seed + i, **settings)
+                for i, p in enumerate(posterior)]
     unknown = [m for m in methods if m not in ESTIMATORS]
     if unknown:
         raise ConfigError(f"unknown method {unknown[0]!r}; valid methods: {', '.join(METHODS)}")
-    extra = set(settings) - {k for m in methods for k in ESTIMATORS[m][1]}
-    if extra:
-        raise ConfigError(f"setting {sorted(extra)[0]!r} does not apply to {', '.join(methods)}")
+    chosen = {method: _settings_of(method, methods, settings) for method in methods}
     generator = torch.Generator()
     if seed is None:
         generator.seed()
@@ -62,16 +71,40 @@ def estimate_many(posterior: Posterior, methods: Sequence[str], seed: int | None
     cache: dict = {}
     results = {}
     for method in methods:
-        function, defaults = ESTIMATORS[method]
-        chosen = {**defaults, **{k: v for k, v in settings.items() if k in defaults}}
-        _check(method, chosen)
+        function = ESTIMATORS[method][0]
         evals_before, started = posterior.n_likelihood_evals, time.perf_counter()
-        value, std_error = function(posterior, generator, chosen, cache)
+        value, std_error = function(posterior, generator, chosen[method], cache)
         results[method] = MarginalResult(
             value=value, std_error=std_error,
             n_likelihood_evals=posterior.n_likelihood_evals - evals_before,
-            wall_seconds=time.perf_counter() - started, method=method, settings=chosen)
+            wall_seconds=time.perf_counter() - started, method=method, settings=chosen[method])
     return results
+
+
+def _settings_of(method: str, methods: Sequence[str], settings: dict) -> dict:
+    """``method``'s defaults overridden by the shared and then by its ``method.``-prefixed settings."""
+    defaults = ESTIMATORS[method][1]
+    shared, own = {}, {}
+    for name, value in settings.items():
+        target, dot, key = name.rpartition(".")
+        if not dot:
+            if not any(key in ESTIMATORS[m][1] for m in methods):
+                raise ConfigError(f"setting {key!r} does not apply to {', '.join(methods)}")
+            if key in defaults:
+                shared[key] = value
+            continue
+        if target not in methods:
+            raise ConfigError(f"setting {name!r}: {target!r} is not among the methods run "
+                              f"({', '.join(methods)})")
+        if key not in ESTIMATORS[target][1]:
+            valid = ", ".join(ESTIMATORS[target][1]) or "none"
+            raise ConfigError(f"setting {name!r}: {target} has no setting {key!r} "
+                              f"(its settings: {valid})")
+        if target == method:
+            own[key] = value
+    chosen = {**defaults, **shared, **own}
+    _check(method, chosen)
+    return chosen
 
 
 def _check(method: str, settings: dict) -> None:

@@ -96,7 +96,8 @@ def _log_mean_exp_with_error(log_w: torch.Tensor) -> tuple[float, float]:
 def _vi(posterior, settings, generator, cache):
     from phylovi.vi.branch_lengths import BranchLengthVI, VISettings
 
-    if "vi" not in cache:
+    key = ("vi", settings["n_particles"], settings["n_samples"])
+    if key not in cache:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -105,8 +106,8 @@ def _vi(posterior, settings, generator, cache):
                                            is_samples=settings["n_samples"]))
             result = vi.fit()
         posterior.n_likelihood_evals += result.n_likelihood_evals
-        cache["vi"] = result
-    return cache["vi"]
+        cache[key] = result
+    return cache[key]
 
 
 def vbis(posterior, generator, settings, cache):
@@ -135,7 +136,7 @@ def nmc(posterior, generator, settings, cache):
 
 
 def _ladder_samples(posterior, generator, settings, cache, reference=None) -> ChainSamples:
-    key = ("ladder", reference is not None)
+    key = ("ladder", reference is not None, *(settings[k] for k in LADDER))
     if key not in cache:
         betas = ladder(settings["n_temperatures"], settings["ladder_shape"], posterior.dtype)
         theta, _ = _map(posterior, cache)

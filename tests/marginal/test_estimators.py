@@ -124,6 +124,27 @@ def test_the_same_seed_gives_the_same_estimates(problem):
     assert other.value != first["ss"].value
 
 
+def test_prefixed_settings_reach_only_their_method(problem):
+    posterior, _ = problem
+    results = estimate_many(posterior, ["nmc", "glis"], seed=3, n_samples=300,
+                            **{"glis.n_samples": 200})
+    assert results["nmc"].settings["n_samples"] == 300 and results["nmc"].n_likelihood_evals == 300
+    assert results["glis"].settings["n_samples"] == 200
+    # glis also pays for the MAP, so it evaluates the likelihood more than its 200 draws.
+    assert results["glis"].n_likelihood_evals > 200
+
+
+def test_a_list_of_posteriors_is_estimated_one_by_one(problem):
+    posterior, _ = problem
+    other = Posterior(posterior.likelihood, read_tree("((a,c),b,(d,e));",
+                                                      taxa=posterior.likelihood.taxa).topology)
+    both = estimate_many([posterior, other], ["glis"], seed=5, n_samples=500)
+    assert both[0]["glis"].value == estimate(posterior, "glis", seed=5, n_samples=500).value
+    assert both[1]["glis"].value == estimate(other, "glis", seed=6, n_samples=500).value
+    # The simulated topology is far more probable than a rearrangement of it.
+    assert both[0]["glis"].value > both[1]["glis"].value + 5
+
+
 def test_tempered_chain_at_beta_zero_samples_the_prior(problem):
     posterior, _ = problem
     samples = run_chains(posterior, torch.zeros(4, dtype=torch.float64), _map(posterior), 600, 200,
@@ -138,6 +159,8 @@ def test_tempered_chain_at_beta_zero_samples_the_prior(problem):
     (["--method", "magic"], "valid methods: gss"),
     (["--set", "n_samples=-5", "--method", "nmc"], "n_samples"),
     (["--set", "n_temperatures=1", "--method", "ss"], "temperatures"),
+    (["--set", "gss.n_live=3", "--method", "gss"], "gss has no setting 'n_live'"),
+    (["--set", "ss.n_samples=3", "--method", "gss"], "'ss' is not among the methods run"),
     (["--model", "HKY"], "kappa"),
 ])
 def test_cli_bad_settings_fail_cleanly(argv, fragment, problem, capsys):
