@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from phylovi.errors import ConfigError
-from phylovi.marginal.estimators import ESTIMATORS
+from phylovi.marginal.estimators import ESTIMATORS, SharedWork
 from phylovi.marginal.posterior import Posterior
 from phylovi.marginal.result import MarginalResult
 
@@ -46,8 +46,10 @@ def estimate_many(posterior: Posterior | Sequence[Posterior], methods: Sequence[
 
     The ladder's power posteriors serve ss, ps and mps; the posterior draws
     serve hm, shm, bridge, cpo and ppd (and gss's reference); the MAP serves
-    the Laplus methods and glis. Each result's time and likelihood count are
-    those its method added, so shared work is charged to the first method.
+    the Laplus methods and glis. Each result's ``wall_seconds`` and
+    ``n_likelihood_evals`` are what its method added (shared work is charged to
+    the first method that needs it); ``seconds_alone`` and ``evals_alone`` add
+    the shared work it reused, i.e. what the method costs on its own.
 
     A setting ``NAME`` applies to every method that has it; ``METHOD.NAME``
     (e.g. ``**{"gss.n_samples": 200}``) to that method only.
@@ -68,16 +70,20 @@ def estimate_many(posterior: Posterior | Sequence[Posterior], methods: Sequence[
         generator.seed()
     else:
         generator.manual_seed(seed)
-    cache: dict = {}
+    shared = SharedWork(posterior)
     results = {}
     for method in methods:
         function = ESTIMATORS[method][0]
+        done_before, shared.used = shared.computed(), set()
         evals_before, started = posterior.n_likelihood_evals, time.perf_counter()
-        value, std_error = function(posterior, generator, chosen[method], cache)
+        value, std_error = function(posterior, generator, chosen[method], shared)
+        seconds = time.perf_counter() - started
+        evals = posterior.n_likelihood_evals - evals_before
+        reused_seconds, reused_evals = shared.cost_of_reused(done_before)
         results[method] = MarginalResult(
-            value=value, std_error=std_error,
-            n_likelihood_evals=posterior.n_likelihood_evals - evals_before,
-            wall_seconds=time.perf_counter() - started, method=method, settings=chosen[method])
+            value=value, std_error=std_error, n_likelihood_evals=evals, wall_seconds=seconds,
+            method=method, settings=chosen[method], seconds_alone=seconds + reused_seconds,
+            evals_alone=evals + reused_evals)
     return results
 
 

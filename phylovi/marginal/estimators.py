@@ -11,6 +11,7 @@ instead of scaler/slider Metropolis), the estimator's formula is unchanged.
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import torch
@@ -27,6 +28,45 @@ LADDER = {"n_temperatures": 50, "ladder_shape": 0.3, "n_samples": 500, "n_warmup
 POSTERIOR_DRAWS = {"n_chains": 8, "n_samples": 250, "n_warmup": 200, "n_leapfrog": 5}
 
 
+class SharedWork:
+    """What several methods reuse (the MAP, a ladder's draws, posterior draws, a VI fit), with its cost.
+
+    ``get(key, compute)`` returns the stored value, computing it on first use,
+    and notes that the method now running used it, so each result can also
+    report what its method costs on its own (:meth:`cost_of_reused`).
+    """
+
+    def __init__(self, posterior: Posterior):
+        self.posterior = posterior
+        self.used: set = set()
+        self._values: dict = {}
+        self._costs: dict = {}  # key -> (seconds, evals), excluding work nested inside
+        self._needs: dict = {}  # key -> the keys its computation used (the MAP, say)
+        self._nested = [0.0, 0]
+
+    def get(self, key, compute):
+        if key not in self._values:
+            outer, self._nested = self._nested, [0.0, 0]
+            outer_used, self.used = self.used, set()
+            evals, started = self.posterior.n_likelihood_evals, time.perf_counter()
+            self._values[key] = compute()
+            seconds = time.perf_counter() - started
+            evals = self.posterior.n_likelihood_evals - evals
+            self._costs[key] = (seconds - self._nested[0], evals - self._nested[1])
+            self._nested = [outer[0] + seconds, outer[1] + evals]
+            self._needs[key], self.used = self.used, outer_used
+        self.used |= {key} | self._needs[key]
+        return self._values[key]
+
+    def cost_of_reused(self, computed_before: set) -> tuple[float, int]:
+        """Seconds and evaluations of the work the current method used but found done."""
+        reused = self.used & computed_before
+        return (sum(self._costs[k][0] for k in reused), sum(self._costs[k][1] for k in reused))
+
+    def computed(self) -> set:
+        return set(self._values)
+
+
 def ladder(n_temperatures: int, shape: float, dtype=torch.float64) -> torch.Tensor:
     """β_k = (k / (K-1))^(1/shape), k = 0..K-1: the Beta(shape, 1) quantiles of the study."""
     k = torch.arange(n_temperatures, dtype=dtype)
@@ -36,10 +76,8 @@ def ladder(n_temperatures: int, shape: float, dtype=torch.float64) -> torch.Tens
 # -- optimisation-based --------------------------------------------------------------------
 
 
-def _map(posterior: Posterior, cache: dict) -> tuple[torch.Tensor, float]:
-    if "map" not in cache:
-        cache["map"] = maximize(posterior, include_prior=True)
-    return cache["map"]
+def _map(posterior: Posterior, cache: SharedWork) -> tuple[torch.Tensor, float]:
+    return cache.get("map", lambda: maximize(posterior, include_prior=True))
 
 
 def ml(posterior, generator, settings, cache):
@@ -96,8 +134,7 @@ def _log_mean_exp_with_error(log_w: torch.Tensor) -> tuple[float, float]:
 def _vi(posterior, settings, generator, cache):
     from phylovi.vi.branch_lengths import BranchLengthVI, VISettings
 
-    key = ("vi", settings["n_particles"], settings["n_samples"])
-    if key not in cache:
+    def fit():
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -106,8 +143,9 @@ def _vi(posterior, settings, generator, cache):
                                            is_samples=settings["n_samples"]))
             result = vi.fit()
         posterior.n_likelihood_evals += result.n_likelihood_evals
-        cache[key] = result
-    return cache[key]
+        return result
+
+    return cache.get(("vi", settings["n_particles"], settings["n_samples"]), fit)
 
 
 def vbis(posterior, generator, settings, cache):
@@ -136,14 +174,13 @@ def nmc(posterior, generator, settings, cache):
 
 
 def _ladder_samples(posterior, generator, settings, cache, reference=None) -> ChainSamples:
-    key = ("ladder", reference is not None, *(settings[k] for k in LADDER))
-    if key not in cache:
+    def sample():
         betas = ladder(settings["n_temperatures"], settings["ladder_shape"], posterior.dtype)
         theta, _ = _map(posterior, cache)
-        cache[key] = run_chains(posterior, betas, theta, settings["n_samples"],
-                                settings["n_warmup"], generator, reference,
-                                settings["n_leapfrog"])
-    return cache[key]
+        return run_chains(posterior, betas, theta, settings["n_samples"], settings["n_warmup"],
+                          generator, reference, settings["n_leapfrog"])
+
+    return cache.get(("ladder", reference is not None, *(settings[k] for k in LADDER)), sample)
 
 
 def _stepping_stone(values: torch.Tensor, betas: torch.Tensor, ess: torch.Tensor):
@@ -195,13 +232,14 @@ def mps(posterior, generator, settings, cache):
 
 
 def _posterior_draws(posterior, generator, settings, cache) -> ChainSamples:
-    if "posterior" not in cache:
+    def sample():
         theta, _ = _map(posterior, cache)
         betas = torch.ones(POSTERIOR_DRAWS["n_chains"], dtype=posterior.dtype)
-        cache["posterior"] = run_chains(
-            posterior, betas, theta, POSTERIOR_DRAWS["n_samples"], POSTERIOR_DRAWS["n_warmup"],
-            generator, n_leapfrog=POSTERIOR_DRAWS["n_leapfrog"], keep_lengths=True)
-    return cache["posterior"]
+        return run_chains(posterior, betas, theta, POSTERIOR_DRAWS["n_samples"],
+                          POSTERIOR_DRAWS["n_warmup"], generator,
+                          n_leapfrog=POSTERIOR_DRAWS["n_leapfrog"], keep_lengths=True)
+
+    return cache.get("posterior", sample)
 
 
 def gss(posterior, generator, settings, cache):

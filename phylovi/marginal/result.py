@@ -12,10 +12,14 @@ class MarginalResult:
     Attributes:
         value: the estimate, in nats.
         std_error: its standard error where the method gives one, else None.
-        n_likelihood_evals: tree-likelihood evaluations used (one per branch-length vector).
-        wall_seconds: time taken, optimisation and sampling included.
+        n_likelihood_evals: tree-likelihood evaluations this call made (one per
+            branch-length vector); work shared with a method run before it in the
+            same :func:`~phylovi.marginal.estimate_many` call is not counted again.
+        wall_seconds: time this call took, likewise.
         method: the estimator's name.
         settings: the settings it ran with.
+        seconds_alone, evals_alone: time and evaluations the method needs on its own
+            (its share plus the shared work it reused, e.g. the posterior draws of bridge).
     """
 
     value: float
@@ -24,3 +28,5 @@ class MarginalResult:
     wall_seconds: float
     method: str
     settings: dict = field(default_factory=dict)
+    seconds_alone: float = 0.0
+    evals_alone: int = 0
