@@ -61,7 +61,8 @@ class ModelError(InputError):
 
 
 class GenotypeMatrixError(InputError):
-    """A genotype matrix that cannot be read."""
+    """A genotype matrix (cells x mutations of 0, 1 and missing) that cannot be
+    read or is not valid, or a test that the matrix does not admit."""
 
 
 class ConfigError(InputError):

@@ -1,0 +1,47 @@
+"""The default network's symmetries: any size, cell and mutation order, padding, missing entries."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from phylovi.genotype.nets import PairSetNet, pad, pair_features
+from phylovi.genotype.simulate import simulate
+
+
+def _model():
+    torch.manual_seed(0)
+    return PairSetNet(width=16).double()
+
+
+def test_gamete_counts_equal_direct_counting():
+    matrices = simulate(20, 7, 5, alpha=0.05, beta=0.2, missing=0.2, seed=1).observed
+    features, _ = pair_features(torch.as_tensor(matrices))
+    counts = torch.expm1(features[..., 4:8]).round().numpy()
+    for b in range(len(matrices)):
+        x = matrices[b]
+        for p in range(5):
+            for q in range(5):
+                both = (x[:, p] != 3) & (x[:, q] != 3)
+                expected = [np.sum(both & (x[:, p] == i) & (x[:, q] == j))
+                            for i, j in ((1, 1), (1, 0), (0, 1), (0, 0))]
+                assert counts[b, p, q].tolist() == expected
+
+
+def test_invariant_to_cell_and_mutation_order():
+    model = _model()
+    x = torch.as_tensor(simulate(8, 9, 6, alpha=0.01, beta=0.1, missing=0.1, seed=2).observed)
+    rows, columns = torch.randperm(9), torch.randperm(6)
+    with torch.no_grad():
+        assert torch.allclose(model(x), model(x[:, rows][:, :, columns]), atol=1e-10)
+
+
+def test_padding_does_not_change_the_answer():
+    model = _model()
+    small = simulate(3, 5, 4, beta=0.1, seed=3).observed
+    large = simulate(3, 12, 9, beta=0.1, seed=4).observed
+    batch, mask = pad(list(small) + list(large))
+    with torch.no_grad():
+        together = model(batch, mask)
+        alone = torch.cat([model(torch.as_tensor(small)), model(torch.as_tensor(large))])
+    assert torch.allclose(together, alone, atol=1e-10)

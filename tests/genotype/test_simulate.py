@@ -1,0 +1,76 @@
+"""The simulator against coalescent theory, its own labels and its noise rates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from phylovi.genotype.perfect_phylogeny import batch_is_conflict_free, batch_is_linear
+from phylovi.genotype.simulate import coalescent_matrices, linear_like, simulate
+
+
+def test_three_cell_spectrum_matches_the_coalescent():
+    """With a fixed number of mutations (ms -s), a mutation falls on a branch with probability
+    length / total length. For 3 cells the lone internal branch lasts T2 ~ Exp(1) and the total
+    is 3 T3 + 2 T2 with 3 T3 ~ Exp(1), so a mutation is a doubleton with probability
+    E[T2 / (3 T3 + 2 T2)] = 1 - ln 2 (the ratio of two Exp(1) sums is uniform)."""
+    matrices = coalescent_matrices(50000, 3, 4, np.random.default_rng(1))
+    carriers = matrices.sum(1).ravel()
+    assert set(np.unique(carriers)) == {1, 2}
+    # 200,000 correlated mutations from 50,000 trees: standard error about 0.0015.
+    assert (carriers == 2).mean() == pytest.approx(1 - np.log(2), abs=0.006)
+
+
+def test_larger_genealogies_have_the_neutral_external_length():
+    """Singletons carry the external length: E[L_ext / L] lies between the Poisson-model
+    fraction 1/H_{n-1} and 1, and carriers range over 1..n-1."""
+    n = 8
+    carriers = coalescent_matrices(20000, n, 5, np.random.default_rng(2)).sum(1).ravel()
+    assert carriers.min() == 1 and carriers.max() == n - 1
+    harmonic = (1 / np.arange(1, n)).sum()
+    assert 1 / harmonic < (carriers == 1).mean() < 0.5
+    # The spectrum decreases with the number of carriers, as 1/i does.
+    spectrum = np.bincount(carriers, minlength=n)[1:]
+    assert np.all(np.diff(spectrum) < 0)
+
+
+def test_true_matrices_are_conflict_free_and_labels_are_right():
+    batch = simulate(3000, 10, 10, alpha=0.01, beta=0.2, missing=0.1, linear_fraction=0.5, seed=3)
+    assert batch_is_conflict_free(batch.true).all()
+    assert batch.linear.mean() == pytest.approx(0.5, abs=0.05)
+    # A branching coalescent at 10 x 10 is almost never linear.
+    assert batch.linear.sum() < 0.55 * len(batch)
+    assert np.array_equal(batch.linear, batch_is_linear(batch.true))
+    noisy = np.where(batch.observed == 1, 1, 0)
+    assert np.array_equal(batch.conflict_free, batch_is_conflict_free(noisy))
+    assert 0.05 < batch.conflict_free.mean() < 0.95
+
+
+def test_linear_matrices_keep_the_column_sizes():
+    rng = np.random.default_rng(4)
+    branching = coalescent_matrices(500, 12, 9, rng)
+    linear = linear_like(branching, rng)
+    assert np.array_equal(np.sort(linear.sum(1), 1), np.sort(branching.sum(1), 1))
+    assert batch_is_linear(linear).all() and batch_is_conflict_free(linear).all()
+
+
+def test_noise_rates():
+    batch = simulate(2000, 10, 10, alpha=0.05, beta=0.2, missing=0.1, seed=5)
+    present = batch.observed != 3
+    ones, zeros = (batch.true == 1) & present, (batch.true == 0) & present
+    assert (batch.observed[ones] == 0).mean() == pytest.approx(0.2, abs=0.01)
+    assert (batch.observed[zeros] == 1).mean() == pytest.approx(0.05, abs=0.005)
+    assert (~present).mean() == pytest.approx(0.1, abs=0.005)
+
+
+def test_the_same_seed_gives_the_same_matrices():
+    first = simulate(50, 6, 7, alpha=0.01, beta=0.1, linear_fraction=0.5, seed=9)
+    again = simulate(50, 6, 7, alpha=0.01, beta=0.1, linear_fraction=0.5, seed=9)
+    other = simulate(50, 6, 7, alpha=0.01, beta=0.1, linear_fraction=0.5, seed=10)
+    assert np.array_equal(first.observed, again.observed) and np.array_equal(first.true, again.true)
+    assert not np.array_equal(first.true, other.true)
+
+
+def test_bad_rates_are_rejected():
+    with pytest.raises(ValueError, match="beta"):
+        simulate(1, 5, 5, beta=1.5)
