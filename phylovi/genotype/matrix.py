@@ -57,19 +57,19 @@ class GenotypeMatrix:
         array = np.asarray(array)
         if array.ndim != 2:
             raise GenotypeMatrixError("a genotype matrix is 2-D [n_cells, n_mutations], "
-                                f"got shape {array.shape}")
+                                      f"got shape {array.shape}")
         n_cells, n_mutations = array.shape
         self._cells = _checked_names(cells, n_cells, "cell")
         self._mutations = _checked_names(mutations, n_mutations, "mutation")
         if array.dtype.kind not in "biuf":
             raise GenotypeMatrixError(f"genotype entries must be the numbers 0, 1 or {MISSING}, "
-                                f"got an array of dtype {array.dtype}")
+                                      f"got an array of dtype {array.dtype}")
         bad = np.argwhere(~np.isin(array, (0, 1, MISSING)))
         if len(bad):
             i, j = bad[0]
             raise GenotypeMatrixError(f"entry [{i}, {j}] (cell {self._cells[i]!r}, mutation "
-                                f"{self._mutations[j]!r}) is {array[i, j].item()!r}; "
-                                f"expected 0, 1 or {MISSING} (missing)")
+                                      f"{self._mutations[j]!r}) is {array[i, j].item()!r}; "
+                                      f"expected 0, 1 or {MISSING} (missing)")
         self._values = array.astype(np.int8)  # always a copy, so no caller can change it
         self._values.setflags(write=False)
 
@@ -104,14 +104,14 @@ class GenotypeMatrix:
         (header_line, header), data = rows[0], rows[1:]
         if len(header) < 2:
             raise GenotypeMatrixError(f"the header names no {column_kind}s: it must be a corner label "
-                                f"and then one {column_kind} name per column (is the separator "
-                                "right?)", path, header_line)
+                                      f"and then one {column_kind} name per column (is the separator "
+                                      "right?)", path, header_line)
         column_names = header[1:]
         _check_names(column_names, column_kind, lambda k: f"column {k + 2}",
                      lambda k: (path, header_line, k + 2))
         if not data:
             raise GenotypeMatrixError("the genotype file has a header but no data rows", path,
-                                header_line)
+                                      header_line)
         values = np.empty((len(data), len(column_names)), dtype=np.int8)
         for r, (line, fields) in enumerate(data):
             values[r] = _parse_entries(fields, len(header), path, line)
@@ -142,7 +142,7 @@ class GenotypeMatrix:
                 writer.writerows([name, *row] for name, row in zip(rows, values.tolist()))
         except OSError as error:
             raise GenotypeMatrixError(f"cannot write the genotype file: {error.strerror or error}",
-                                path) from error
+                                      path) from error
 
     @property
     def n_cells(self) -> int:
@@ -292,15 +292,15 @@ def _read_text(path: str) -> str:
         data = Path(path).read_bytes()
     except OSError as error:
         raise GenotypeMatrixError(f"cannot read the genotype file: {error.strerror or error}",
-                            path) from error
+                                  path) from error
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise GenotypeMatrixError(f"the file is not UTF-8 text (byte {data[error.start]:#04x})", path,
-                            data.count(b"\n", 0, error.start) + 1) from None
+                                  data.count(b"\n", 0, error.start) + 1) from None
     if "\0" in text:
         raise GenotypeMatrixError("the text holds a NUL character; is this a binary file?", path,
-                            text.count("\n", 0, text.index("\0")) + 1)
+                                  text.count("\n", 0, text.index("\0")) + 1)
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -334,13 +334,13 @@ def _parse_entries(fields: list[str], n_fields: int, path: str, line: int) -> li
     if len(fields) != n_fields:
         column = min(len(fields), n_fields) + 1
         raise GenotypeMatrixError(f"the row has {len(fields)} fields, expected {n_fields} (a name and "
-                            f"{n_fields - 1} entries, as in the header)", path, line, column)
+                                  f"{n_fields - 1} entries, as in the header)", path, line, column)
     codes = [_CODES.get(field) for field in fields[1:]]
     if None in codes:
         k = codes.index(None)
         value = fields[k + 1]
         hint = "; SCITE's 2 (homozygous) must be mapped to 1 first" if value == "2" else ""
         raise GenotypeMatrixError(f"entry {value!r} is not 0, 1 or a missing marker "
-                            f"({', '.join(repr(m) for m in MISSING_MARKERS)}){hint}",
-                            path, line, k + 2)
+                                  f"({', '.join(repr(m) for m in MISSING_MARKERS)}){hint}",
+                                  path, line, k + 2)
     return codes
