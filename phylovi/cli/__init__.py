@@ -7,10 +7,10 @@ import os
 import sys
 
 from phylovi import __version__
-from phylovi.cli import loglik, marginal, sbn, simulate, vi
+from phylovi.cli import genotype, loglik, marginal, sbn, simulate, vi
 from phylovi.errors import PhyloviError
 
-SUBCOMMANDS = (loglik, simulate, sbn, vi, marginal)
+SUBCOMMANDS = (loglik, simulate, sbn, vi, marginal, genotype)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -103,6 +103,66 @@ def pad(matrices: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     batch = torch.zeros((len(matrices), n, m), dtype=torch.int8)
     mask = torch.zeros((len(matrices), n, m), dtype=torch.bool)
     for i, x in enumerate(matrices):
-        batch[i, : x.shape[0], : x.shape[1]] = torch.as_tensor(x)
+        batch[i, : x.shape[0], : x.shape[1]] = torch.from_numpy(np.array(x, dtype=np.int8))
         mask[i, : x.shape[0], : x.shape[1]] = True
     return batch, mask
+
+
+class GenotypeClassifier:
+    """A trained matrix classifier: ``predict`` gives probabilities for a batch of matrices.
+
+    Args:
+        model: the network.
+        task: ``branching`` (probability that the true phylogeny branches) or
+            ``noise`` (probability that the observed matrix has a conflict).
+        settings: what it was trained on (a dict of :class:`~phylovi.genotype.train.TrainSettings`).
+    """
+
+    def __init__(self, model: PairSetNet, task: str, settings: dict | None = None):
+        self.model = model.eval()
+        self.task = task
+        self.settings = settings or {}
+
+    @classmethod
+    def load(cls, path) -> "GenotypeClassifier":
+        from phylovi.errors import ConfigError
+
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=False)
+            model = PairSetNet(saved["width"])
+            model.load_state_dict(saved["state_dict"])
+        except (OSError, KeyError, RuntimeError, EOFError) as error:
+            raise ConfigError(f"{path}: not a phylovi genotype model ({error})") from None
+        return cls(model, saved["task"], saved.get("settings"))
+
+    def predict(self, matrices, batch_size: int = 1024) -> np.ndarray:
+        """Probabilities ``[N]`` for ``matrices``: an array ``[N, n, m]`` or a list of 2-D arrays
+        of any sizes (0, 1 and 3 for missing)."""
+        if isinstance(matrices, np.ndarray) and matrices.ndim == 2:
+            matrices = matrices[None]
+        same_size = isinstance(matrices, np.ndarray) or len({np.shape(x) for x in matrices}) == 1
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(matrices), batch_size):
+                chunk = matrices[start: start + batch_size]
+                if same_size:
+                    batch, mask = torch.from_numpy(np.array(chunk, dtype=np.int8)), None
+                else:
+                    batch, mask = pad([np.asarray(x, dtype=np.int8) for x in chunk])
+                out.append(torch.sigmoid(self.model(batch, mask)).numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+
+def load_model(task_or_path: str) -> GenotypeClassifier:
+    """The model phylovi ships for ``task`` (``branching`` or ``noise``), or one saved at a path."""
+    from pathlib import Path
+
+    from phylovi.errors import ConfigError
+
+    shipped = Path(__file__).parent / "models" / f"{task_or_path}.pt"
+    if shipped.exists():
+        return GenotypeClassifier.load(shipped)
+    if Path(task_or_path).exists():
+        return GenotypeClassifier.load(task_or_path)
+    raise ConfigError(f"no shipped model for task {task_or_path!r} and no such file; shipped: "
+                      + ", ".join(sorted(p.stem for p in (Path(__file__).parent / "models").glob("*.pt"))))

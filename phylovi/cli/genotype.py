@@ -1,0 +1,218 @@
+"""``phylovi genotype``: tumour single-cell genotype matrices (exact tests, simulation, networks)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from phylovi.cli._common import HelpFormatter, add_common
+
+MATRIX_HELP = ("genotype matrix, TSV or CSV: a header (corner label, then mutation names), then "
+               "one row per cell (name, then 0, 1, or 3/NA/?/empty for missing)")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "genotype", help="tumour genotype matrices: exact tests, simulation, networks",
+        description=("Binary cells x mutations matrices from single-cell sequencing: test them "
+                     "exactly (perfect phylogeny, linear or branching, the mutation tree), "
+                     "simulate them under the infinite-sites model with noise, and train or "
+                     "apply networks that call branching and conflicts on noisy matrices of "
+                     "any size."),
+        formatter_class=HelpFormatter)
+    commands = parser.add_subparsers(dest="genotype_command", metavar="GENOTYPE_COMMAND",
+                                     parser_class=type(parser))
+    commands.required = True
+    _add_check(commands)
+    _add_simulate(commands)
+    _add_train(commands)
+    _add_predict(commands)
+
+
+def _add_matrix_arguments(parser) -> None:
+    parser.add_argument("matrix", help=MATRIX_HELP)
+    parser.add_argument("--mutations-as-rows", action="store_true",
+                        help="the file is mutations x cells (SCITE's layout)")
+
+
+def _add_check(commands) -> None:
+    parser = commands.add_parser(
+        "check", help="exact tests: perfect phylogeny, linear or branching, mutation tree",
+        description=("Whether the matrix admits a perfect phylogeny (no pair of mutations shows "
+                     "all three gametes 11, 10, 01), which pairs conflict, whether a conflict-"
+                     "free matrix is linear or branching, and its mutation tree in Newick."),
+        formatter_class=HelpFormatter)
+    _add_matrix_arguments(parser)
+    parser.add_argument("--missing-as", type=int, choices=(0, 1), default=0,
+                        help="read missing entries as this value for the exact tests")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(run=run_check)
+
+
+def run_check(args) -> int:
+    from phylovi.genotype import GenotypeMatrix, conflicting_pairs, perfect_phylogeny_tree
+    from phylovi.genotype.perfect_phylogeny import is_linear
+
+    matrix = GenotypeMatrix.read(args.matrix, mutations_as_rows=args.mutations_as_rows)
+    values = matrix.filled(args.missing_as)
+    pairs = conflicting_pairs(values)
+    record = {"cells": matrix.n_cells, "mutations": matrix.n_mutations,
+              "missing": int(matrix.missing.sum()), "perfect_phylogeny": len(pairs) == 0,
+              "conflicting_pairs": [[matrix.mutations[p], matrix.mutations[q]] for p, q in pairs]}
+    if len(pairs) == 0:
+        record["shape"] = "linear" if is_linear(values) else "branching"
+        record["tree"] = perfect_phylogeny_tree(values, matrix.mutations, matrix.cells)
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    print(f"matrix\t{matrix.n_cells} cells x {matrix.n_mutations} mutations, "
+          f"{record['missing']} missing (read as {args.missing_as})")
+    print(f"perfect_phylogeny\t{'yes' if record['perfect_phylogeny'] else 'no'}")
+    print(f"conflicting_pairs\t{len(pairs)} of {matrix.n_mutations * (matrix.n_mutations - 1) // 2}")
+    if "shape" in record:
+        print(f"shape\t{record['shape']}")
+        print(f"tree\t{record['tree']}")
+    return 0
+
+
+def _add_simulate(commands) -> None:
+    parser = commands.add_parser(
+        "simulate", help="simulate noisy matrices under the infinite-sites coalescent",
+        description=("Simulate true and observed genotype matrices: a coalescent genealogy of "
+                     "the cells, mutations dropped on it (each column has 1 to n-1 ones), then "
+                     "false positives, false negatives and missing entries. Writes "
+                     "PREFIX_true_K.tsv and PREFIX_observed_K.tsv for each matrix K, and "
+                     "PREFIX_labels.tsv with the exact labels."),
+        formatter_class=HelpFormatter)
+    parser.add_argument("--cells", type=int, default=10, help="cells (rows)")
+    parser.add_argument("--mutations", type=int, default=10, help="mutations (columns)")
+    parser.add_argument("--alpha", type=float, default=0.002, help="false-positive rate")
+    parser.add_argument("--beta", type=float, default=0.1, help="false-negative rate")
+    parser.add_argument("--missing", type=float, default=0.0, help="missing-entry rate")
+    parser.add_argument("--linear-fraction", type=float, default=0.0,
+                        help="fraction of matrices made linear (same column sizes)")
+    parser.add_argument("-n", "--number", type=int, default=1, help="matrices to simulate")
+    add_common(parser, seed=True, compute=False,
+               output="output prefix, e.g. sims/m (folders must exist)")
+    parser.set_defaults(run=run_simulate)
+
+
+def run_simulate(args) -> int:
+    from phylovi.errors import ConfigError
+    from phylovi.genotype import GenotypeMatrix
+    from phylovi.genotype.simulate import simulate
+    from phylovi.io.atomic import write
+
+    if args.number < 1 or args.cells < 2 or args.mutations < 1:
+        raise ConfigError("need --number >= 1, --cells >= 2 and --mutations >= 1")
+    try:
+        batch = simulate(args.number, args.cells, args.mutations, args.alpha, args.beta,
+                         args.missing, args.linear_fraction, args.seed)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    for k in range(len(batch)):
+        for kind, values in (("true", batch.true[k]), ("observed", batch.observed[k])):
+            GenotypeMatrix(values).write(f"{args.output}_{kind}_{k + 1}.tsv")
+    with write(f"{args.output}_labels.tsv") as handle:
+        handle.write("matrix\tshape\tobserved_conflict_free\n")
+        for k in range(len(batch)):
+            shape = "linear" if batch.linear[k] else "branching"
+            handle.write(f"{k + 1}\t{shape}\t{'yes' if batch.conflict_free[k] else 'no'}\n")
+    return 0
+
+
+def _add_train(commands) -> None:
+    from phylovi.genotype.train import TrainSettings
+
+    defaults = TrainSettings()
+    parser = commands.add_parser(
+        "train", help="train a network on matrices simulated on the fly",
+        description=("Train phylovi's permutation-invariant network for a task on simulated "
+                     "matrices whose size and noise rates are drawn from the given ranges at "
+                     "every step. Labels are exact. Writes MODEL, MODEL.checkpoint (rerun the "
+                     "same command to resume, or with more --steps to extend), and the "
+                     "validation curve as MODEL.csv and MODEL.png."),
+        formatter_class=HelpFormatter)
+    parser.add_argument("--task", choices=("branching", "noise"), required=True,
+                        help="branching: is the true phylogeny branching (not linear)? noise: "
+                        "does the observed matrix break the perfect-phylogeny condition?")
+    for name, kind in (("cells", int), ("mutations", int), ("alpha", float), ("beta", float),
+                       ("missing", float)):
+        low, high = getattr(defaults, name)
+        parser.add_argument(f"--{name}", type=_range(kind), default=f"{low}..{high}",
+                            metavar="LOW..HIGH", help=f"range of {name} (one value fixes it)")
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="optimisation steps")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                        help="matrices per step")
+    parser.add_argument("--width", type=int, default=defaults.width, help="hidden width")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    add_common(parser, seed=True, compute=False, output="the model file")
+    parser.set_defaults(run=run_train)
+
+
+def _range(kind):
+    def parse(text: str):
+        low, _, high = str(text).partition("..")
+        try:
+            return (kind(low), kind(high or low))
+        except ValueError:
+            import argparse
+
+            raise argparse.ArgumentTypeError(f"expected LOW..HIGH or one value, got {text!r}")
+
+    return parse
+
+
+def run_train(args) -> int:
+    from phylovi.genotype.train import TrainSettings, train
+
+    settings = TrainSettings(task=args.task, cells=args.cells, mutations=args.mutations,
+                             alpha=args.alpha, beta=args.beta, missing=args.missing,
+                             steps=args.steps, batch_size=args.batch_size, width=args.width,
+                             seed=args.seed)
+    metrics = train(settings, args.output, device=args.device, progress=not args.quiet)
+    if not args.quiet:
+        print(f"validation accuracy {metrics['accuracy']:.4f}, AUC {metrics['auc']:.4f}, "
+              f"calibration error {metrics['calibration_error']:.4f}", file=sys.stderr)
+    return 0
+
+
+def _add_predict(commands) -> None:
+    parser = commands.add_parser(
+        "predict", help="apply a network to matrices",
+        description=("Print, for each matrix, the probability that its true phylogeny is "
+                     "branching (--task branching) or that it breaks the perfect-phylogeny "
+                     "condition (--task noise), from the model phylovi ships or --model."),
+        formatter_class=HelpFormatter)
+    parser.add_argument("matrices", nargs="+", metavar="MATRIX", help=MATRIX_HELP)
+    parser.add_argument("--mutations-as-rows", action="store_true",
+                        help="the files are mutations x cells (SCITE's layout)")
+    parser.add_argument("--task", choices=("branching", "noise"), required=True, help="the question")
+    parser.add_argument("--model", default=None, help="a model file from `phylovi genotype train`")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(run=run_predict)
+
+
+def run_predict(args) -> int:
+    from phylovi.errors import ConfigError
+    from phylovi.genotype import GenotypeMatrix
+    from phylovi.genotype.nets import load_model
+
+    model = load_model(args.model or args.task)
+    if model.task != args.task:
+        raise ConfigError(f"{args.model}: the model was trained for task {model.task!r}, "
+                          f"not {args.task!r}")
+    matrices = [GenotypeMatrix.read(path, mutations_as_rows=args.mutations_as_rows)
+                for path in args.matrices]
+    probabilities = model.predict([m.values for m in matrices])
+    rows = [{"matrix": path, "cells": m.n_cells, "mutations": m.n_mutations,
+             "probability": round(float(p), 6)}
+            for path, m, p in zip(args.matrices, matrices, probabilities)]
+    if args.json:
+        print(json.dumps({"task": args.task, "predictions": rows}, indent=2))
+        return 0
+    column = "p_branching" if args.task == "branching" else "p_conflict"
+    print(f"matrix\tcells\tmutations\t{column}")
+    for row in rows:
+        print(f"{row['matrix']}\t{row['cells']}\t{row['mutations']}\t{row['probability']:.6f}")
+    return 0

@@ -1,0 +1,251 @@
+"""Training the genotype networks on matrices simulated on the fly.
+
+Every step draws a matrix size, noise rates and a batch from the simulator
+(:mod:`phylovi.genotype.simulate`), so one model learns over the whole range
+it will be used on. Labels are exact:
+
+- ``branching``: 1 when the true matrix A is branching, 0 when linear; half of
+  each batch is linear, with the same column sizes as the branching half.
+- ``noise``: 1 when the observed A' (missing read as 0) has a three-gametes
+  conflict. Each batch holds as many conflicting as conflict-free noisy
+  matrices, so the network must find conflicts, not merely noise (the
+  paper's pairs were clean versus noisy; see ../shared/references/genotype.md).
+
+Checkpoints (``MODEL.checkpoint``) keep the model, the optimiser, the step,
+the validation curve and every random state, so a resumed run continues
+exactly where it stopped, and a finished one can be extended to more steps.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from phylovi.genotype.nets import PairSetNet
+from phylovi.genotype.simulate import simulate
+
+TASKS = ("branching", "noise")
+
+
+@dataclass
+class TrainSettings:
+    """What a model is trained on, and how.
+
+    Ranges are inclusive ``(low, high)``; each step draws its size and rates uniformly.
+    """
+
+    task: str = "branching"
+    cells: tuple[int, int] = (5, 60)
+    mutations: tuple[int, int] = (5, 40)
+    alpha: tuple[float, float] = (0.0, 0.01)
+    beta: tuple[float, float] = (0.0, 0.3)
+    missing: tuple[float, float] = (0.0, 0.2)
+    steps: int = 3000
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    width: int = 64
+    validate_every: int = 100
+    n_validation: int = 2000
+    seed: int = 0
+
+    def check(self) -> None:
+        from phylovi.errors import ConfigError
+
+        if self.task not in TASKS:
+            raise ConfigError(f"unknown task {self.task!r}; valid tasks: {', '.join(TASKS)}")
+        for name in ("cells", "mutations"):
+            low, high = getattr(self, name)
+            if not 2 <= low <= high:
+                raise ConfigError(f"{name} must be a range LOW..HIGH with 2 <= LOW <= HIGH, "
+                                  f"got {low}..{high}")
+        for name in ("alpha", "beta", "missing"):
+            low, high = getattr(self, name)
+            if not 0 <= low <= high < 1:
+                raise ConfigError(f"{name} must be a range in [0, 1), got {low}..{high}")
+        for name in ("steps", "batch_size", "validate_every", "n_validation", "width"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+def labelled_batch(task: str, size: int, n_cells: int, n_mutations: int, alpha: float, beta: float,
+                   missing: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``size`` observed matrices ``[size, n, m]`` and their 0/1 labels for ``task``."""
+    if task == "branching":
+        batch = simulate(size, n_cells, n_mutations, alpha, beta, missing, 0.5, rng)
+        return batch.observed, (~batch.linear).astype(np.float32)
+    # noise: balance conflicting and conflict-free noisy matrices as far as the rates allow.
+    pools = {True: [], False: []}
+    for _ in range(20):
+        batch = simulate(size, n_cells, n_mutations, alpha, beta, missing, 0.5, rng)
+        for label in (True, False):
+            pools[label].append(batch.observed[~batch.conflict_free == label])
+        if all(sum(map(len, pools[label])) >= size // 2 for label in (True, False)):
+            break
+    conflicting = np.concatenate(pools[True])[: size // 2]
+    clean = np.concatenate(pools[False])[: size - len(conflicting)]
+    observed = np.concatenate([conflicting, clean])
+    labels = np.concatenate([np.ones(len(conflicting)), np.zeros(len(clean))]).astype(np.float32)
+    order = rng.permutation(len(observed))
+    return observed[order], labels[order]
+
+
+def validation_set(settings: TrainSettings) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A fixed validation set (its own seed) spread over the training ranges, in batches of one size."""
+    rng = np.random.default_rng([settings.seed, 1])
+    batches = []
+    per_batch = 250
+    for _ in range(max(1, settings.n_validation // per_batch)):
+        batches.append(labelled_batch(settings.task, per_batch, *_draw(settings, rng), rng))
+    return batches
+
+
+def _draw(settings: TrainSettings, rng: np.random.Generator):
+    n = int(rng.integers(settings.cells[0], settings.cells[1] + 1))
+    m = int(rng.integers(settings.mutations[0], settings.mutations[1] + 1))
+    rates = [float(rng.uniform(*getattr(settings, name))) for name in ("alpha", "beta", "missing")]
+    return (n, m, *rates)
+
+
+def evaluate(model: torch.nn.Module, batches, device) -> dict:
+    """Loss, accuracy, AUC and expected calibration error of ``model`` on labelled batches."""
+    model.eval()
+    probabilities, labels = [], []
+    with torch.no_grad():
+        for observed, y in batches:
+            logits = model(torch.as_tensor(observed, device=device))
+            probabilities.append(torch.sigmoid(logits).cpu().numpy())
+            labels.append(y)
+    model.train()
+    p, y = np.concatenate(probabilities), np.concatenate(labels)
+    eps = 1e-7
+    return {"loss": float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))),
+            "accuracy": float(np.mean((p > 0.5) == (y > 0.5))),
+            "auc": auc(p, y), "calibration_error": calibration_error(p, y)}
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve: the probability that a positive outscores a negative (ties half)."""
+    from scipy.stats import rankdata
+
+    positive = labels > 0.5
+    n_pos, n_neg = positive.sum(), (~positive).sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def calibration_error(probabilities: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> float:
+    """Expected calibration error: the size-weighted mean |frequency - mean probability| over
+    ``n_bins`` equal-width probability bins."""
+    bins = np.minimum((probabilities * n_bins).astype(int), n_bins - 1)
+    error = 0.0
+    for b in range(n_bins):
+        chosen = bins == b
+        if chosen.any():
+            error += chosen.mean() * abs(labels[chosen].mean() - probabilities[chosen].mean())
+    return float(error)
+
+
+def train(settings: TrainSettings, output: str | os.PathLike, device: str | None = None,
+          resume: bool = True, progress: bool = True) -> dict:
+    """Train a model for ``settings.task`` and save it to ``output``.
+
+    Writes ``output`` (the model), ``output + ".checkpoint"`` (kept, to resume
+    or extend), and ``output + ".csv"`` / ``.png`` with the validation curve.
+    Returns the final validation metrics.
+    """
+    from phylovi.io.atomic import write as atomic_write
+
+    settings.check()
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    output = os.fspath(output)
+    checkpoint_path = output + ".checkpoint"
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    model = PairSetNet(settings.width).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), settings.learning_rate)
+    curve, step, elapsed = [], 0, 0.0
+    if resume and os.path.exists(checkpoint_path):
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if {**state["settings"], "steps": settings.steps} != asdict(settings):
+            from phylovi.errors import ConfigError
+
+            raise ConfigError(f"{checkpoint_path}: the checkpoint was made with other settings; "
+                              "delete it, or resume with the same settings (only --steps may grow)")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, curve, elapsed = state["step"], state["curve"], state["seconds"]
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+    validation = validation_set(settings)
+    started = time.perf_counter() - elapsed
+    bar = _progress(settings.steps, step, progress)
+    while step < settings.steps:
+        observed, labels = labelled_batch(settings.task, settings.batch_size,
+                                          *_draw(settings, rng), rng)
+        logits = model(torch.as_tensor(observed, device=device))
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, torch.as_tensor(labels, device=device))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        step += 1
+        bar.update(1)
+        if step % settings.validate_every == 0 or step == settings.steps:
+            metrics = evaluate(model, validation, device)
+            curve.append({"step": step, "train_loss": float(loss.detach()), **metrics,
+                          "seconds": time.perf_counter() - started})
+            bar.set_postfix(accuracy=f"{metrics['accuracy']:.3f}")
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "step": step, "curve": curve, "seconds": time.perf_counter() - started,
+                     "settings": asdict(settings), "numpy_rng": rng.bit_generator.state,
+                     "torch_rng": torch.get_rng_state()}
+            with atomic_write(checkpoint_path, "wb") as handle:
+                torch.save(state, handle)
+    bar.close()
+    with atomic_write(output, "wb") as handle:
+        torch.save({"task": settings.task, "width": settings.width,
+                    "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "settings": asdict(settings), "curve": curve}, handle)
+    _write_curve(curve, output)
+    return curve[-1]
+
+
+def _write_curve(curve: list[dict], output: str) -> None:
+    from phylovi.io.atomic import write as atomic_write
+
+    with atomic_write(output + ".csv", "w") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(curve[0]))
+        writer.writeheader()
+        writer.writerows(curve)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    steps = [row["step"] for row in curve]
+    left.plot(steps, [row["train_loss"] for row in curve], label="training batch")
+    left.plot(steps, [row["loss"] for row in curve], label="validation")
+    left.set(xlabel="step", ylabel="cross-entropy", yscale="log")
+    left.legend()
+    right.plot(steps, [row["accuracy"] for row in curve], label="accuracy")
+    right.plot(steps, [row["auc"] for row in curve], label="AUC")
+    right.set(xlabel="step", ylim=(max(0.0, min(r["accuracy"] for r in curve) - 0.05), 1.0))
+    right.legend()
+    figure.tight_layout()
+    with atomic_write(output + ".png", "wb") as handle:
+        figure.savefig(handle, format="png", dpi=100)
+    plt.close(figure)
+
+
+def _progress(total: int, done: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, disable=not enabled, unit="step", leave=False)

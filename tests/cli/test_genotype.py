@@ -1,0 +1,52 @@
+"""``phylovi genotype``: check, simulate, train and predict from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from phylovi.cli import main
+
+
+def test_simulated_labels_agree_with_check(tmp_path, capsys):
+    prefix = tmp_path / "sim"
+    assert main(["genotype", "simulate", "--cells", "7", "--mutations", "6", "-n", "6",
+                 "--linear-fraction", "0.5", "--beta", "0.3", "--seed", "2", "-o", str(prefix)]) == 0
+    labels = (tmp_path / "sim_labels.tsv").read_text().splitlines()[1:]
+    capsys.readouterr()
+    for line in labels:
+        k, shape, conflict_free = line.split("\t")
+        assert main(["genotype", "check", f"{prefix}_true_{k}.tsv", "--json"]) == 0
+        true = json.loads(capsys.readouterr().out)
+        assert true["perfect_phylogeny"] and true["shape"] == shape
+        assert main(["genotype", "check", f"{prefix}_observed_{k}.tsv", "--json"]) == 0
+        observed = json.loads(capsys.readouterr().out)
+        assert observed["perfect_phylogeny"] == (conflict_free == "yes")
+
+
+def test_train_then_predict(tmp_path, capsys):
+    model = tmp_path / "m.pt"
+    assert main(["genotype", "train", "--task", "noise", "--cells", "4..6", "--mutations", "4",
+                 "--steps", "4", "--batch-size", "16", "--width", "8", "-q", "-o", str(model)]) == 0
+    assert main(["genotype", "simulate", "-n", "1", "-o", str(tmp_path / "s")]) == 0
+    matrix = str(tmp_path / "s_observed_1.tsv")
+    assert main(["genotype", "predict", matrix, "--task", "noise", "--model", str(model),
+                 "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert 0 < record["predictions"][0]["probability"] < 1
+    code = main(["genotype", "predict", matrix, "--task", "branching", "--model", str(model)])
+    err = capsys.readouterr().err
+    assert code == 2 and "trained for task 'noise'" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("content,fragment", [
+    ("cell\tm1\tm2\nc1\t0\t2\n", ":2:3: "),
+    ("cell\tm1\tm2\nc1\t0\n", ":2"),
+])
+def test_bad_matrices_fail_with_one_line(tmp_path, capsys, content, fragment):
+    path = tmp_path / "bad.tsv"
+    path.write_text(content)
+    code = main(["genotype", "check", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and err.count("\n") == 1
