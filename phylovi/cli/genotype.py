@@ -27,6 +27,7 @@ def add_parser(subparsers) -> None:
     _add_simulate(commands)
     _add_train(commands)
     _add_predict(commands)
+    _add_evaluate(commands)
 
 
 def _add_matrix_arguments(parser) -> None:
@@ -215,4 +216,62 @@ def run_predict(args) -> int:
     print(f"matrix\tcells\tmutations\t{column}")
     for row in rows:
         print(f"{row['matrix']}\t{row['cells']}\t{row['mutations']}\t{row['probability']:.6f}")
+    return 0
+
+
+def _add_evaluate(commands) -> None:
+    parser = commands.add_parser(
+        "evaluate", help="score a network on fresh simulated matrices",
+        description=("Simulate N fresh matrices of one size and noise level (labels exact, "
+                     "classes balanced as in training) and report the model's accuracy, AUC, "
+                     "expected calibration error and time per matrix."),
+        formatter_class=HelpFormatter)
+    parser.add_argument("--task", choices=("branching", "noise"), required=True, help="the question")
+    parser.add_argument("--model", default=None, help="a model file (default: the shipped one)")
+    parser.add_argument("--cells", type=int, default=10, help="cells (rows)")
+    parser.add_argument("--mutations", type=int, default=10, help="mutations (columns)")
+    parser.add_argument("--alpha", type=float, default=0.002, help="false-positive rate")
+    parser.add_argument("--beta", type=float, default=0.1, help="false-negative rate")
+    parser.add_argument("--missing", type=float, default=0.0, help="missing-entry rate")
+    parser.add_argument("-n", "--number", type=int, default=10000, help="matrices")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    add_common(parser, seed=True, compute=False)
+    parser.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args) -> int:
+    import time
+
+    import numpy as np
+
+    from phylovi.errors import ConfigError
+    from phylovi.genotype.nets import load_model
+    from phylovi.genotype.train import auc, calibration_error, labelled_batch
+
+    if args.number < 2 or args.cells < 2 or args.mutations < 1:
+        raise ConfigError("need --number >= 2, --cells >= 2 and --mutations >= 1")
+    model = load_model(args.model or args.task)
+    if model.task != args.task:
+        raise ConfigError(f"the model was trained for task {model.task!r}, not {args.task!r}")
+    try:
+        observed, labels = labelled_batch(args.task, args.number, args.cells, args.mutations,
+                                          args.alpha, args.beta, args.missing,
+                                          np.random.default_rng(args.seed))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    started = time.perf_counter()
+    probabilities = model.predict(observed)
+    seconds = time.perf_counter() - started
+    record = {"task": args.task, "cells": args.cells, "mutations": args.mutations,
+              "alpha": args.alpha, "beta": args.beta, "missing": args.missing,
+              "matrices": len(labels), "positive_fraction": float(labels.mean()),
+              "accuracy": float(np.mean((probabilities > 0.5) == (labels > 0.5))),
+              "auc": auc(probabilities, labels),
+              "calibration_error": calibration_error(probabilities, labels),
+              "microseconds_per_matrix": 1e6 * seconds / len(labels)}
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        for key, value in record.items():
+            print(f"{key}\t{value:.4g}" if isinstance(value, float) else f"{key}\t{value}")
     return 0

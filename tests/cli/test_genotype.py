@@ -50,3 +50,14 @@ def test_bad_matrices_fail_with_one_line(tmp_path, capsys, content, fragment):
     code = main(["genotype", "check", str(path)])
     err = capsys.readouterr().err
     assert code == 2 and fragment in err and err.count("\n") == 1
+
+
+def test_evaluate_scores_a_model(tmp_path, capsys):
+    model = tmp_path / "m.pt"
+    assert main(["genotype", "train", "--task", "branching", "--cells", "6", "--mutations", "6",
+                 "--steps", "3", "--batch-size", "16", "--width", "8", "-q", "-o", str(model)]) == 0
+    assert main(["genotype", "evaluate", "--task", "branching", "--model", str(model), "-n", "300",
+                 "--cells", "6", "--mutations", "6", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["matrices"] == 300 and abs(record["positive_fraction"] - 0.5) < 0.1
+    assert 0 <= record["accuracy"] <= 1 and 0 <= record["calibration_error"] <= 1
