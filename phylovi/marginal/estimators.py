@@ -1,7 +1,9 @@
 """The marginal-likelihood estimators of Fourment et al. (2020), each selectable by name.
 
-Every estimator is a function ``(posterior, generator, settings) -> (value,
-std_error)`` registered in :data:`ESTIMATORS` with its default settings;
+Every estimator is a function ``(posterior, generator, settings, shared) ->
+(value, std_error)`` registered in :data:`ESTIMATORS` with its default
+settings; ``shared`` (:class:`SharedWork`) holds the draws and fits that
+several methods reuse;
 :func:`phylovi.marginal.estimate` runs one and wraps the answer in a
 :class:`MarginalResult`. Exact definitions follow ``../shared/references/marginal.md``
 (physher ``marginal-v1.1``); where phylovi samples differently (batched HMC
