@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.distributions import Gamma, Independent, MultivariateNormal
 
+from phylovi.errors import PhyloviError
 from phylovi.marginal.laplus import laplus_densities, laplus_log_marginal
 from phylovi.marginal.mcmc import effective_sample_size
 from phylovi.marginal.optimize import diagonal_hessian, gradient, maximize
@@ -249,6 +250,9 @@ def gss(posterior, generator, settings, cache):
     draws = _posterior_draws(posterior, generator, settings, cache).lengths.reshape(
         -1, posterior.n_edges)
     mean, variance = draws.mean(0), draws.var(0)
+    if not bool((variance > 0).all()):
+        raise PhyloviError(f"gss: the posterior draws of branch {int(variance.argmin())} never "
+                           "moved, so no gamma reference can be fitted")
     reference = Independent(Gamma(mean**2 / variance, mean / variance), 1)
     samples = _ladder_samples(posterior, generator, settings, cache, reference)
     values = samples.log_likelihood + samples.log_prior - samples.log_reference

@@ -91,14 +91,21 @@ def step(state: HMCState, log_density: LogDensity, n_leapfrog: int,
 
 
 def effective_sample_size(values: torch.Tensor) -> torch.Tensor:
-    """ESS of each row of ``values`` ``[C, S]`` (Geyer's initial positive sequence)."""
+    """ESS of each row of ``values`` ``[C, S]`` (Geyer's initial positive sequence).
+
+    A constant row (a chain that never moved) has ESS 1: one distinct draw.
+    """
     x = values - values.mean(-1, keepdim=True)
     n = x.shape[-1]
     spectrum = torch.fft.rfft(x, n=2 * n)
     acov = torch.fft.irfft(spectrum * spectrum.conj(), n=2 * n)[..., :n] / n
     rho = acov / acov[..., :1].clamp(min=torch.finfo(x.dtype).tiny)
     ess = []
-    for row in rho:
+    constant = values.amax(-1) == values.amin(-1)
+    for row, stuck in zip(rho, constant):
+        if stuck:
+            ess.append(1.0)
+            continue
         total = 0.0
         for lag in range(1, n - 1, 2):
             pair = float(row[lag] + row[lag + 1])

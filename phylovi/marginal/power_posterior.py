@@ -21,6 +21,9 @@ from phylovi.marginal.optimize import diagonal_hessian, gradient
 from phylovi.marginal.posterior import Posterior
 
 
+_SMALLEST_START = 1e-10
+
+
 @dataclass
 class ChainSamples:
     """Draws of every chain after warm-up.
@@ -61,6 +64,9 @@ def run_chains(posterior: Posterior, betas: torch.Tensor, start: torch.Tensor, n
     dtype = posterior.dtype
     betas = torch.as_tensor(betas, dtype=dtype)
     n_chains = len(betas)
+    # A MAP branch collapsed to ~1e-14 sits where the sampler treats log lengths as
+    # diverged (|log b| >= 30); start such branches at 1e-10 instead.
+    start = start.clamp(min=_SMALLEST_START)
 
     def log_density(x: torch.Tensor):
         lengths = x.exp()

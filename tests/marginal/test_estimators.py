@@ -218,3 +218,23 @@ def test_cli_scores_a_credible_set(problem, capsys, tmp_path):
     score = record["scores"][0]
     assert sum(score["posterior_probabilities"]) == pytest.approx(1.0, abs=1e-5)
     assert score["kl"] >= 0 and 0 <= score["split_rmsd"] <= 1
+
+
+def test_chains_start_from_a_map_branch_collapsed_below_the_samplers_range(problem):
+    """A MAP branch of 1e-14 (log -32) lies where the sampler sees a diverged trajectory;
+    the chains must still move (they once stayed at their start and gss returned NaN)."""
+    posterior, _ = problem
+    start = _map(posterior).clone()
+    start[0] = 1e-14
+    samples = run_chains(posterior, torch.ones(2, dtype=torch.float64), start, 50, 20,
+                         torch.Generator().manual_seed(0), keep_lengths=True)
+    assert float(samples.acceptance.min()) > 0.3
+    assert float(samples.lengths[..., 0].var()) > 0
+
+
+def test_a_chain_that_never_moves_has_one_effective_draw():
+    from phylovi.marginal.mcmc import effective_sample_size
+
+    values = torch.stack([torch.full((100,), -7000.123), torch.randn(100, dtype=torch.float64)])
+    ess = effective_sample_size(values.double())
+    assert ess[0] == 1 and ess[1] > 50
