@@ -76,6 +76,15 @@ def run_check(args) -> int:
     return 0
 
 
+def _add_size_and_noise(parser) -> None:
+    """The matrix size and noise flags of ``simulate`` and ``evaluate``."""
+    parser.add_argument("--cells", type=int, default=10, help="cells (rows)")
+    parser.add_argument("--mutations", type=int, default=10, help="mutations (columns)")
+    parser.add_argument("--alpha", type=float, default=0.002, help="false-positive rate")
+    parser.add_argument("--beta", type=float, default=0.1, help="false-negative rate")
+    parser.add_argument("--missing", type=float, default=0.0, help="missing-entry rate")
+
+
 def _add_simulate(commands) -> None:
     parser = commands.add_parser(
         "simulate", help="simulate noisy matrices under the infinite-sites coalescent",
@@ -85,11 +94,7 @@ def _add_simulate(commands) -> None:
                      "PREFIX_true_K.tsv and PREFIX_observed_K.tsv for each matrix K, and "
                      "PREFIX_labels.tsv with the exact labels."),
         formatter_class=HelpFormatter)
-    parser.add_argument("--cells", type=int, default=10, help="cells (rows)")
-    parser.add_argument("--mutations", type=int, default=10, help="mutations (columns)")
-    parser.add_argument("--alpha", type=float, default=0.002, help="false-positive rate")
-    parser.add_argument("--beta", type=float, default=0.1, help="false-negative rate")
-    parser.add_argument("--missing", type=float, default=0.0, help="missing-entry rate")
+    _add_size_and_noise(parser)
     parser.add_argument("--linear-fraction", type=float, default=0.0,
                         help="fraction of matrices made linear (same column sizes)")
     parser.add_argument("-n", "--number", type=int, default=1, help="matrices to simulate")
@@ -228,11 +233,7 @@ def _add_evaluate(commands) -> None:
         formatter_class=HelpFormatter)
     parser.add_argument("--task", choices=("branching", "noise"), required=True, help="the question")
     parser.add_argument("--model", default=None, help="a model file (default: the shipped one)")
-    parser.add_argument("--cells", type=int, default=10, help="cells (rows)")
-    parser.add_argument("--mutations", type=int, default=10, help="mutations (columns)")
-    parser.add_argument("--alpha", type=float, default=0.002, help="false-positive rate")
-    parser.add_argument("--beta", type=float, default=0.1, help="false-negative rate")
-    parser.add_argument("--missing", type=float, default=0.0, help="missing-entry rate")
+    _add_size_and_noise(parser)
     parser.add_argument("-n", "--number", type=int, default=10000, help="matrices")
     parser.add_argument("--json", action="store_true", help="print JSON")
     add_common(parser, seed=True, compute=False)
