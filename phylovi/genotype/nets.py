@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-MISSING = 3
+from phylovi.genotype.matrix import MISSING
+
 N_PAIR_FEATURES = 9
 
 

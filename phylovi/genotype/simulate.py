@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MISSING = 3
+from phylovi.genotype.matrix import MISSING
 
 
 @dataclass
