@@ -1,0 +1,184 @@
+"""Correcting a noisy genotype matrix to a conflict-free one: the classical baselines.
+
+Under independent errors (a true 0 reads 1 with probability ``alpha``, a true
+1 reads 0 with probability ``beta``, missing entries say nothing) the most
+likely true matrix given A' is the conflict-free X maximising
+
+    sum over observed entries of log P(A'_ij | X_ij),
+
+the PhISCS objective. Two ways to find it:
+
+- :func:`most_likely_correction`: exact, as a 0/1 integer program solved by
+  HiGHS (through ``scipy.optimize.milp``). Per mutation pair (p, q), three
+  indicator variables say which of the gametes 11, 10, 01 occur; a cell
+  showing a gamete forces its indicator on, and at most two may be on. With
+  ``linear=True`` a pair may not show both 10 and 01, so the columns nest:
+  the most likely *linear* matrix (the LPPF problem Phyolin solves).
+  The program has ``3 n m (m-1) / 2`` constraints, so it is for small and
+  medium matrices; a time limit returns the best matrix found so far.
+- :func:`tree_decode`: a fast greedy heuristic for any size, on any
+  per-entry log-probabilities (the noise model's, or a network's). It grows
+  the mutation tree one mutation at a time, largest expected column first,
+  attaching each to the node that most raises the likelihood when every
+  cell sits at its best node; each cell then carries the mutations on its
+  node's root path. The result is conflict-free by construction.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from phylovi.genotype.matrix import MISSING
+
+
+def entry_log_likelihoods(observed: np.ndarray, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """``log P(A'_ij | X_ij = 1)`` and ``log P(A'_ij | X_ij = 0)``, each ``[n, m]`` (0 where missing).
+
+    A rate of 0 gives ``-inf`` for the impossible reading.
+    """
+    observed = np.asarray(observed)
+    with np.errstate(divide="ignore"):
+        log = {name: math.log(x) if x > 0 else -math.inf
+               for name, x in (("a", alpha), ("1-a", 1 - alpha), ("b", beta), ("1-b", 1 - beta))}
+    one = np.where(observed == 1, log["1-a"], np.where(observed == 0, log["b"], 0.0))
+    zero = np.where(observed == 1, log["a"], np.where(observed == 0, log["1-b"], 0.0))
+    return one, zero
+
+
+@dataclass
+class Correction:
+    """A conflict-free matrix fitted to a noisy one.
+
+    Attributes:
+        matrix: ``[n, m]`` int8, the conflict-free (or, if ``linear``, nested) matrix.
+        log_likelihood: its objective, the summed per-entry log-likelihoods.
+        optimal: True when proven the most likely (False after a time limit, or for the heuristic).
+        seconds: wall time.
+    """
+
+    matrix: np.ndarray
+    log_likelihood: float
+    optimal: bool
+    seconds: float
+
+
+def score(matrix: np.ndarray, log_one: np.ndarray, log_zero: np.ndarray) -> float:
+    """The summed per-entry log-likelihood of a 0/1 ``matrix``."""
+    return float(np.where(np.asarray(matrix) == 1, log_one, log_zero).sum())
+
+
+def most_likely_correction(observed: np.ndarray, alpha: float, beta: float, linear: bool = False,
+                           time_limit: float | None = None) -> Correction:
+    """The exact most likely conflict-free (or linear) matrix for ``observed`` ``[n, m]``.
+
+    Args:
+        observed: 0, 1 and 3 (missing).
+        alpha, beta: false-positive and false-negative rates.
+        linear: restrict to matrices whose columns are pairwise nested.
+        time_limit: seconds for the solver; past it the best matrix found is returned,
+            with ``optimal=False``.
+    """
+    log_one, log_zero = entry_log_likelihoods(observed, alpha, beta)
+    return most_likely_under(log_one, log_zero, linear, time_limit)
+
+
+def most_likely_under(log_one: np.ndarray, log_zero: np.ndarray, linear: bool = False,
+                      time_limit: float | None = None) -> Correction:
+    """The exact maximiser of ``sum(X * log_one + (1 - X) * log_zero)`` over conflict-free
+    (or linear) 0/1 matrices X ``[n, m]``. Entries whose two values are ``-inf`` and finite
+    are fixed to the finite one."""
+    from scipy import sparse
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    started = time.perf_counter()
+    n, m = log_one.shape
+    n_x = n * m
+    fixed_one, fixed_zero = np.isneginf(log_zero), np.isneginf(log_one)
+    if (fixed_one & fixed_zero).any():
+        raise ValueError("an entry is impossible under both values")
+    # Minimise the negative log-likelihood; an entry's cost is its log-ratio (the rest is constant).
+    cost_x = -(np.where(fixed_one | fixed_zero, 0.0, log_one - log_zero)).ravel()
+    p, q = np.triu_indices(m, 1)
+    n_pairs = len(p)
+    # Variables: X (n*m), then for each pair the indicators of gametes 11, 10, 01.
+    b11 = n_x + 3 * np.arange(n_pairs)
+    b10, b01 = b11 + 1, b11 + 2
+    cells = np.arange(n)[:, None]
+    x_p = (cells * m + p).ravel()    # [n * n_pairs], cell-major
+    x_q = (cells * m + q).ravel()
+    pair = np.tile(np.arange(n_pairs), n)
+    rows, columns, values = [], [], []
+
+    def add(block_rows, entries):
+        for column, value in entries:
+            rows.append(block_rows)
+            columns.append(column)
+            values.append(np.full(len(block_rows), value, dtype=float))
+
+    k = len(x_p)
+    r = np.arange(k)
+    add(r, [(x_p, 1), (x_q, 1), (b11[pair], -1)])           # x_p + x_q - B11 <= 1
+    add(r + k, [(x_p, 1), (x_q, -1), (b10[pair], -1)])      # x_p - x_q - B10 <= 0
+    add(r + 2 * k, [(x_p, -1), (x_q, 1), (b01[pair], -1)])  # x_q - x_p - B01 <= 0
+    pr = 3 * k + np.arange(n_pairs)
+    if linear:
+        add(pr, [(b10, 1), (b01, 1)])                       # B10 + B01 <= 1: nested
+    else:
+        add(pr, [(b11, 1), (b10, 1), (b01, 1)])             # at most two gametes
+    upper = np.concatenate([np.ones(k), np.zeros(2 * k), np.full(n_pairs, 1.0 if linear else 2.0)])
+    matrix = sparse.csr_array((np.concatenate(values), (np.concatenate(rows), np.concatenate(columns))),
+                              shape=(3 * k + n_pairs, n_x + 3 * n_pairs))
+    lower_bound = np.zeros(n_x + 3 * n_pairs)
+    upper_bound = np.ones(n_x + 3 * n_pairs)
+    lower_bound[:n_x][fixed_one.ravel()] = 1
+    upper_bound[:n_x][fixed_zero.ravel()] = 0
+    options = {"disp": False}
+    if time_limit is not None:
+        options["time_limit"] = float(time_limit)
+    constraints = [LinearConstraint(matrix, -np.inf, upper)] if k else []
+    result = milp(np.concatenate([cost_x, np.zeros(3 * n_pairs)]), integrality=np.ones(n_x + 3 * n_pairs),
+                  bounds=Bounds(lower_bound, upper_bound), constraints=constraints, options=options)
+    if result.x is None:
+        raise RuntimeError(f"the integer program found no solution ({result.message})")
+    corrected = np.round(result.x[:n_x]).astype(np.int8).reshape(n, m)
+    return Correction(corrected, score(corrected, log_one, log_zero), optimal=result.status == 0,
+                      seconds=time.perf_counter() - started)
+
+
+def tree_decode(log_one: np.ndarray, log_zero: np.ndarray) -> Correction:
+    """A conflict-free matrix with high ``sum(X * log_one + (1 - X) * log_zero)``, greedily.
+
+    See the module docstring. ``O(n m^2)`` time; never worse than the all-zero matrix.
+    """
+    started = time.perf_counter()
+    log_one = np.maximum(np.asarray(log_one, dtype=float), -1e6)   # -inf would make every node tie
+    log_zero = np.maximum(np.asarray(log_zero, dtype=float), -1e6)
+    n, m = log_one.shape
+    gain = log_one - log_zero                                      # for carrying a mutation
+    order = np.argsort(-(gain > 0).sum(0) - 1e-9 * gain.sum(0), kind="stable")
+    # node_score[i, v]: cell i's log-likelihood at node v over the mutations placed so far,
+    # relative to carrying none of them; node 0 is the root.
+    node_score = np.zeros((n, m + 1))
+    parent = np.full(m + 1, -1)
+    placed = []
+    for column in order:
+        best_now = node_score[:, : len(placed) + 1].max(1)
+        # Attaching under node v: cells may move to the new node, scoring node_score[:, v] + gain.
+        candidate = node_score[:, : len(placed) + 1] + gain[:, column:column + 1]
+        totals = np.maximum(candidate, best_now[:, None]).sum(0)
+        where = int(np.argmax(totals))
+        placed.append(column)
+        node_score[:, len(placed)] = candidate[:, where]
+        parent[len(placed)] = where
+    # Each cell at its best node carries the mutations on that node's root path.
+    path = np.zeros((m + 1, m), dtype=np.int8)
+    for v in range(1, m + 1):
+        path[v] = path[parent[v]]
+        path[v, placed[v - 1]] = 1
+    corrected = path[node_score.argmax(1)]
+    return Correction(corrected, score(corrected, log_one, log_zero), optimal=False,
+                      seconds=time.perf_counter() - started)

@@ -1,0 +1,89 @@
+"""The classical corrections against an exhaustive search.
+
+Every 0/1 matrix of a small shape is scored under the noise model; the
+conflict-free ones (supports pairwise nested or disjoint, checked with sets
+here, not with the module's code) give the true maximum, which the integer
+program must reach exactly, and which the greedy decoder may not exceed.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations, product
+
+import numpy as np
+import pytest
+
+from phylovi.genotype.correct import (
+    entry_log_likelihoods,
+    most_likely_correction,
+    most_likely_under,
+    tree_decode,
+)
+from phylovi.genotype.simulate import simulate
+
+
+def _supports(X):
+    return [frozenset(np.flatnonzero(X[:, j]).tolist()) for j in range(X.shape[1])]
+
+
+def _laminar(X) -> bool:
+    s = _supports(X)
+    return all(not (a & b) or a <= b or b <= a for a, b in combinations(s, 2))
+
+
+def _chain(X) -> bool:
+    s = _supports(X)
+    return all(a <= b or b <= a for a, b in combinations(s, 2))
+
+
+@pytest.fixture(scope="module")
+def every_3x4():
+    matrices = np.array(list(product([0, 1], repeat=12)), dtype=np.int8).reshape(-1, 3, 4)
+    laminar = np.array([_laminar(X) for X in matrices])
+    chain = np.array([_chain(X) for X in matrices])
+    return matrices, laminar, chain
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_integer_program_reaches_the_exhaustive_maximum(every_3x4, seed):
+    matrices, laminar, chain = every_3x4
+    rng = np.random.default_rng(seed)
+    observed = rng.integers(0, 2, (3, 4)).astype(np.int8)
+    observed[rng.random((3, 4)) < 0.2] = 3
+    alpha, beta = float(rng.uniform(0.01, 0.2)), float(rng.uniform(0.05, 0.4))
+    log_one, log_zero = entry_log_likelihoods(observed, alpha, beta)
+    scores = np.where(matrices == 1, log_one, log_zero).sum((1, 2))
+    best = most_likely_correction(observed, alpha, beta)
+    best_linear = most_likely_correction(observed, alpha, beta, linear=True)
+    assert best.optimal and best_linear.optimal
+    assert best.log_likelihood == pytest.approx(scores[laminar].max(), abs=1e-9)
+    assert best_linear.log_likelihood == pytest.approx(scores[chain].max(), abs=1e-9)
+    assert _laminar(best.matrix) and _chain(best_linear.matrix)
+    greedy = tree_decode(log_one, log_zero)
+    assert _laminar(greedy.matrix)
+    assert greedy.log_likelihood <= best.log_likelihood + 1e-9
+    assert greedy.log_likelihood >= log_zero.sum() - 1e-9   # never below the all-zero matrix
+
+
+def test_zero_rates_fix_the_entries_they_make_certain():
+    # alpha = 0: an observed 1 is a true 1; the 0s must then be raised to remove the conflict.
+    observed = np.array([[1, 1], [1, 0], [0, 1]], dtype=np.int8)
+    corrected = most_likely_correction(observed, 0.0, 0.2).matrix
+    assert (corrected[observed == 1] == 1).all() and _laminar(corrected)
+    with pytest.raises(ValueError, match="impossible"):
+        most_likely_under(np.array([[-np.inf]]), np.array([[-np.inf]]))
+
+
+def test_greedy_decoding_returns_a_conflict_free_input_unchanged():
+    batch = simulate(300, 12, 15, linear_fraction=0.5, seed=5)
+    for true in batch.true:
+        log_one, log_zero = entry_log_likelihoods(true, 0.01, 0.1)
+        assert np.array_equal(tree_decode(log_one, log_zero).matrix, true)
+
+
+def test_greedy_decoding_is_conflict_free_on_arbitrary_scores():
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        n, m = rng.integers(2, 30, 2)
+        log_one, log_zero = rng.normal(size=(2, n, m))
+        assert _laminar(tree_decode(log_one, log_zero).matrix)
