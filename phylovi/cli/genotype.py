@@ -139,9 +139,10 @@ def _add_train(commands) -> None:
                      "same command to resume, or with more --steps to extend), and the "
                      "validation curve as MODEL.csv and MODEL.png."),
         formatter_class=HelpFormatter)
-    parser.add_argument("--task", choices=("branching", "noise"), required=True,
+    parser.add_argument("--task", choices=("branching", "noise", "eliminate"), required=True,
                         help="branching: is the true phylogeny branching (not linear)? noise: "
-                        "does the observed matrix break the perfect-phylogeny condition?")
+                        "does the observed matrix break the perfect-phylogeny condition? "
+                        "eliminate: the true value of every entry")
     for name, kind in (("cells", int), ("mutations", int), ("alpha", float), ("beta", float),
                        ("missing", float)):
         low, high = getattr(defaults, name)
@@ -183,33 +184,55 @@ def run_train(args) -> int:
     return 0
 
 
+TASKS_HELP = ("branching: the probability that the true phylogeny branches (is not linear); "
+              "noise: the probability that the matrix breaks the perfect-phylogeny condition; "
+              "eliminate: the corrected, conflict-free matrix")
+
+
 def _add_predict(commands) -> None:
     parser = commands.add_parser(
         "predict", help="apply a network to matrices",
-        description=("Print, for each matrix, the probability that its true phylogeny is "
-                     "branching (--task branching) or that it breaks the perfect-phylogeny "
-                     "condition (--task noise), from the model phylovi ships or --model."),
+        description=("Apply the model phylovi ships for a task (or --model) to each matrix. "
+                     "branching and noise print one probability per matrix. eliminate writes "
+                     "PREFIX_corrected.tsv (missing entries filled) and PREFIX_tree.nwk (its "
+                     "perfect phylogeny, mutations on edges) per matrix, with PREFIX from -o "
+                     "(and the input file's name when there are several), and prints what it "
+                     "changed. A network output that still conflicts is decoded onto a tree "
+                     "and reported as repaired."),
         formatter_class=HelpFormatter)
     parser.add_argument("matrices", nargs="+", metavar="MATRIX", help=MATRIX_HELP)
     parser.add_argument("--mutations-as-rows", action="store_true",
-                        help="the files are mutations x cells (SCITE's layout)")
-    parser.add_argument("--task", choices=("branching", "noise"), required=True, help="the question")
+                        help="the files are mutations x cells (SCITE's layout); outputs keep it")
+    parser.add_argument("--task", choices=("branching", "noise", "eliminate"), required=True,
+                        help=TASKS_HELP)
     parser.add_argument("--model", default=None, help="a model file from `phylovi genotype train`")
+    parser.add_argument("-o", "--output", default=None, metavar="PREFIX",
+                        help="output prefix for --task eliminate (required there)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(run=run_predict)
+
+
+def _load_for(task: str, path: str | None):
+    from phylovi.errors import ConfigError
+    from phylovi.genotype.nets import load_model
+
+    model = load_model(path or task)
+    if model.task != task:
+        raise ConfigError(f"{path}: the model was trained for task {model.task!r}, not {task!r}")
+    return model
 
 
 def run_predict(args) -> int:
     from phylovi.errors import ConfigError
     from phylovi.genotype import GenotypeMatrix
-    from phylovi.genotype.nets import load_model
 
-    model = load_model(args.model or args.task)
-    if model.task != args.task:
-        raise ConfigError(f"{args.model}: the model was trained for task {model.task!r}, "
-                          f"not {args.task!r}")
+    if args.task == "eliminate" and args.output is None:
+        raise ConfigError("--task eliminate writes matrices: give an output prefix with -o")
+    model = _load_for(args.task, args.model)
     matrices = [GenotypeMatrix.read(path, mutations_as_rows=args.mutations_as_rows)
                 for path in args.matrices]
+    if args.task == "eliminate":
+        return _write_eliminated(args, model, matrices)
     probabilities = model.predict([m.values for m in matrices])
     rows = [{"matrix": path, "cells": m.n_cells, "mutations": m.n_mutations,
              "probability": round(float(p), 6)}
@@ -224,52 +247,78 @@ def run_predict(args) -> int:
     return 0
 
 
+def _write_eliminated(args, model, matrices) -> int:
+    from pathlib import Path
+
+    from phylovi.genotype import GenotypeMatrix, conflicting_pairs, is_linear, perfect_phylogeny_tree
+    from phylovi.io.atomic import write
+
+    results = model.eliminate([m.values for m in matrices])
+    rows = []
+    for path, matrix, result in zip(args.matrices, matrices, results):
+        prefix = args.output if len(matrices) == 1 else f"{args.output}_{Path(path).stem}"
+        corrected = GenotypeMatrix(result.matrix, matrix.cells, matrix.mutations)
+        corrected.write(f"{prefix}_corrected.tsv", mutations_as_rows=args.mutations_as_rows)
+        with write(f"{prefix}_tree.nwk") as handle:
+            handle.write(perfect_phylogeny_tree(result.matrix, matrix.mutations, matrix.cells) + "\n")
+        observed = matrix.values
+        known = observed != 3
+        rows.append({"matrix": path, "cells": matrix.n_cells, "mutations": matrix.n_mutations,
+                     "conflicting_pairs_before": len(conflicting_pairs(matrix.filled(0))),
+                     "ones_added": int(((result.matrix == 1) & (observed == 0)).sum()),
+                     "ones_removed": int(((result.matrix == 0) & (observed == 1)).sum()),
+                     "missing_filled": int((~known).sum()), "repaired": result.repaired,
+                     "shape": "linear" if is_linear(result.matrix) else "branching",
+                     "corrected": f"{prefix}_corrected.tsv", "tree": f"{prefix}_tree.nwk"})
+    if args.json:
+        print(json.dumps({"task": "eliminate", "predictions": rows}, indent=2))
+        return 0
+    print("\t".join(rows[0]))
+    for row in rows:
+        print("\t".join(("yes" if v else "no") if isinstance(v, bool) else str(v)
+                        for v in row.values()))
+    return 0
+
+
 def _add_evaluate(commands) -> None:
     parser = commands.add_parser(
-        "evaluate", help="score a network on fresh simulated matrices",
+        "evaluate", help="score a network on fresh simulated matrices, beside the classical baseline",
         description=("Simulate N fresh matrices of one size and noise level (labels exact, "
                      "classes balanced as in training) and report the model's accuracy, AUC, "
-                     "expected calibration error and time per matrix."),
+                     "calibration error and time per matrix; for eliminate, the per-entry "
+                     "error, the fraction already conflict-free before repair and the fraction "
+                     "recovered exactly. Beside it, the classical baseline on the first "
+                     "--baseline-number matrices: the most likely conflict-free correction "
+                     "(exact integer program, under the true rates) for branching and "
+                     "eliminate, the exact three-gametes test for noise."),
         formatter_class=HelpFormatter)
-    parser.add_argument("--task", choices=("branching", "noise"), required=True, help="the question")
+    parser.add_argument("--task", choices=("branching", "noise", "eliminate"), required=True,
+                        help=TASKS_HELP)
     parser.add_argument("--model", default=None, help="a model file (default: the shipped one)")
     _add_size_and_noise(parser)
     parser.add_argument("-n", "--number", type=int, default=10000, help="matrices")
+    parser.add_argument("--baseline-number", type=int, default=100,
+                        help="matrices given to the classical baseline (it is slow)")
+    parser.add_argument("--time-limit", type=float, default=10.0,
+                        help="seconds per matrix for the baseline's integer program")
     parser.add_argument("--json", action="store_true", help="print JSON")
     add_common(parser, seed=True, compute=False)
     parser.set_defaults(run=run_evaluate)
 
 
 def run_evaluate(args) -> int:
-    import time
-
-    import numpy as np
-
     from phylovi.errors import ConfigError
-    from phylovi.genotype.nets import load_model
-    from phylovi.genotype.train import auc, calibration_error, labelled_batch
+    from phylovi.genotype.evaluate import evaluate_model
 
-    if args.number < 2 or args.cells < 2 or args.mutations < 1:
-        raise ConfigError("need --number >= 2, --cells >= 2 and --mutations >= 1")
-    model = load_model(args.model or args.task)
-    if model.task != args.task:
-        raise ConfigError(f"the model was trained for task {model.task!r}, not {args.task!r}")
-    try:
-        observed, labels = labelled_batch(args.task, args.number, args.cells, args.mutations,
-                                          args.alpha, args.beta, args.missing,
-                                          np.random.default_rng(args.seed))
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    started = time.perf_counter()
-    probabilities = model.predict(observed)
-    seconds = time.perf_counter() - started
-    record = {"task": args.task, "cells": args.cells, "mutations": args.mutations,
-              "alpha": args.alpha, "beta": args.beta, "missing": args.missing,
-              "matrices": len(labels), "positive_fraction": float(labels.mean()),
-              "accuracy": float(np.mean((probabilities > 0.5) == (labels > 0.5))),
-              "auc": auc(probabilities, labels),
-              "calibration_error": calibration_error(probabilities, labels),
-              "microseconds_per_matrix": 1e6 * seconds / len(labels)}
+    if args.number < 2 or args.cells < 2 or args.mutations < 1 or args.baseline_number < 1:
+        raise ConfigError("need --number >= 2, --cells >= 2, --mutations >= 1 and "
+                          "--baseline-number >= 1")
+    for name in ("alpha", "beta", "missing"):
+        if not 0 <= getattr(args, name) < 1:
+            raise ConfigError(f"--{name} must be in [0, 1), got {getattr(args, name)}")
+    model = _load_for(args.task, args.model)
+    record = evaluate_model(model, args.cells, args.mutations, args.alpha, args.beta, args.missing,
+                            args.number, args.seed, args.baseline_number, args.time_limit)
     if args.json:
         print(json.dumps(record, indent=2))
     else:

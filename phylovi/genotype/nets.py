@@ -13,9 +13,16 @@ error. The model is a DeepSets-style network over that pair table:
 It is invariant to the order of cells (the counts sum over them) and of
 mutations (symmetric pooling), any ``n x m`` fits, missing entries simply do
 not count, and matrices of different sizes share a batch by padding with a mask.
+
+Noise elimination needs an answer per entry, so :class:`EntrySetNet` is
+equivariant instead: each entry (i, p) hears, for every other mutation q, the
+learnt message about the pair (p, q) weighted by what cell i shows at q, then
+a few exchangeable layers mix in the means over its row and its column.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -97,6 +104,63 @@ class PairSetNet(nn.Module):
         return self.head(_masked_mean_max(per_mutation, real, 1)).squeeze(-1)
 
 
+class EntrySetNet(nn.Module):
+    """Per-entry logits that the true value is 1 (noise elimination), for any ``n x m``.
+
+    Equivariant to permutations of cells and of mutations; missing entries are an input
+    value of their own, and padding (``mask`` False) is ignored.
+
+    Args:
+        width: hidden width.
+        n_layers: exchangeable row/column mixing layers after the pair messages.
+    """
+
+    def __init__(self, width: int = 32, n_layers: int = 2):
+        super().__init__()
+        self.width = width
+        self.phi = _mlp([N_PAIR_FEATURES, width, width])
+        self.message = nn.Linear(width, 2 * width)     # one message per value (0, 1) at q
+        self.column = _mlp([2 * width, width])
+        self.embed = _mlp([3 + 3 * width, width, width])
+        self.mix = nn.ModuleList(_mlp([3 * width, width, width]) for _ in range(n_layers))
+        self.head = _mlp([width, width, 1])
+
+    def forward(self, matrices: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``[B, n, m]`` for matrices ``[B, n, m]`` (0, 1, 3 = missing)."""
+        dtype = self.head[0].weight.dtype
+        if mask is None:
+            mask = torch.ones_like(matrices, dtype=torch.bool)
+        features, real = pair_features(matrices, mask, dtype)
+        pair_mask = real[:, :, None] & real[:, None, :]
+        pair_mask = pair_mask & ~torch.eye(real.shape[1], dtype=torch.bool, device=real.device)
+        per_pair = self.phi(features) * pair_mask.unsqueeze(-1).to(dtype)       # [B, m, m, w]
+        column = self.column(_masked_mean_max(per_pair, pair_mask, 2))         # [B, m, w]
+        zero_message, one_message = self.message(per_pair).chunk(2, -1)
+        observed = mask & (matrices != MISSING)
+        is_one = (observed & (matrices == 1)).to(dtype)
+        is_zero = (observed & (matrices == 0)).to(dtype)
+        n_others = (real.sum(1) - 1).clamp(min=1).to(dtype)[:, None, None, None]
+        messages = (torch.einsum("bnq,bpqw->bnpw", is_one, one_message)
+                    + torch.einsum("bnq,bpqw->bnpw", is_zero, zero_message)) / n_others
+        value = torch.stack([is_zero, is_one, (mask & ~observed).to(dtype)], -1)
+        row = _masked_mean(messages, mask, 2).unsqueeze(2).expand_as(messages)
+        hidden = self.embed(torch.cat([value, messages, row,
+                                       column.unsqueeze(1).expand_as(messages)], -1))
+        for layer in self.mix:
+            rows = _masked_mean(hidden, mask, 2).unsqueeze(2).expand_as(hidden)
+            columns = _masked_mean(hidden, mask, 1).unsqueeze(1).expand_as(hidden)
+            hidden = hidden + layer(torch.cat([hidden, rows, columns], -1))
+        return self.head(hidden).squeeze(-1)
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+    weights = mask.unsqueeze(-1).to(values.dtype)
+    return (values * weights).sum(dim) / weights.sum(dim).clamp(min=1)
+
+
+ARCHITECTURES = {"branching": PairSetNet, "noise": PairSetNet, "eliminate": EntrySetNet}
+
+
 def pad(matrices: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch ``[B, n_max, m_max]`` and its mask from matrices of different sizes."""
     n = max(x.shape[0] for x in matrices)
@@ -109,61 +173,128 @@ def pad(matrices: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return batch, mask
 
 
-class GenotypeClassifier:
-    """A trained matrix classifier: ``predict`` gives probabilities for a batch of matrices.
+def _batches(matrices, batch_size: int):
+    """``(batch [B, n, m], mask or None, sizes)`` chunks of an array ``[N, n, m]`` or a list of
+    2-D matrices of any sizes (padded, with a mask, when the sizes differ)."""
+    if isinstance(matrices, np.ndarray) and matrices.ndim == 2:
+        matrices = matrices[None]
+    same_size = isinstance(matrices, np.ndarray) or len({np.shape(x) for x in matrices}) == 1
+    for start in range(0, len(matrices), batch_size):
+        chunk = matrices[start: start + batch_size]
+        sizes = [np.shape(x) for x in chunk]
+        if same_size:
+            yield torch.from_numpy(np.array(chunk, dtype=np.int8)), None, sizes
+        else:
+            yield (*pad([np.asarray(x, dtype=np.int8) for x in chunk]), sizes)
+
+
+class GenotypeModel:
+    """A trained genotype network with what it was trained on.
 
     Args:
         model: the network.
-        task: ``branching`` (probability that the true phylogeny branches) or
-            ``noise`` (probability that the observed matrix has a conflict).
+        task: ``branching``, ``noise`` or ``eliminate``.
         settings: what it was trained on (a dict of :class:`~phylovi.genotype.train.TrainSettings`).
     """
 
-    def __init__(self, model: PairSetNet, task: str, settings: dict | None = None):
+    def __init__(self, model: nn.Module, task: str, settings: dict | None = None):
         self.model = model.eval()
         self.task = task
         self.settings = settings or {}
 
-    @classmethod
-    def load(cls, path) -> "GenotypeClassifier":
+    @staticmethod
+    def load(path) -> "GenotypeModel":
+        """The model saved at ``path`` by :func:`phylovi.genotype.train.train`."""
         from phylovi.errors import ConfigError
 
         try:
             saved = torch.load(path, map_location="cpu", weights_only=False)
-            model = PairSetNet(saved["width"])
+            model = ARCHITECTURES[saved["task"]](saved["width"])
             model.load_state_dict(saved["state_dict"])
-        except (OSError, KeyError, RuntimeError, EOFError) as error:
+        except (OSError, KeyError, RuntimeError, EOFError, TypeError) as error:
             raise ConfigError(f"{path}: not a phylovi genotype model ({error})") from None
-        return cls(model, saved["task"], saved.get("settings"))
+        kind = GenotypeCorrector if saved["task"] == "eliminate" else GenotypeClassifier
+        return kind(model, saved["task"], saved.get("settings"))
+
+
+class GenotypeClassifier(GenotypeModel):
+    """A matrix classifier: the probability that the true phylogeny branches (``branching``)
+    or that the observed matrix has a conflict (``noise``)."""
 
     def predict(self, matrices, batch_size: int = 1024) -> np.ndarray:
         """Probabilities ``[N]`` for ``matrices``: an array ``[N, n, m]`` or a list of 2-D arrays
         of any sizes (0, 1 and 3 for missing)."""
-        if isinstance(matrices, np.ndarray) and matrices.ndim == 2:
-            matrices = matrices[None]
-        same_size = isinstance(matrices, np.ndarray) or len({np.shape(x) for x in matrices}) == 1
         out = []
         with torch.no_grad():
-            for start in range(0, len(matrices), batch_size):
-                chunk = matrices[start: start + batch_size]
-                if same_size:
-                    batch, mask = torch.from_numpy(np.array(chunk, dtype=np.int8)), None
-                else:
-                    batch, mask = pad([np.asarray(x, dtype=np.int8) for x in chunk])
+            for batch, mask, _ in _batches(matrices, batch_size):
                 out.append(torch.sigmoid(self.model(batch, mask)).numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
 
-def load_model(task_or_path: str) -> GenotypeClassifier:
-    """The model phylovi ships for ``task`` (``branching`` or ``noise``), or one saved at a path."""
+@dataclass
+class EliminatedNoise:
+    """One matrix after noise elimination.
+
+    Attributes:
+        matrix: ``[n, m]`` int8, conflict-free.
+        probabilities: ``[n, m]``, the network's probability that each true entry is 1.
+        repaired: True when the rounded probabilities still had conflicts and the matrix
+            was decoded onto a tree (:func:`phylovi.genotype.correct.tree_decode`) instead.
+    """
+
+    matrix: np.ndarray
+    probabilities: np.ndarray
+    repaired: bool
+
+
+class GenotypeCorrector(GenotypeModel):
+    """Noise elimination: the true matrix behind a noisy one, always conflict-free."""
+
+    def probabilities(self, matrices, batch_size: int = 256) -> list[np.ndarray]:
+        """Per-entry probabilities that the true value is 1, one ``[n, m]`` array per matrix."""
+        out = []
+        with torch.no_grad():
+            for batch, mask, sizes in _batches(matrices, batch_size):
+                p = torch.sigmoid(self.model(batch, mask)).numpy()
+                out.extend(p[k, : n, : m] for k, (n, m) in enumerate(sizes))
+        return out
+
+    def eliminate(self, matrices, batch_size: int = 256) -> list[EliminatedNoise]:
+        """The corrected matrix of each of ``matrices``, with how it was obtained."""
+        from phylovi.genotype.correct import tree_decode
+        from phylovi.genotype.perfect_phylogeny import is_perfect_phylogeny
+
+        results = []
+        for p in self.probabilities(matrices, batch_size):
+            rounded = (p > 0.5).astype(np.int8)
+            if is_perfect_phylogeny(rounded):
+                results.append(EliminatedNoise(rounded, p, repaired=False))
+            else:
+                clipped = np.clip(p, 1e-6, 1 - 1e-6)
+                decoded = tree_decode(np.log(clipped), np.log1p(-clipped)).matrix
+                results.append(EliminatedNoise(decoded, p, repaired=True))
+        return results
+
+    def predict(self, matrices, batch_size: int = 256):
+        """Corrected conflict-free 0/1 matrices: an array ``[N, n, m]`` for an array input,
+        else a list."""
+        corrected = [r.matrix for r in self.eliminate(matrices, batch_size)]
+        if isinstance(matrices, np.ndarray):
+            return np.stack(corrected) if matrices.ndim == 3 else corrected[0]
+        return corrected
+
+
+def load_model(task_or_path: str) -> GenotypeModel:
+    """The model phylovi ships for ``task`` (``branching``, ``noise`` or ``eliminate``), or one
+    saved at a path."""
     from pathlib import Path
 
     from phylovi.errors import ConfigError
 
     shipped = Path(__file__).parent / "models" / f"{task_or_path}.pt"
     if shipped.exists():
-        return GenotypeClassifier.load(shipped)
+        return GenotypeModel.load(shipped)
     if Path(task_or_path).exists():
-        return GenotypeClassifier.load(task_or_path)
+        return GenotypeModel.load(task_or_path)
     raise ConfigError(f"no shipped model for task {task_or_path!r} and no such file; shipped: "
                       + ", ".join(sorted(p.stem for p in (Path(__file__).parent / "models").glob("*.pt"))))

@@ -10,6 +10,9 @@ it will be used on. Labels are exact:
   conflict. Each batch holds as many conflicting as conflict-free noisy
   matrices, so the network must find conflicts, not merely noise (the
   paper's pairs were clean versus noisy; see ../shared/references/genotype.md).
+- ``eliminate``: every entry of the true matrix A, learnt per entry from A'
+  (half of each batch linear, as for ``branching``). Validation scores
+  entries: accuracy, AUC and calibration are per entry for this task.
 
 Checkpoints (``MODEL.checkpoint``) keep the model, the optimiser, the step,
 the validation curve and every random state, so a resumed run continues
@@ -26,10 +29,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from phylovi.genotype.nets import PairSetNet
+from phylovi.genotype.nets import ARCHITECTURES
 from phylovi.genotype.simulate import simulate
 
-TASKS = ("branching", "noise")
+TASKS = tuple(ARCHITECTURES)
 
 
 @dataclass
@@ -74,9 +77,12 @@ class TrainSettings:
 
 def labelled_batch(task: str, size: int, n_cells: int, n_mutations: int, alpha: float, beta: float,
                    missing: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``size`` observed matrices ``[size, n, m]`` and their 0/1 labels for ``task``."""
-    if task == "branching":
+    """``size`` observed matrices ``[size, n, m]`` and their 0/1 labels for ``task``:
+    ``[size]``, or ``[size, n, m]`` (the true matrices) for ``eliminate``."""
+    if task in ("branching", "eliminate"):
         batch = simulate(size, n_cells, n_mutations, alpha, beta, missing, 0.5, rng)
+        if task == "eliminate":
+            return batch.observed, batch.true.astype(np.float32)
         return batch.observed, (~batch.linear).astype(np.float32)
     # noise: balance conflicting and conflict-free noisy matrices as far as the rates allow.
     pools = {True: [], False: []}
@@ -112,14 +118,15 @@ def _draw(settings: TrainSettings, rng: np.random.Generator):
 
 
 def evaluate(model: torch.nn.Module, batches, device) -> dict:
-    """Loss, accuracy, AUC and expected calibration error of ``model`` on labelled batches."""
+    """Loss, accuracy, AUC and expected calibration error of ``model`` on labelled batches
+    (per entry when the labels are matrices)."""
     model.eval()
     probabilities, labels = [], []
     with torch.no_grad():
         for observed, y in batches:
             logits = model(torch.as_tensor(observed, device=device))
-            probabilities.append(torch.sigmoid(logits).cpu().numpy())
-            labels.append(y)
+            probabilities.append(torch.sigmoid(logits).cpu().numpy().ravel())
+            labels.append(np.ravel(y))
     model.train()
     p, y = np.concatenate(probabilities), np.concatenate(labels)
     eps = 1e-7
@@ -168,7 +175,7 @@ def train(settings: TrainSettings, output: str | os.PathLike, device: str | None
     checkpoint_path = output + ".checkpoint"
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    model = PairSetNet(settings.width).to(device)
+    model = ARCHITECTURES[settings.task](settings.width).to(device)
     optimizer = torch.optim.Adam(model.parameters(), settings.learning_rate)
     curve, step, elapsed = [], 0, 0.0
     if resume and os.path.exists(checkpoint_path):

@@ -61,3 +61,40 @@ def test_evaluate_scores_a_model(tmp_path, capsys):
     record = json.loads(capsys.readouterr().out)
     assert record["matrices"] == 300 and abs(record["positive_fraction"] - 0.5) < 0.1
     assert 0 <= record["accuracy"] <= 1 and 0 <= record["calibration_error"] <= 1
+
+
+def test_eliminate_writes_a_conflict_free_matrix_and_its_tree(tmp_path, capsys):
+    import dendropy
+
+    model = tmp_path / "e.pt"
+    assert main(["genotype", "train", "--task", "eliminate", "--cells", "6", "--mutations", "5",
+                 "--steps", "3", "--batch-size", "8", "--width", "8", "-q", "-o", str(model)]) == 0
+    assert main(["genotype", "simulate", "-n", "2", "--cells", "8", "--mutations", "6",
+                 "--beta", "0.3", "--missing", "0.2", "-o", str(tmp_path / "s")]) == 0
+    inputs = [str(tmp_path / f"s_observed_{k}.tsv") for k in (1, 2)]
+    code = main(["genotype", "predict", *inputs, "--task", "eliminate", "--model", str(model)])
+    err = capsys.readouterr().err
+    assert code == 2 and "-o" in err and err.count("\n") == 1
+    assert main(["genotype", "predict", *inputs, "--task", "eliminate", "--model", str(model),
+                 "-o", str(tmp_path / "out"), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["predictions"]
+    assert len(rows) == 2
+    for row in rows:
+        assert main(["genotype", "check", row["corrected"], "--json"]) == 0
+        checked = json.loads(capsys.readouterr().out)
+        assert checked["perfect_phylogeny"] and checked["missing"] == 0
+        assert checked["shape"] == row["shape"]
+        tree = dendropy.Tree.get(path=row["tree"], schema="newick")
+        assert len(tree.leaf_nodes()) >= 1
+
+
+def test_evaluate_reports_the_classical_baseline(tmp_path, capsys):
+    model = tmp_path / "m.pt"
+    assert main(["genotype", "train", "--task", "branching", "--cells", "6", "--mutations", "6",
+                 "--steps", "2", "--batch-size", "8", "--width", "8", "-q", "-o", str(model)]) == 0
+    assert main(["genotype", "evaluate", "--task", "branching", "--model", str(model), "-n", "40",
+                 "--baseline-number", "20", "--cells", "6", "--mutations", "6", "--beta", "0",
+                 "--alpha", "0", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    # Without noise the most likely correction is the true matrix, so its shape is always right.
+    assert record["baseline_matrices"] == 20 and record["baseline_accuracy"] == 1.0

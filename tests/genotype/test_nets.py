@@ -1,11 +1,11 @@
-"""The default network's symmetries: any size, cell and mutation order, padding, missing entries."""
+"""The default networks' symmetries: any size, cell and mutation order, padding, missing entries."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from phylovi.genotype.nets import PairSetNet, pad, pair_features
+from phylovi.genotype.nets import EntrySetNet, PairSetNet, pad, pair_features
 from phylovi.genotype.simulate import simulate
 
 
@@ -45,3 +45,27 @@ def test_padding_does_not_change_the_answer():
         together = model(batch, mask)
         alone = torch.cat([model(torch.as_tensor(small)), model(torch.as_tensor(large))])
     assert torch.allclose(together, alone, atol=1e-10)
+
+
+def test_entry_network_permutes_with_cells_and_mutations():
+    torch.manual_seed(0)
+    model = EntrySetNet(width=16).double()
+    x = torch.as_tensor(simulate(8, 9, 6, alpha=0.01, beta=0.1, missing=0.1, seed=2).observed)
+    rows, columns = torch.randperm(9), torch.randperm(6)
+    with torch.no_grad():
+        permuted_after = model(x)[:, rows][:, :, columns]
+        permuted_before = model(x[:, rows][:, :, columns])
+    assert permuted_before.shape == (8, 9, 6)
+    assert torch.allclose(permuted_after, permuted_before, atol=1e-10)
+
+
+def test_entry_network_ignores_padding():
+    torch.manual_seed(0)
+    model = EntrySetNet(width=16).double()
+    small = simulate(2, 5, 4, beta=0.1, missing=0.1, seed=3).observed
+    large = simulate(2, 12, 9, beta=0.1, seed=4).observed
+    batch, mask = pad(list(small) + list(large))
+    with torch.no_grad():
+        together = model(batch, mask)
+        assert torch.allclose(together[:2, :5, :4], model(torch.as_tensor(small)), atol=1e-10)
+        assert torch.allclose(together[2:], model(torch.as_tensor(large)), atol=1e-10)

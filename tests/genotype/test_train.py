@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from phylovi.errors import ConfigError
-from phylovi.genotype.nets import GenotypeClassifier
-from phylovi.genotype.perfect_phylogeny import batch_is_conflict_free
+from phylovi.genotype.nets import GenotypeClassifier, GenotypeCorrector, GenotypeModel
+from phylovi.genotype.perfect_phylogeny import batch_is_conflict_free, is_perfect_phylogeny
+from phylovi.genotype.simulate import simulate
 from phylovi.genotype.train import TrainSettings, auc, calibration_error, labelled_batch, train
 
 TINY = dict(cells=(4, 8), mutations=(4, 6), steps=6, batch_size=16, validate_every=3,
@@ -57,3 +58,34 @@ def test_predict_takes_matrices_of_different_sizes(tmp_path):
 def test_bad_settings_are_rejected(change, fragment, tmp_path):
     with pytest.raises(ConfigError, match=fragment):
         train(TrainSettings(**{**TINY, **change}), tmp_path / "x.pt", progress=False)
+
+
+class _Echo(torch.nn.Module):
+    """Logits that round back to the observed matrix, conflicts and all."""
+
+    def forward(self, matrices, mask=None):
+        return torch.where(matrices == 1, 2.0, -2.0)
+
+
+def test_elimination_repairs_only_conflicting_outputs():
+    observed = list(np.random.default_rng(3).integers(0, 2, (20, 6, 5)))
+    observed += list(simulate(20, 6, 5, seed=3).true)                  # conflict-free
+    observed.append(np.random.default_rng(4).integers(0, 2, (11, 8)))   # another size
+    results = GenotypeCorrector(_Echo(), "eliminate").eliminate(observed)
+    assert any(r.repaired for r in results) and not all(r.repaired for r in results)
+    for x, result in zip(observed, results):
+        assert result.matrix.shape == x.shape and is_perfect_phylogeny(result.matrix)
+        assert result.repaired == (not is_perfect_phylogeny(x))
+        if not result.repaired:
+            assert np.array_equal(result.matrix, x)
+
+
+def test_trained_eliminator_loads_and_predicts(tmp_path):
+    train(TrainSettings(**{**TINY, "task": "eliminate"}), tmp_path / "e.pt", device="cpu",
+          progress=False)
+    model = GenotypeModel.load(tmp_path / "e.pt")
+    assert isinstance(model, GenotypeCorrector)
+    observed = np.random.default_rng(3).integers(0, 2, (3, 6, 5))
+    corrected = model.predict(observed)
+    assert corrected.shape == (3, 6, 5)
+    assert all(is_perfect_phylogeny(x) for x in corrected)
