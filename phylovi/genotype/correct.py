@@ -32,7 +32,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phylovi.genotype.matrix import MISSING
 
 
 def entry_log_likelihoods(observed: np.ndarray, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
