@@ -158,6 +158,44 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Te
     return (values * weights).sum(dim) / weights.sum(dim).clamp(min=1)
 
 
+class PaperBranchingMLP(nn.Module):
+    """Sadeqi Azer et al.'s branching classifier for one fixed ``n x m``: the flattened matrix,
+    Dense(100, tanh), Dropout(0.9) (Keras' rate: 90% dropped), then the class logit (their
+    two-way softmax is a sigmoid of one logit). Missing entries count as 0."""
+
+    def __init__(self, n_cells: int, n_mutations: int):
+        super().__init__()
+        self.shape = (n_cells, n_mutations)
+        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(n_cells * n_mutations, 100), nn.Tanh(),
+                                    nn.Dropout(0.9), nn.Linear(100, 1))
+
+    def forward(self, matrices: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.layers((matrices == 1).to(self.layers[1].weight.dtype)).squeeze(-1)
+
+
+class PaperNoiseMLP(nn.Module):
+    """Sadeqi Azer et al.'s three-gametes classifier for one fixed ``n x m``: columns sorted
+    as binary numbers (largest first, as their data were), flattened, then
+    [Dense(100, sigmoid), Dropout(0.2)] x 2 and the logit. Missing entries count as 0."""
+
+    def __init__(self, n_cells: int, n_mutations: int):
+        super().__init__()
+        self.shape = (n_cells, n_mutations)
+        size = n_cells * n_mutations
+        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(size, 100), nn.Sigmoid(), nn.Dropout(0.2),
+                                    nn.Linear(100, 100), nn.Sigmoid(), nn.Dropout(0.2),
+                                    nn.Linear(100, 1))
+
+    def forward(self, matrices: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = (matrices == 1).to(self.layers[1].weight.dtype)
+        # Column keys as binary numbers, first cell most significant (exact for n <= 50 in float64).
+        weights = 2.0 ** -torch.arange(x.shape[1], dtype=torch.float64, device=x.device)
+        keys = (x.to(torch.float64) * weights[:, None]).sum(1)
+        order = keys.argsort(dim=1, descending=True, stable=True)
+        x = x.gather(2, order[:, None, :].expand_as(x))
+        return self.layers(x).squeeze(-1)
+
+
 ARCHITECTURES = {"branching": PairSetNet, "noise": PairSetNet, "eliminate": EntrySetNet}
 
 

@@ -224,6 +224,30 @@ def train(settings: TrainSettings, output: str | os.PathLike, device: str | None
     return curve[-1]
 
 
+def fit(model: torch.nn.Module, observed: np.ndarray, labels: np.ndarray, epochs: int,
+        batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0,
+        device: str | None = None) -> torch.nn.Module:
+    """Fit ``model`` to a fixed labelled set by binary cross-entropy and Adam, in shuffled
+    mini-batches, as the paper trained its fixed-size networks (Keras' default batch of 32)."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)   # dropout masks
+        model.to(device).train()
+        optimizer = torch.optim.Adam(model.parameters(), learning_rate)
+        x = torch.as_tensor(observed, device=device)
+        y = torch.as_tensor(labels, dtype=torch.float32, device=device)
+        for _ in range(epochs):
+            order = torch.randperm(len(x), generator=generator).to(device)
+            for start in range(0, len(x), batch_size):
+                chosen = order[start: start + batch_size]
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x[chosen]), y[chosen])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    return model.eval()
+
+
 def _write_curve(curve: list[dict], output: str) -> None:
     from phylovi.io.atomic import write as atomic_write
 
