@@ -77,9 +77,10 @@ def accuracy_table(n: int) -> None:
 
 def speed_table() -> None:
     print("\n| size | batch | simulation (matrices/s) | exact three-gametes test (matrices/s) | "
-          "branching network (matrices/s) | noise network (matrices/s) |")
-    print("|---|---|---|---|---|---|")
-    models = {task: load_model(task) for task in ("branching", "noise")}
+          "branching network (matrices/s) | noise network (matrices/s) | "
+          "eliminate network, with repair (matrices/s) |")
+    print("|---|---|---|---|---|---|---|")
+    models = {task: load_model(task) for task in ("branching", "noise", "eliminate")}
     for (cells, mutations), batch in (((10, 10), 10000), ((100, 50), 1000)):
         simulated = simulate(batch, cells, mutations, 0.002, 0.1, seed=1)
         observed = simulated.observed
@@ -87,17 +88,55 @@ def speed_table() -> None:
         exact = median_seconds(lambda: batch_is_conflict_free(np.where(observed == 1, 1, 0)))
         rates = [batch / median_seconds(lambda m=m: m.predict(observed)) for m in models.values()]
         print(f"| {cells} x {mutations} | {batch} | {batch / sim:.0f} | {batch / exact:.0f} | "
-              f"{rates[0]:.0f} | {rates[1]:.0f} |")
+              f"{rates[0]:.0f} | {rates[1]:.0f} | {rates[2]:.0f} |")
+
+
+def training_table(steps: int = 60) -> None:
+    """Seconds per training step at each shipped model's own settings, and the time that gives
+    for its 2,000 steps (validation, every 100 steps on 2,000 matrices, included)."""
+    import tempfile
+    from dataclasses import fields
+
+    from phylovi.genotype.train import TrainSettings, train
+
+    print("\n| task | ranges (cells, mutations) | seconds per step | validation seconds "
+          "| projected time for the shipped 2,000 steps (min) |")
+    print("|---|---|---|---|---|")
+    for task in ("branching", "noise", "eliminate"):
+        saved = load_model(task).settings
+        settings = TrainSettings(**{f.name: saved[f.name] for f in fields(TrainSettings)
+                                    if f.name in saved})
+        with tempfile.TemporaryDirectory() as folder:
+            settings.steps, settings.validate_every = steps, steps
+            started = time.perf_counter()
+            train(settings, f"{folder}/m.pt", device="cpu", progress=False)
+            total = time.perf_counter() - started
+            settings.steps = settings.validate_every = 1
+            started = time.perf_counter()
+            train(settings, f"{folder}/v.pt", device="cpu", progress=False)
+            one = time.perf_counter() - started
+        per_step = (total - one) / (steps - 1)
+        validation = max(one - per_step, 0.0)
+        projected = (2000 * per_step + 20 * validation) / 60
+        print(f"| {task} | {tuple(saved['cells'])}, {tuple(saved['mutations'])} | {per_step:.3f} "
+              f"| {validation:.1f} | {projected:.1f} |", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000, help="matrices per accuracy cell")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tables", default="accuracy,speed,training",
+                        help="comma-separated: accuracy, speed, training")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    accuracy_table(args.n)
-    speed_table()
+    tables = args.tables.split(",")
+    if "accuracy" in tables:
+        accuracy_table(args.n)
+    if "speed" in tables:
+        speed_table()
+    if "training" in tables:
+        training_table()
 
 
 if __name__ == "__main__":

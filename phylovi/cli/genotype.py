@@ -288,9 +288,11 @@ def _add_evaluate(commands) -> None:
                      "calibration error and time per matrix; for eliminate, the per-entry "
                      "error, the fraction already conflict-free before repair and the fraction "
                      "recovered exactly. Beside it, the classical baseline on the first "
-                     "--baseline-number matrices: the most likely conflict-free correction "
-                     "(exact integer program, under the true rates) for branching and "
-                     "eliminate, the exact three-gametes test for noise."),
+                     "--baseline-number matrices, under the true rates: for branching, a "
+                     "likelihood-ratio test of the most likely conflict-free against the most "
+                     "likely linear matrix (exact integer programs, branching above 5 nats); "
+                     "for eliminate, the most likely conflict-free matrix; for noise, the "
+                     "exact three-gametes test."),
         formatter_class=HelpFormatter)
     parser.add_argument("--task", choices=("branching", "noise", "eliminate"), required=True,
                         help=TASKS_HELP)

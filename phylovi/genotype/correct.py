@@ -16,6 +16,12 @@ the PhISCS objective. Two ways to find it:
   the most likely *linear* matrix (the LPPF problem Phyolin solves).
   The program has ``3 n m (m-1) / 2`` constraints, so it is for small and
   medium matrices; a time limit returns the best matrix found so far.
+- :func:`likelihood_ratio_branching`: the classical branching call, from the
+  two programs above: branching when the most likely conflict-free matrix
+  beats the most likely linear one by more than a threshold. (The shape of
+  the most likely matrix alone overfits noise: it called 69-83% of 10 x 10
+  matrices branching where 56% were, and was 74-88% accurate, against 96-99%
+  for a threshold of 5 nats.)
 - :func:`tree_decode`: a fast greedy heuristic for any size, on any
   per-entry log-probabilities (the noise model's, or a network's). It grows
   the mutation tree one mutation at a time, largest expected column first,
@@ -53,13 +59,14 @@ class Correction:
     """A conflict-free matrix fitted to a noisy one.
 
     Attributes:
-        matrix: ``[n, m]`` int8, the conflict-free (or, if ``linear``, nested) matrix.
-        log_likelihood: its objective, the summed per-entry log-likelihoods.
+        matrix: ``[n, m]`` int8, the conflict-free (or, if ``linear``, nested) matrix; None
+            when there is none (zero error rates fix every entry, and they conflict).
+        log_likelihood: its objective, the summed per-entry log-likelihoods (``-inf`` if none).
         optimal: True when proven the most likely (False after a time limit, or for the heuristic).
         seconds: wall time.
     """
 
-    matrix: np.ndarray
+    matrix: np.ndarray | None
     log_likelihood: float
     optimal: bool
     seconds: float
@@ -141,11 +148,42 @@ def most_likely_under(log_one: np.ndarray, log_zero: np.ndarray, linear: bool = 
     constraints = [LinearConstraint(matrix, -np.inf, upper)] if k else []
     result = milp(np.concatenate([cost_x, np.zeros(3 * n_pairs)]), integrality=np.ones(n_x + 3 * n_pairs),
                   bounds=Bounds(lower_bound, upper_bound), constraints=constraints, options=options)
+    if result.status == 2:   # infeasible: zero error rates fix every entry, and they conflict
+        return Correction(None, -math.inf, optimal=True, seconds=time.perf_counter() - started)
     if result.x is None:
         raise RuntimeError(f"the integer program found no solution ({result.message})")
     corrected = np.round(result.x[:n_x]).astype(np.int8).reshape(n, m)
     return Correction(corrected, score(corrected, log_one, log_zero), optimal=result.status == 0,
                       seconds=time.perf_counter() - started)
+
+
+@dataclass
+class BranchingCall:
+    """A classical linear-or-branching call on a noisy matrix.
+
+    Attributes:
+        branching: the call.
+        log_likelihood_gap: best conflict-free minus best linear log-likelihood (>= 0).
+        optimal: both programs were solved to optimality.
+        seconds: wall time of both.
+    """
+
+    branching: bool
+    log_likelihood_gap: float
+    optimal: bool
+    seconds: float
+
+
+def likelihood_ratio_branching(observed: np.ndarray, alpha: float, beta: float,
+                               threshold: float = 5.0,
+                               time_limit: float | None = None) -> BranchingCall:
+    """Branching when the most likely conflict-free matrix explains ``observed`` better than the
+    most likely linear one by more than ``threshold`` nats (exact integer programs for both)."""
+    best = most_likely_correction(observed, alpha, beta, time_limit=time_limit)
+    linear = most_likely_correction(observed, alpha, beta, linear=True, time_limit=time_limit)
+    gap = best.log_likelihood - linear.log_likelihood
+    return BranchingCall(gap > threshold, gap, best.optimal and linear.optimal,
+                         best.seconds + linear.seconds)
 
 
 def tree_decode(log_one: np.ndarray, log_zero: np.ndarray) -> Correction:

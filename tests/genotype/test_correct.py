@@ -87,3 +87,27 @@ def test_greedy_decoding_is_conflict_free_on_arbitrary_scores():
         n, m = rng.integers(2, 30, 2)
         log_one, log_zero = rng.normal(size=(2, n, m))
         assert _laminar(tree_decode(log_one, log_zero).matrix)
+
+
+def test_likelihood_ratio_call_follows_the_exhaustive_gap(every_3x4):
+    from phylovi.genotype.correct import likelihood_ratio_branching
+
+    matrices, laminar, chain = every_3x4
+    for seed in range(6):
+        observed = np.random.default_rng(seed).integers(0, 2, (3, 4)).astype(np.int8)
+        log_one, log_zero = entry_log_likelihoods(observed, 0.05, 0.2)
+        scores = np.where(matrices == 1, log_one, log_zero).sum((1, 2))
+        gap = scores[laminar].max() - scores[chain].max()
+        for threshold in (0.0, 1.0, 5.0):
+            call = likelihood_ratio_branching(observed, 0.05, 0.2, threshold)
+            assert call.log_likelihood_gap == pytest.approx(gap, abs=1e-9)
+            assert call.branching == (gap > threshold + 1e-9) or abs(gap - threshold) < 1e-9
+
+
+def test_without_errors_a_branching_matrix_has_no_linear_fit():
+    from phylovi.genotype.correct import likelihood_ratio_branching
+
+    branching = np.array([[1, 0], [0, 1], [0, 0]], dtype=np.int8)
+    assert most_likely_correction(branching, 0.0, 0.0, linear=True).matrix is None
+    call = likelihood_ratio_branching(branching, 0.0, 0.0)
+    assert call.branching and call.log_likelihood_gap == np.inf
