@@ -43,11 +43,11 @@ def median_seconds(function, repeats: int = 3) -> float:
 BASELINE_MATRICES = {(10, 10): 200, (25, 20): 50, (50, 30): 20, (100, 50): 5}
 
 
-def accuracy_table(n: int) -> None:
+def accuracy_table(n: int, tasks: list[str]) -> None:
     print("| task | cells x mutations | alpha | beta | missing | network | AUC | calibration error "
           "| network µs/matrix | baseline (matrices) | network on the same | baseline ms/matrix |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for task in ("branching", "noise", "eliminate"):
+    for task in tasks:
         model = load_model(task)
         for cells, mutations in SIZES:
             for alpha, beta, missing in NOISE:
@@ -126,13 +126,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000, help="matrices per accuracy cell")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tasks", default="branching,noise,eliminate",
+                        help="comma-separated tasks for the accuracy table")
     parser.add_argument("--tables", default="accuracy,speed,training",
                         help="comma-separated: accuracy, speed, training")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tables = args.tables.split(",")
     if "accuracy" in tables:
-        accuracy_table(args.n)
+        accuracy_table(args.n, args.tasks.split(","))
     if "speed" in tables:
         speed_table()
     if "training" in tables:

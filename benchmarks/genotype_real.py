@@ -44,7 +44,7 @@ def main() -> None:
         matrix = GenotypeMatrix.read(DATA / f"{name}.tsv")
         x = matrix.values
         p = float(branching.predict(x)[0])
-        eliminated = eliminator.eliminate([x])[0]
+        eliminated = eliminator.eliminate([x], alpha, beta)[0]
         shape = "linear" if is_linear(eliminated.matrix) else "branching"
         best = most_likely_correction(x, alpha, beta, time_limit=120)
         linear = most_likely_correction(x, alpha, beta, linear=True, time_limit=120)

@@ -6,6 +6,7 @@ import json
 import sys
 
 from phylovi.cli._common import HelpFormatter, add_common
+from phylovi.genotype.correct import DEFAULT_ALPHA, DEFAULT_BETA
 
 MATRIX_HELP = ("genotype matrix, TSV or CSV: a header (corner label, then mutation names), then "
                "one row per cell (name, then 0, 1, or 3/NA/?/empty for missing)")
@@ -208,6 +209,10 @@ def _add_predict(commands) -> None:
     parser.add_argument("--model", default=None, help="a model file from `phylovi genotype train`")
     parser.add_argument("-o", "--output", default=None, metavar="PREFIX",
                         help="output prefix for --task eliminate (required there)")
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                        help="false-positive rate of the data, for --task eliminate")
+    parser.add_argument("--beta", type=float, default=DEFAULT_BETA,
+                        help="false-negative (dropout) rate of the data, for --task eliminate")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(run=run_predict)
 
@@ -228,6 +233,9 @@ def run_predict(args) -> int:
 
     if args.task == "eliminate" and args.output is None:
         raise ConfigError("--task eliminate writes matrices: give an output prefix with -o")
+    for name in ("alpha", "beta"):
+        if not 0 <= getattr(args, name) < 1:
+            raise ConfigError(f"--{name} must be in [0, 1), got {getattr(args, name)}")
     model = _load_for(args.task, args.model)
     matrices = [GenotypeMatrix.read(path, mutations_as_rows=args.mutations_as_rows)
                 for path in args.matrices]
@@ -253,7 +261,7 @@ def _write_eliminated(args, model, matrices) -> int:
     from phylovi.genotype import GenotypeMatrix, conflicting_pairs, is_linear, perfect_phylogeny_tree
     from phylovi.io.atomic import write
 
-    results = model.eliminate([m.values for m in matrices])
+    results = model.eliminate([m.values for m in matrices], args.alpha, args.beta)
     rows = []
     for path, matrix, result in zip(args.matrices, matrices, results):
         prefix = args.output if len(matrices) == 1 else f"{args.output}_{Path(path).stem}"

@@ -39,6 +39,10 @@ from dataclasses import dataclass
 import numpy as np
 
 
+DEFAULT_ALPHA, DEFAULT_BETA = 0.001, 0.1
+"""Error rates assumed where a user gives none: typical of single-cell DNA calls."""
+
+
 
 def entry_log_likelihoods(observed: np.ndarray, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
     """``log P(A'_ij | X_ij = 1)`` and ``log P(A'_ij | X_ij = 0)``, each ``[n, m]`` (0 where missing).

@@ -74,7 +74,7 @@ def evaluate_model(model, n_cells: int, n_mutations: int, alpha: float, beta: fl
 def _score_elimination(model, batch, alpha: float, beta: float, n_baseline: int,
                        time_limit: float) -> dict:
     started = time.perf_counter()
-    results = model.eliminate(batch.observed)
+    results = model.eliminate(batch.observed, alpha, beta)
     seconds = time.perf_counter() - started
     corrected = np.stack([r.matrix for r in results])
     as_observed = np.where(batch.observed == 1, 1, 0)

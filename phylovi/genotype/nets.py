@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from phylovi.genotype.correct import DEFAULT_ALPHA, DEFAULT_BETA
 from phylovi.genotype.matrix import MISSING
 
 N_PAIR_FEATURES = 9
@@ -94,8 +95,11 @@ class PairSetNet(nn.Module):
         self.psi = _mlp([2 * width, width, width])
         self.head = _mlp([2 * width, width, 1])
 
-    def forward(self, matrices: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits ``[B]`` for matrices ``[B, n, m]`` (0, 1, 3 = missing)."""
+    def forward(self, matrices: torch.Tensor, mask: torch.Tensor | None = None,
+                rates: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``[B]`` for matrices ``[B, n, m]`` (0, 1, 3 = missing); ``rates`` is not used
+        (the classifiers learn the noise level from the matrix), only accepted like
+        :class:`EntrySetNet`'s."""
         features, real = pair_features(matrices, mask, self.head[0].weight.dtype)
         pair_mask = real[:, :, None] & real[:, None, :]
         pair_mask = pair_mask & ~torch.eye(real.shape[1], dtype=torch.bool, device=real.device)
@@ -108,7 +112,11 @@ class EntrySetNet(nn.Module):
     """Per-entry logits that the true value is 1 (noise elimination), for any ``n x m``.
 
     Equivariant to permutations of cells and of mutations; missing entries are an input
-    value of their own, and padding (``mask`` False) is ignored.
+    value of their own, and padding (``mask`` False) is ignored. It is told the error
+    rates: each entry's log-likelihood ratio log P(A'_ij | 1) / P(A'_ij | 0) under them
+    is an input and the base of its logit, to which the network adds what the rest of the
+    matrix says (a prior from the context), so the rates weigh what is observed as in Bayes'
+    rule, and a matrix with little noise is left nearly as it is.
 
     Args:
         width: hidden width.
@@ -121,13 +129,17 @@ class EntrySetNet(nn.Module):
         self.phi = _mlp([N_PAIR_FEATURES, width, width])
         self.message = nn.Linear(width, 2 * width)     # one message per value (0, 1) at q
         self.column = _mlp([2 * width, width])
-        self.embed = _mlp([3 + 3 * width, width, width])
+        self.embed = _mlp([6 + 3 * width, width, width])
         self.mix = nn.ModuleList(_mlp([3 * width, width, width]) for _ in range(n_layers))
         self.head = _mlp([width, width, 1])
 
-    def forward(self, matrices: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits ``[B, n, m]`` for matrices ``[B, n, m]`` (0, 1, 3 = missing)."""
+    def forward(self, matrices: torch.Tensor, mask: torch.Tensor | None = None,
+                rates: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``[B, n, m]`` for matrices ``[B, n, m]`` (0, 1, 3 = missing) observed with
+        error rates ``rates`` ``[B, 2]`` (false-positive alpha, false-negative beta)."""
         dtype = self.head[0].weight.dtype
+        if rates is None:
+            raise ValueError("noise elimination needs the error rates [B, 2] (alpha, beta)")
         if mask is None:
             mask = torch.ones_like(matrices, dtype=torch.bool)
         features, real = pair_features(matrices, mask, dtype)
@@ -142,7 +154,14 @@ class EntrySetNet(nn.Module):
         n_others = (real.sum(1) - 1).clamp(min=1).to(dtype)[:, None, None, None]
         messages = (torch.einsum("bnq,bpqw->bnpw", is_one, one_message)
                     + torch.einsum("bnq,bpqw->bnpw", is_zero, zero_message)) / n_others
-        value = torch.stack([is_zero, is_one, (mask & ~observed).to(dtype)], -1)
+        log_rates = torch.as_tensor(rates, dtype=dtype, device=matrices.device).clamp(1e-6, 0.5).log()
+        log_alpha, log_beta = log_rates[:, 0, None, None], log_rates[:, 1, None, None]
+        # log P(A' | 1) - log P(A' | 0): an observed 1 speaks for 1, an observed 0 for 0.
+        evidence = (is_one * (torch.log1p(-log_alpha.exp()) - log_alpha)
+                    + is_zero * (log_beta - torch.log1p(-log_beta.exp())))
+        value = torch.stack([is_zero, is_one, (mask & ~observed).to(dtype), evidence / 10,
+                             (log_alpha / 10).expand_as(evidence),
+                             (log_beta / 10).expand_as(evidence)], -1)
         row = _masked_mean(messages, mask, 2).unsqueeze(2).expand_as(messages)
         hidden = self.embed(torch.cat([value, messages, row,
                                        column.unsqueeze(1).expand_as(messages)], -1))
@@ -150,7 +169,7 @@ class EntrySetNet(nn.Module):
             rows = _masked_mean(hidden, mask, 2).unsqueeze(2).expand_as(hidden)
             columns = _masked_mean(hidden, mask, 1).unsqueeze(1).expand_as(hidden)
             hidden = hidden + layer(torch.cat([hidden, rows, columns], -1))
-        return self.head(hidden).squeeze(-1)
+        return evidence + self.head(hidden).squeeze(-1)
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
@@ -288,22 +307,27 @@ class EliminatedNoise:
 class GenotypeCorrector(GenotypeModel):
     """Noise elimination: the true matrix behind a noisy one, always conflict-free."""
 
-    def probabilities(self, matrices, batch_size: int = 256) -> list[np.ndarray]:
-        """Per-entry probabilities that the true value is 1, one ``[n, m]`` array per matrix."""
+    def probabilities(self, matrices, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA,
+                      batch_size: int = 256) -> list[np.ndarray]:
+        """Per-entry probabilities that the true value is 1, one ``[n, m]`` array per matrix,
+        for matrices observed with false-positive rate ``alpha`` and false-negative rate ``beta``."""
         out = []
         with torch.no_grad():
             for batch, mask, sizes in _batches(matrices, batch_size):
-                p = torch.sigmoid(self.model(batch, mask)).numpy()
+                rates = torch.tensor([[alpha, beta]]).expand(len(batch), 2)
+                p = torch.sigmoid(self.model(batch, mask, rates)).numpy()
                 out.extend(p[k, : n, : m] for k, (n, m) in enumerate(sizes))
         return out
 
-    def eliminate(self, matrices, batch_size: int = 256) -> list[EliminatedNoise]:
-        """The corrected matrix of each of ``matrices``, with how it was obtained."""
+    def eliminate(self, matrices, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA,
+                  batch_size: int = 256) -> list[EliminatedNoise]:
+        """The corrected matrix of each of ``matrices`` (observed with error rates ``alpha`` and
+        ``beta``), with how it was obtained."""
         from phylovi.genotype.correct import tree_decode
         from phylovi.genotype.perfect_phylogeny import is_perfect_phylogeny
 
         results = []
-        for p in self.probabilities(matrices, batch_size):
+        for p in self.probabilities(matrices, alpha, beta, batch_size):
             rounded = (p > 0.5).astype(np.int8)
             if is_perfect_phylogeny(rounded):
                 results.append(EliminatedNoise(rounded, p, repaired=False))
@@ -313,10 +337,11 @@ class GenotypeCorrector(GenotypeModel):
                 results.append(EliminatedNoise(decoded, p, repaired=True))
         return results
 
-    def predict(self, matrices, batch_size: int = 256):
+    def predict(self, matrices, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA,
+                batch_size: int = 256):
         """Corrected conflict-free 0/1 matrices: an array ``[N, n, m]`` for an array input,
-        else a list."""
-        corrected = [r.matrix for r in self.eliminate(matrices, batch_size)]
+        else a list. Give the data's error rates where known (e.g. SCITE's estimates)."""
+        corrected = [r.matrix for r in self.eliminate(matrices, alpha, beta, batch_size)]
         if isinstance(matrices, np.ndarray):
             return np.stack(corrected) if matrices.ndim == 3 else corrected[0]
         return corrected

@@ -100,14 +100,21 @@ def labelled_batch(task: str, size: int, n_cells: int, n_mutations: int, alpha: 
     return observed[order], labels[order]
 
 
-def validation_set(settings: TrainSettings) -> list[tuple[np.ndarray, np.ndarray]]:
-    """A fixed validation set (its own seed) spread over the training ranges, in batches of one size."""
+def validation_set(settings: TrainSettings) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A fixed validation set (its own seed) spread over the training ranges, in batches of one
+    size: ``(observed, labels, rates [2])`` each."""
     rng = np.random.default_rng([settings.seed, 1])
     batches = []
     per_batch = 250
     for _ in range(max(1, settings.n_validation // per_batch)):
-        batches.append(labelled_batch(settings.task, per_batch, *_draw(settings, rng), rng))
+        n, m, alpha, beta, missing = _draw(settings, rng)
+        observed, labels = labelled_batch(settings.task, per_batch, n, m, alpha, beta, missing, rng)
+        batches.append((observed, labels, np.array([alpha, beta])))
     return batches
+
+
+def _rates(rates, size: int, device) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(rates), dtype=torch.float32, device=device).expand(size, 2)
 
 
 def _draw(settings: TrainSettings, rng: np.random.Generator):
@@ -123,8 +130,9 @@ def evaluate(model: torch.nn.Module, batches, device) -> dict:
     model.eval()
     probabilities, labels = [], []
     with torch.no_grad():
-        for observed, y in batches:
-            logits = model(torch.as_tensor(observed, device=device))
+        for observed, y, rates in batches:
+            logits = model(torch.as_tensor(observed, device=device), None,
+                           _rates(rates, len(observed), device))
             probabilities.append(torch.sigmoid(logits).cpu().numpy().ravel())
             labels.append(np.ravel(y))
     model.train()
@@ -194,9 +202,11 @@ def train(settings: TrainSettings, output: str | os.PathLike, device: str | None
     started = time.perf_counter() - elapsed
     bar = _progress(settings.steps, step, progress)
     while step < settings.steps:
-        observed, labels = labelled_batch(settings.task, settings.batch_size,
-                                          *_draw(settings, rng), rng)
-        logits = model(torch.as_tensor(observed, device=device))
+        n, m, alpha, beta, missing = _draw(settings, rng)
+        observed, labels = labelled_batch(settings.task, settings.batch_size, n, m, alpha, beta,
+                                          missing, rng)
+        logits = model(torch.as_tensor(observed, device=device), None,
+                       _rates([alpha, beta], len(observed), device))
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
             logits, torch.as_tensor(labels, device=device))
         optimizer.zero_grad()

@@ -53,8 +53,9 @@ def test_entry_network_permutes_with_cells_and_mutations():
     x = torch.as_tensor(simulate(8, 9, 6, alpha=0.01, beta=0.1, missing=0.1, seed=2).observed)
     rows, columns = torch.randperm(9), torch.randperm(6)
     with torch.no_grad():
-        permuted_after = model(x)[:, rows][:, :, columns]
-        permuted_before = model(x[:, rows][:, :, columns])
+        rates = torch.tensor([[0.01, 0.1]]).expand(8, 2)
+        permuted_after = model(x, None, rates)[:, rows][:, :, columns]
+        permuted_before = model(x[:, rows][:, :, columns], None, rates)
     assert permuted_before.shape == (8, 9, 6)
     assert torch.allclose(permuted_after, permuted_before, atol=1e-10)
 
@@ -65,7 +66,24 @@ def test_entry_network_ignores_padding():
     small = simulate(2, 5, 4, beta=0.1, missing=0.1, seed=3).observed
     large = simulate(2, 12, 9, beta=0.1, seed=4).observed
     batch, mask = pad(list(small) + list(large))
+    rates = torch.tensor([[0.01, 0.1], [0.02, 0.2], [0.0, 0.3], [0.001, 0.05]])
     with torch.no_grad():
-        together = model(batch, mask)
-        assert torch.allclose(together[:2, :5, :4], model(torch.as_tensor(small)), atol=1e-10)
-        assert torch.allclose(together[2:], model(torch.as_tensor(large)), atol=1e-10)
+        together = model(batch, mask, rates)
+        assert torch.allclose(together[:2, :5, :4], model(torch.as_tensor(small), None, rates[:2]),
+                              atol=1e-10)
+        assert torch.allclose(together[2:], model(torch.as_tensor(large), None, rates[2:]),
+                              atol=1e-10)
+
+
+def test_entry_logits_start_from_the_observation_likelihood_ratio():
+    # With the learnt part silenced, an entry's logit is log P(A'|1) - log P(A'|0) under the rates.
+    model = EntrySetNet(width=8).double()
+    torch.nn.init.zeros_(model.head[-1].weight)
+    torch.nn.init.zeros_(model.head[-1].bias)
+    x = torch.tensor([[[1, 0, 3], [0, 1, 1]]], dtype=torch.int8)
+    alpha, beta = 0.01, 0.2
+    with torch.no_grad():
+        logits = model(x, None, torch.tensor([[alpha, beta]]))[0]
+    one, zero = np.log((1 - alpha) / alpha), np.log(beta / (1 - beta))
+    expected = torch.tensor([[one, zero, 0.0], [zero, one, one]], dtype=torch.float64)
+    assert torch.allclose(logits, expected, atol=1e-12)

@@ -63,7 +63,7 @@ def test_bad_settings_are_rejected(change, fragment, tmp_path):
 class _Echo(torch.nn.Module):
     """Logits that round back to the observed matrix, conflicts and all."""
 
-    def forward(self, matrices, mask=None):
+    def forward(self, matrices, mask=None, rates=None):
         return torch.where(matrices == 1, 2.0, -2.0)
 
 
