@@ -105,13 +105,21 @@ def most_likely_under(log_one: np.ndarray, log_zero: np.ndarray, linear: bool = 
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     started = time.perf_counter()
-    n, m = log_one.shape
+    m = log_one.shape[1]
+    # Identical rows may share one corrected row: giving both the better of their two rows keeps
+    # the set of rows conflict-free (or nested) and loses nothing. So the program runs on the
+    # distinct rows, each weighted by how often it occurs.
+    distinct, inverse, counts = np.unique(np.concatenate([log_one, log_zero], 1), axis=0,
+                                          return_inverse=True, return_counts=True)
+    distinct_one, distinct_zero = distinct[:, :m], distinct[:, m:]
+    n = len(distinct)
     n_x = n * m
-    fixed_one, fixed_zero = np.isneginf(log_zero), np.isneginf(log_one)
+    fixed_one, fixed_zero = np.isneginf(distinct_zero), np.isneginf(distinct_one)
     if (fixed_one & fixed_zero).any():
         raise ValueError("an entry is impossible under both values")
     # Minimise the negative log-likelihood; an entry's cost is its log-ratio (the rest is constant).
-    cost_x = -(np.where(fixed_one | fixed_zero, 0.0, log_one - log_zero)).ravel()
+    ratio = np.where(fixed_one | fixed_zero, 0.0, distinct_one - distinct_zero)
+    cost_x = -(ratio * counts[:, None]).ravel()
     p, q = np.triu_indices(m, 1)
     n_pairs = len(p)
     # Variables: X (n*m), then for each pair the indicators of gametes 11, 10, 01.
@@ -156,7 +164,7 @@ def most_likely_under(log_one: np.ndarray, log_zero: np.ndarray, linear: bool = 
         return Correction(None, -math.inf, optimal=True, seconds=time.perf_counter() - started)
     if result.x is None:
         raise RuntimeError(f"the integer program found no solution ({result.message})")
-    corrected = np.round(result.x[:n_x]).astype(np.int8).reshape(n, m)
+    corrected = np.round(result.x[:n_x]).astype(np.int8).reshape(n, m)[inverse.reshape(-1)]
     return Correction(corrected, score(corrected, log_one, log_zero), optimal=result.status == 0,
                       seconds=time.perf_counter() - started)
 

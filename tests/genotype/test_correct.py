@@ -65,6 +65,31 @@ def test_integer_program_reaches_the_exhaustive_maximum(every_3x4, seed):
     assert greedy.log_likelihood >= log_zero.sum() - 1e-9   # never below the all-zero matrix
 
 
+def test_identical_rows_are_solved_once_without_loss():
+    # 4 cells x 3 mutations with two pairs of identical rows, against all 4,096 such matrices.
+    matrices = np.array(list(product([0, 1], repeat=12)), dtype=np.int8).reshape(-1, 4, 3)
+    laminar = np.array([_laminar(X) for X in matrices])
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        observed = rng.integers(0, 2, (4, 3)).astype(np.int8)
+        observed[2], observed[3] = observed[0], observed[1]
+        log_one, log_zero = entry_log_likelihoods(observed, 0.1, 0.3)
+        best = np.where(matrices == 1, log_one, log_zero).sum((1, 2))[laminar].max()
+        assert most_likely_correction(observed, 0.1, 0.3).log_likelihood == pytest.approx(best)
+
+
+@pytest.mark.slow
+def test_linear_fit_of_gawad_patient_6_matches_phyolin(shared):
+    # Phyolin's output for this matrix (../shared/data/genotype/README.md): 191 flips 0 -> 1, none 1 -> 0.
+    from phylovi.genotype import GenotypeMatrix
+
+    observed = GenotypeMatrix.read(shared("genotype") / "gawad2014_all_p6_146x10.tsv").values
+    fit = most_likely_correction(observed, 1e-4, 0.2344, linear=True)
+    assert fit.optimal
+    assert ((fit.matrix == 1) & (observed == 0)).sum() == 191
+    assert ((fit.matrix == 0) & (observed == 1)).sum() == 0
+
+
 def test_zero_rates_fix_the_entries_they_make_certain():
     # alpha = 0: an observed 1 is a true 1; the 0s must then be raised to remove the conflict.
     observed = np.array([[1, 1], [1, 0], [0, 1]], dtype=np.int8)
