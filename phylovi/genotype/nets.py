@@ -22,6 +22,7 @@ a few exchangeable layers mix in the means over its row and its column.
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 
 import numpy as np
@@ -265,11 +266,15 @@ class GenotypeModel:
         from phylovi.errors import ConfigError
 
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=False)
+            # weights_only: a model file holds tensors and plain settings, never code to run.
+            saved = torch.load(path, map_location="cpu", weights_only=True)
             model = ARCHITECTURES[saved["task"]](saved["width"])
             model.load_state_dict(saved["state_dict"])
-        except (OSError, KeyError, RuntimeError, EOFError, TypeError) as error:
-            raise ConfigError(f"{path}: not a phylovi genotype model ({error})") from None
+        except (OSError, KeyError, RuntimeError, EOFError, TypeError,
+                pickle.UnpicklingError) as error:
+            raise ConfigError(f"{path}: not a phylovi genotype model from `phylovi genotype "
+                              f"train`, or one of another phylovi version ({type(error).__name__})"
+                              ) from None
         kind = GenotypeCorrector if saved["task"] == "eliminate" else GenotypeClassifier
         return kind(model, saved["task"], saved.get("settings"))
 

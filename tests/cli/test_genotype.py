@@ -98,3 +98,11 @@ def test_evaluate_reports_the_classical_baseline(tmp_path, capsys):
     record = json.loads(capsys.readouterr().out)
     # Without noise the most likely correction is the true matrix, so its shape is always right.
     assert record["baseline_matrices"] == 20 and record["baseline_accuracy"] == 1.0
+
+
+def test_a_file_that_is_not_a_model_fails_with_one_line(tmp_path, capsys):
+    matrix = tmp_path / "m.tsv"
+    matrix.write_text("cell\tm1\tm2\nc1\t1\t0\nc2\t0\t1\n")
+    code = main(["genotype", "predict", str(matrix), "--task", "branching", "--model", str(matrix)])
+    err = capsys.readouterr().err
+    assert code == 2 and "not a phylovi genotype model" in err and err.count("\n") == 1
