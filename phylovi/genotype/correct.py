@@ -101,7 +101,6 @@ def most_likely_under(log_one: np.ndarray, log_zero: np.ndarray, linear: bool = 
     """The exact maximiser of ``sum(X * log_one + (1 - X) * log_zero)`` over conflict-free
     (or linear) 0/1 matrices X ``[n, m]``. Entries whose two values are ``-inf`` and finite
     are fixed to the finite one."""
-    from scipy import sparse
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     started = time.perf_counter()
@@ -120,9 +119,39 @@ def most_likely_under(log_one: np.ndarray, log_zero: np.ndarray, linear: bool = 
     # Minimise the negative log-likelihood; an entry's cost is its log-ratio (the rest is constant).
     ratio = np.where(fixed_one | fixed_zero, 0.0, distinct_one - distinct_zero)
     cost_x = -(ratio * counts[:, None]).ravel()
+    matrix, upper = _gamete_constraints(n, m, linear)
+    n_variables = matrix.shape[1]
+    lower_bound = np.zeros(n_variables)
+    upper_bound = np.ones(n_variables)
+    lower_bound[:n_x][fixed_one.ravel()] = 1
+    upper_bound[:n_x][fixed_zero.ravel()] = 0
+    options = {"disp": False}
+    if time_limit is not None:
+        options["time_limit"] = float(time_limit)
+    constraints = [LinearConstraint(matrix, -np.inf, upper)] if len(upper) else []
+    result = milp(np.concatenate([cost_x, np.zeros(n_variables - n_x)]),
+                  integrality=np.ones(n_variables), bounds=Bounds(lower_bound, upper_bound), constraints=constraints, options=options)
+    if result.status == 2:   # infeasible: zero error rates fix every entry, and they conflict
+        return Correction(None, -math.inf, optimal=True, seconds=time.perf_counter() - started)
+    if result.x is None:
+        raise RuntimeError(f"the integer program found no solution ({result.message})")
+    corrected = np.round(result.x[:n_x]).astype(np.int8).reshape(n, m)[inverse.reshape(-1)]
+    return Correction(corrected, score(corrected, log_one, log_zero), optimal=result.status == 0,
+                      seconds=time.perf_counter() - started)
+
+
+def _gamete_constraints(n: int, m: int, linear: bool):
+    """The program's constraint matrix and upper bounds (``A @ v <= upper``).
+
+    Variables: the ``n * m`` entries X (cell-major), then, for each pair p < q, the
+    indicators of its gametes 11, 10 and 01. A cell showing a gamete forces its indicator
+    on; at most two indicators per pair may be on (conflict-free), or not both 10 and 01
+    (linear: the columns nest).
+    """
+    from scipy import sparse
+
     p, q = np.triu_indices(m, 1)
-    n_pairs = len(p)
-    # Variables: X (n*m), then for each pair the indicators of gametes 11, 10, 01.
+    n_pairs, n_x = len(p), n * m
     b11 = n_x + 3 * np.arange(n_pairs)
     b10, b01 = b11 + 1, b11 + 2
     cells = np.arange(n)[:, None]
@@ -150,23 +179,7 @@ def most_likely_under(log_one: np.ndarray, log_zero: np.ndarray, linear: bool = 
     upper = np.concatenate([np.ones(k), np.zeros(2 * k), np.full(n_pairs, 1.0 if linear else 2.0)])
     matrix = sparse.csr_array((np.concatenate(values), (np.concatenate(rows), np.concatenate(columns))),
                               shape=(3 * k + n_pairs, n_x + 3 * n_pairs))
-    lower_bound = np.zeros(n_x + 3 * n_pairs)
-    upper_bound = np.ones(n_x + 3 * n_pairs)
-    lower_bound[:n_x][fixed_one.ravel()] = 1
-    upper_bound[:n_x][fixed_zero.ravel()] = 0
-    options = {"disp": False}
-    if time_limit is not None:
-        options["time_limit"] = float(time_limit)
-    constraints = [LinearConstraint(matrix, -np.inf, upper)] if k else []
-    result = milp(np.concatenate([cost_x, np.zeros(3 * n_pairs)]), integrality=np.ones(n_x + 3 * n_pairs),
-                  bounds=Bounds(lower_bound, upper_bound), constraints=constraints, options=options)
-    if result.status == 2:   # infeasible: zero error rates fix every entry, and they conflict
-        return Correction(None, -math.inf, optimal=True, seconds=time.perf_counter() - started)
-    if result.x is None:
-        raise RuntimeError(f"the integer program found no solution ({result.message})")
-    corrected = np.round(result.x[:n_x]).astype(np.int8).reshape(n, m)[inverse.reshape(-1)]
-    return Correction(corrected, score(corrected, log_one, log_zero), optimal=result.status == 0,
-                      seconds=time.perf_counter() - started)
+    return matrix, upper
 
 
 @dataclass
