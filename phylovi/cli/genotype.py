@@ -19,7 +19,7 @@ def add_parser(subparsers) -> None:
                      "exactly (perfect phylogeny, linear or branching, the mutation tree), "
                      "simulate them under the infinite-sites model with noise, and train or "
                      "apply networks that call branching and conflicts on noisy matrices of "
-                     "any size."),
+                     "any size and correct them (noise elimination)."),
         formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="genotype_command", metavar="GENOTYPE_COMMAND",
                                      parser_class=type(parser))
