@@ -104,7 +104,7 @@ def noise_rows(n_train: int, epochs: int, n_test: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a tenth of the data and epochs")
+    parser.add_argument("--quick", action="store_true", help="a tenth of the data, and of the branching epochs")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from phylovi.genotype import GenotypeMatrix, is_linear, load_model
+from phylovi.genotype import MISSING, GenotypeMatrix, is_linear, load_model
 from phylovi.genotype.correct import most_likely_correction
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "genotype"
@@ -48,7 +48,7 @@ def main() -> None:
         shape = "linear" if is_linear(eliminated.matrix) else "branching"
         best = most_likely_correction(x, alpha, beta, time_limit=120)
         linear = most_likely_correction(x, alpha, beta, linear=True, time_limit=120)
-        flips = int(((best.matrix != x) & (x != 3)).sum())
+        flips = int(((best.matrix != x) & (x != MISSING)).sum())
         ones = int((x == 1).sum())
         added = int(((linear.matrix == 1) & (x == 0)).sum())
         kept = int(((linear.matrix == 1) & (x == 1)).sum())

@@ -217,6 +217,14 @@ def _add_predict(commands) -> None:
     parser.set_defaults(run=run_predict)
 
 
+def _check_rates(args, names) -> None:
+    from phylovi.errors import ConfigError
+
+    for name in names:
+        if not 0 <= getattr(args, name) < 1:
+            raise ConfigError(f"--{name} must be in [0, 1), got {getattr(args, name)}")
+
+
 def _load_for(task: str, path: str | None):
     from phylovi.errors import ConfigError
     from phylovi.genotype.nets import load_model
@@ -233,9 +241,7 @@ def run_predict(args) -> int:
 
     if args.task == "eliminate" and args.output is None:
         raise ConfigError("--task eliminate writes matrices: give an output prefix with -o")
-    for name in ("alpha", "beta"):
-        if not 0 <= getattr(args, name) < 1:
-            raise ConfigError(f"--{name} must be in [0, 1), got {getattr(args, name)}")
+    _check_rates(args, ("alpha", "beta"))
     model = _load_for(args.task, args.model)
     matrices = [GenotypeMatrix.read(path, mutations_as_rows=args.mutations_as_rows)
                 for path in args.matrices]
@@ -258,7 +264,8 @@ def run_predict(args) -> int:
 def _write_eliminated(args, model, matrices) -> int:
     from pathlib import Path
 
-    from phylovi.genotype import GenotypeMatrix, conflicting_pairs, is_linear, perfect_phylogeny_tree
+    from phylovi.genotype import (MISSING, GenotypeMatrix, conflicting_pairs, is_linear,
+                                  perfect_phylogeny_tree)
     from phylovi.io.atomic import write
 
     results = model.eliminate([m.values for m in matrices], args.alpha, args.beta)
@@ -270,7 +277,7 @@ def _write_eliminated(args, model, matrices) -> int:
         with write(f"{prefix}_tree.nwk") as handle:
             handle.write(perfect_phylogeny_tree(result.matrix, matrix.mutations, matrix.cells) + "\n")
         observed = matrix.values
-        known = observed != 3
+        known = observed != MISSING
         rows.append({"matrix": path, "cells": matrix.n_cells, "mutations": matrix.n_mutations,
                      "conflicting_pairs_before": len(conflicting_pairs(matrix.filled(0))),
                      "ones_added": int(((result.matrix == 1) & (observed == 0)).sum()),
@@ -323,9 +330,7 @@ def run_evaluate(args) -> int:
     if args.number < 2 or args.cells < 2 or args.mutations < 1 or args.baseline_number < 1:
         raise ConfigError("need --number >= 2, --cells >= 2, --mutations >= 1 and "
                           "--baseline-number >= 1")
-    for name in ("alpha", "beta", "missing"):
-        if not 0 <= getattr(args, name) < 1:
-            raise ConfigError(f"--{name} must be in [0, 1), got {getattr(args, name)}")
+    _check_rates(args, ("alpha", "beta", "missing"))
     model = _load_for(args.task, args.model)
     record = evaluate_model(model, args.cells, args.mutations, args.alpha, args.beta, args.missing,
                             args.number, args.seed, args.baseline_number, args.time_limit)

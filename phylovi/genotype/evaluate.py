@@ -8,7 +8,8 @@ The baseline for each task is what a user would run without a network:
   programs, and branching when the first is more than 5 nats better);
 - ``noise``: the exact three-gametes test on A' itself (it defines the label,
   so it is always right; its time is the point);
-- ``eliminate``: the same most likely correction, scored per entry against A.
+- ``eliminate``: the most likely conflict-free matrix
+  (:func:`~phylovi.genotype.correct.most_likely_correction`), scored per entry against A.
 
 The integer program is slow on large matrices, so it runs on the first
 ``n_baseline`` matrices only, each with a time limit (counted when hit).
