@@ -43,7 +43,7 @@ def median_seconds(function, repeats: int = 3) -> float:
 BASELINE_MATRICES = {(10, 10): 200, (25, 20): 50, (50, 30): 20, (100, 50): 5}
 
 
-def accuracy_table(n: int, tasks: list[str]) -> None:
+def accuracy_table(n: int, tasks: list[str], prior: str = "coalescent") -> None:
     print("| task | cells x mutations | alpha | beta | missing | network | AUC | calibration error "
           "| network µs/matrix | baseline (matrices) | network on the same | baseline ms/matrix |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -54,7 +54,8 @@ def accuracy_table(n: int, tasks: list[str]) -> None:
                 r = evaluate_model(model, cells, mutations, alpha, beta, missing,
                                    n if task != "eliminate" else n // 5,
                                    seed=cells * 1000 + mutations + int(beta * 100),
-                                   n_baseline=BASELINE_MATRICES[cells, mutations], time_limit=60)
+                                   n_baseline=BASELINE_MATRICES[cells, mutations], time_limit=60,
+                                   prior=prior)
                 if task == "eliminate":
                     network = (f"entry error {r['entry_error']:.4f} (observed "
                                f"{r['observed_entry_error']:.4f}; conflict-free before repair "
@@ -130,11 +131,13 @@ def main() -> None:
                         help="comma-separated tasks for the accuracy table")
     parser.add_argument("--tables", default="accuracy,speed,training",
                         help="comma-separated: accuracy, speed, training")
+    parser.add_argument("--prior", default="coalescent", choices=("coalescent", "clonal", "mixed"),
+                        help="tree prior of the accuracy table's matrices")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tables = args.tables.split(",")
     if "accuracy" in tables:
-        accuracy_table(args.n, args.tasks.split(","))
+        accuracy_table(args.n, args.tasks.split(","), args.prior)
     if "speed" in tables:
         speed_table()
     if "training" in tables:

@@ -84,14 +84,24 @@ def _add_size_and_noise(parser) -> None:
     parser.add_argument("--alpha", type=float, default=0.002, help="false-positive rate")
     parser.add_argument("--beta", type=float, default=0.1, help="false-negative rate")
     parser.add_argument("--missing", type=float, default=0.0, help="missing-entry rate")
+    _add_prior(parser)
+
+
+def _add_prior(parser) -> None:
+    from phylovi.genotype.simulate import PRIORS
+
+    parser.add_argument("--prior", choices=PRIORS, default="coalescent",
+                        help="tree prior: coalescent (the paper's: a neutral genealogy of the "
+                        "cells), clonal (a few clones, truncal mutations, identical cells, "
+                        "sometimes normal cells), or mixed (each matrix from either)")
 
 
 def _add_simulate(commands) -> None:
     parser = commands.add_parser(
-        "simulate", help="simulate noisy matrices under the infinite-sites coalescent",
-        description=("Simulate true and observed genotype matrices: a coalescent genealogy of "
-                     "the cells, mutations dropped on it (each column has 1 to n-1 ones), then "
-                     "false positives, false negatives and missing entries. Writes "
+        "simulate", help="simulate noisy matrices under the infinite-sites model",
+        description=("Simulate true and observed genotype matrices: a tree of the cells (see "
+                     "--prior), mutations on its branches, then false positives, false "
+                     "negatives and missing entries. Writes "
                      "PREFIX_true_K.tsv and PREFIX_observed_K.tsv for each matrix K, and "
                      "PREFIX_labels.tsv with the exact labels."),
         formatter_class=HelpFormatter)
@@ -114,7 +124,7 @@ def run_simulate(args) -> int:
         raise ConfigError("need --number >= 1, --cells >= 2 and --mutations >= 1")
     try:
         batch = simulate(args.number, args.cells, args.mutations, args.alpha, args.beta,
-                         args.missing, args.linear_fraction, args.seed)
+                         args.missing, args.linear_fraction, args.seed, args.prior)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     for k in range(len(batch)):
@@ -149,6 +159,7 @@ def _add_train(commands) -> None:
         low, high = getattr(defaults, name)
         parser.add_argument(f"--{name}", type=_range(kind), default=f"{low}..{high}",
                             metavar="LOW..HIGH", help=f"range of {name} (one value fixes it)")
+    _add_prior(parser)
     parser.add_argument("--steps", type=int, default=defaults.steps, help="optimisation steps")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
                         help="matrices per step")
@@ -176,8 +187,8 @@ def run_train(args) -> int:
 
     settings = TrainSettings(task=args.task, cells=args.cells, mutations=args.mutations,
                              alpha=args.alpha, beta=args.beta, missing=args.missing,
-                             steps=args.steps, batch_size=args.batch_size, width=args.width,
-                             seed=args.seed)
+                             prior=args.prior, steps=args.steps, batch_size=args.batch_size,
+                             width=args.width, seed=args.seed)
     metrics = train(settings, args.output, device=args.device, progress=not args.quiet)
     if not args.quiet:
         print(f"validation accuracy {metrics['accuracy']:.4f}, AUC {metrics['auc']:.4f}, "
@@ -333,7 +344,8 @@ def run_evaluate(args) -> int:
     _check_rates(args, ("alpha", "beta", "missing"))
     model = _load_for(args.task, args.model)
     record = evaluate_model(model, args.cells, args.mutations, args.alpha, args.beta, args.missing,
-                            args.number, args.seed, args.baseline_number, args.time_limit)
+                            args.number, args.seed, args.baseline_number, args.time_limit,
+                            args.prior)
     if args.json:
         print(json.dumps(record, indent=2))
     else:

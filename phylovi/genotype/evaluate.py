@@ -29,17 +29,17 @@ from phylovi.genotype.train import auc, calibration_error, labelled_batch
 
 def evaluate_model(model, n_cells: int, n_mutations: int, alpha: float, beta: float,
                    missing: float, n_matrices: int, seed: int, n_baseline: int = 100,
-                   time_limit: float = 10.0) -> dict:
+                   time_limit: float = 10.0, prior: str = "coalescent") -> dict:
     """Accuracy and speed of ``model`` (a :class:`~phylovi.genotype.nets.GenotypeModel`) and
     of the classical baseline on ``n_matrices`` simulated matrices; a flat dict."""
     rng = np.random.default_rng(seed)
     record = {"task": model.task, "cells": n_cells, "mutations": n_mutations, "alpha": alpha,
-              "beta": beta, "missing": missing, "matrices": n_matrices}
+              "beta": beta, "missing": missing, "prior": prior, "matrices": n_matrices}
     if model.task == "eliminate":
-        batch = simulate(n_matrices, n_cells, n_mutations, alpha, beta, missing, 0.5, rng)
+        batch = simulate(n_matrices, n_cells, n_mutations, alpha, beta, missing, 0.5, rng, prior)
         return record | _score_elimination(model, batch, alpha, beta, n_baseline, time_limit)
     observed, labels = labelled_batch(model.task, n_matrices, n_cells, n_mutations, alpha, beta,
-                                      missing, rng)
+                                      missing, rng, prior)
     started = time.perf_counter()
     p = model.predict(observed)
     seconds = time.perf_counter() - started

@@ -281,7 +281,13 @@ class GenotypeModel:
 
 class GenotypeClassifier(GenotypeModel):
     """A matrix classifier: the probability that the true phylogeny branches (``branching``)
-    or that the observed matrix has a conflict (``noise``)."""
+    or that the observed matrix has a conflict (``noise``).
+
+    For ``branching``, cells and mutations without an observed 1 are masked out:
+    they fit a linear and a branching tree equally well (an all-zero row or
+    column never conflicts), so they carry no evidence about the shape, and
+    real data can hold many of them (normal cells) where simulations hold few.
+    """
 
     def predict(self, matrices, batch_size: int = 1024) -> np.ndarray:
         """Probabilities ``[N]`` for ``matrices``: an array ``[N, n, m]`` or a list of 2-D arrays
@@ -289,8 +295,23 @@ class GenotypeClassifier(GenotypeModel):
         out = []
         with torch.no_grad():
             for batch, mask, _ in _batches(matrices, batch_size):
+                if self.task == "branching":
+                    mask = _informative(batch, mask)
                 out.append(torch.sigmoid(self.model(batch, mask)).numpy())
         return np.concatenate(out) if out else np.zeros(0)
+
+
+def _informative(batch: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``mask`` ``[B, n, m]`` narrowed to the rows and columns holding an observed 1; a matrix
+    without any 1 keeps its whole mask."""
+    ones = batch == 1
+    if mask is not None:
+        ones &= mask
+    informative = ones.any(2, keepdim=True) & ones.any(1, keepdim=True)
+    empty = ~ones.flatten(1).any(1)
+    if empty.any():
+        informative[empty] = True if mask is None else mask[empty]
+    return informative
 
 
 @dataclass

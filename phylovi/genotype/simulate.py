@@ -9,6 +9,13 @@ the observed A': each 0 becomes 1 with probability ``alpha`` (false
 positive), each 1 becomes 0 with probability ``beta`` (false negative), and
 each entry is missing (3) with probability ``missing``.
 
+Real tumours look less like a neutral genealogy than like a few clonal
+expansions: many identical cells, truncal mutations that every tumour cell
+carries, sometimes normal cells with no mutation at all. ``prior="clonal"``
+simulates that instead (:func:`clonal_matrices`), and ``prior="mixed"`` draws
+each matrix from either generator with probability 1/2; the paper used only
+the coalescent, which stays the default.
+
 Linear matrices (the mutation tree is a path) are made from branching ones by
 keeping their column sizes and nesting the columns along a random order of
 the cells. The two classes then have identical density and column-size
@@ -24,6 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from phylovi.genotype.matrix import MISSING
+
+
+PRIORS = ("coalescent", "clonal", "mixed")
 
 
 @dataclass
@@ -82,6 +92,45 @@ def coalescent_matrices(n_matrices: int, n_cells: int, n_mutations: int,
     return below[rows, branch].transpose(0, 2, 1).astype(np.int8)  # [N, n, m]
 
 
+def clonal_matrices(n_matrices: int, n_cells: int, n_mutations: int,
+                    rng: np.random.Generator, max_clones: int = 12) -> np.ndarray:
+    """``[N, n, m]`` conflict-free matrices of cells drawn from a few clones.
+
+    Each matrix has K clones (K uniform in 1..min(m, ``max_clones``)) below a
+    root of normal cells. The clone tree is a random recursive tree (clone k's
+    parent is uniform among the root and clones 1..k-1), so clone 1 holds the
+    truncal mutations whenever it is the only child of the root. Every clone
+    gets at least one mutation and the rest fall on clones uniformly. Cells
+    join the root or a clone with Dirichlet(1) weights, so clone sizes are
+    uneven and some clones may be empty; half the matrices have no normal
+    cells, as when only tumour cells were sequenced. A cell carries a
+    mutation when the mutation's clone is its own clone or an ancestor of it.
+    """
+    n_nodes = min(n_mutations, max_clones) + 1  # node 0 is the root of normal cells
+    clones = rng.integers(1, n_nodes, n_matrices)  # K per matrix
+    rows = np.arange(n_matrices)
+    # ancestor[i, a, k]: node a is node k or an ancestor of it.
+    ancestor = np.zeros((n_matrices, n_nodes, n_nodes), dtype=bool)
+    ancestor[:, 0, 0] = True
+    for k in range(1, n_nodes):
+        parent = rng.integers(0, k, n_matrices)
+        ancestor[:, :, k] = ancestor[rows, :, parent]
+        ancestor[:, k, k] = True
+    # Mutations to clones 1..K: the first K mutations one per clone, the rest uniform.
+    owner = 1 + (rng.random((n_matrices, n_mutations)) * clones[:, None]).astype(np.int64)
+    first = np.arange(n_mutations)[None, :] < clones[:, None]
+    owner = np.where(first, np.arange(1, n_mutations + 1)[None, :], owner)
+    # Cells to the root or a clone, with Dirichlet(1) weights over nodes 0..K.
+    weights = rng.gamma(1.0, size=(n_matrices, n_nodes))
+    weights[np.arange(n_nodes)[None, :] > clones[:, None]] = 0.0
+    weights[rng.random(n_matrices) < 0.5, 0] = 0.0  # no normal cells
+    cumulative = np.cumsum(weights, axis=1)
+    draws = rng.random((n_matrices, n_cells)) * cumulative[:, -1:]
+    home = np.minimum((cumulative[:, None, :] <= draws[..., None]).sum(-1), clones[:, None])
+    index = rows[:, None, None]
+    return ancestor[index, owner[:, None, :], home[:, :, None]].astype(np.int8)  # [N, n, m]
+
+
 def linear_like(matrices: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Linear matrices with the column sizes of ``matrices`` ``[N, n, m]``.
 
@@ -116,7 +165,8 @@ def shuffle(matrices: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def simulate(n_matrices: int, n_cells: int, n_mutations: int, alpha: float = 0.0,
              beta: float = 0.0, missing: float = 0.0, linear_fraction: float = 0.0,
-             seed: int | np.random.Generator | None = None) -> SimulatedMatrices:
+             seed: int | np.random.Generator | None = None,
+             prior: str = "coalescent") -> SimulatedMatrices:
     """Simulate ``n_matrices`` true and observed matrices with their exact labels.
 
     Args:
@@ -124,8 +174,9 @@ def simulate(n_matrices: int, n_cells: int, n_mutations: int, alpha: float = 0.0
         alpha, beta: false-positive and false-negative rates.
         missing: probability that an entry is missing (3).
         linear_fraction: the fraction of matrices made linear (see :func:`linear_like`);
-            the others come straight from the coalescent and are almost always branching.
+            the others come straight from the tree prior and are mostly branching.
         seed: an int or a ``numpy.random.Generator``; the same seed gives the same batch.
+        prior: ``"coalescent"`` (the paper's), ``"clonal"`` or ``"mixed"`` (see the module notes).
     """
     from phylovi.genotype.perfect_phylogeny import batch_is_conflict_free, batch_is_linear
 
@@ -133,8 +184,17 @@ def simulate(n_matrices: int, n_cells: int, n_mutations: int, alpha: float = 0.0
                        ("linear_fraction", linear_fraction)):
         if not 0 <= rate <= 1:
             raise ValueError(f"{name} must be in [0, 1], got {rate}")
+    if prior not in PRIORS:
+        raise ValueError(f"unknown prior {prior!r}; valid priors: {', '.join(PRIORS)}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    true = coalescent_matrices(n_matrices, n_cells, n_mutations, rng)
+    if prior == "coalescent":
+        true = coalescent_matrices(n_matrices, n_cells, n_mutations, rng)
+    elif prior == "clonal":
+        true = clonal_matrices(n_matrices, n_cells, n_mutations, rng)
+    else:
+        true = coalescent_matrices(n_matrices, n_cells, n_mutations, rng)
+        clonal = rng.random(n_matrices) < 0.5
+        true[clonal] = clonal_matrices(int(clonal.sum()), n_cells, n_mutations, rng)
     make_linear = rng.random(n_matrices) < linear_fraction
     if make_linear.any():
         true[make_linear] = linear_like(true[make_linear], rng)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from phylovi.genotype.nets import ARCHITECTURES
-from phylovi.genotype.simulate import simulate
+from phylovi.genotype.simulate import PRIORS, simulate
 
 TASKS = tuple(ARCHITECTURES)
 
@@ -48,6 +48,7 @@ class TrainSettings:
     alpha: tuple[float, float] = (0.0, 0.01)
     beta: tuple[float, float] = (0.0, 0.3)
     missing: tuple[float, float] = (0.0, 0.2)
+    prior: str = "coalescent"
     steps: int = 3000
     batch_size: int = 128
     learning_rate: float = 1e-3
@@ -61,6 +62,8 @@ class TrainSettings:
 
         if self.task not in TASKS:
             raise ConfigError(f"unknown task {self.task!r}; valid tasks: {', '.join(TASKS)}")
+        if self.prior not in PRIORS:
+            raise ConfigError(f"unknown prior {self.prior!r}; valid priors: {', '.join(PRIORS)}")
         for name in ("cells", "mutations"):
             low, high = getattr(self, name)
             if not 2 <= low <= high:
@@ -76,18 +79,20 @@ class TrainSettings:
 
 
 def labelled_batch(task: str, size: int, n_cells: int, n_mutations: int, alpha: float, beta: float,
-                   missing: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                   missing: float, rng: np.random.Generator,
+                   prior: str = "coalescent") -> tuple[np.ndarray, np.ndarray]:
     """``size`` observed matrices ``[size, n, m]`` and their 0/1 labels for ``task``:
-    ``[size]``, or ``[size, n, m]`` (the true matrices) for ``eliminate``."""
+    ``[size]``, or ``[size, n, m]`` (the true matrices) for ``eliminate``; ``prior`` is the
+    tree prior of :func:`~phylovi.genotype.simulate.simulate`."""
     if task in ("branching", "eliminate"):
-        batch = simulate(size, n_cells, n_mutations, alpha, beta, missing, 0.5, rng)
+        batch = simulate(size, n_cells, n_mutations, alpha, beta, missing, 0.5, rng, prior)
         if task == "eliminate":
             return batch.observed, batch.true.astype(np.float32)
         return batch.observed, (~batch.linear).astype(np.float32)
     # noise: balance conflicting and conflict-free noisy matrices as far as the rates allow.
     pools = {True: [], False: []}
     for _ in range(20):
-        batch = simulate(size, n_cells, n_mutations, alpha, beta, missing, 0.5, rng)
+        batch = simulate(size, n_cells, n_mutations, alpha, beta, missing, 0.5, rng, prior)
         for label in (True, False):
             pools[label].append(batch.observed[~batch.conflict_free == label])
         if all(sum(map(len, pools[label])) >= size // 2 for label in (True, False)):
@@ -108,7 +113,8 @@ def validation_set(settings: TrainSettings) -> list[tuple[np.ndarray, np.ndarray
     per_batch = 250
     for _ in range(max(1, settings.n_validation // per_batch)):
         n, m, alpha, beta, missing = _draw(settings, rng)
-        observed, labels = labelled_batch(settings.task, per_batch, n, m, alpha, beta, missing, rng)
+        observed, labels = labelled_batch(settings.task, per_batch, n, m, alpha, beta, missing, rng,
+                                          settings.prior)
         batches.append((observed, labels, np.array([alpha, beta])))
     return batches
 
@@ -204,7 +210,7 @@ def train(settings: TrainSettings, output: str | os.PathLike, device: str | None
     while step < settings.steps:
         n, m, alpha, beta, missing = _draw(settings, rng)
         observed, labels = labelled_batch(settings.task, settings.batch_size, n, m, alpha, beta,
-                                          missing, rng)
+                                          missing, rng, settings.prior)
         logits = model(torch.as_tensor(observed, device=device), None,
                        _rates([alpha, beta], len(observed), device))
         loss = torch.nn.functional.binary_cross_entropy_with_logits(

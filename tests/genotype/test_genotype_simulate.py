@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from phylovi.genotype.perfect_phylogeny import batch_is_conflict_free, batch_is_linear
-from phylovi.genotype.simulate import coalescent_matrices, linear_like, simulate
+from phylovi.genotype.simulate import clonal_matrices, coalescent_matrices, linear_like, simulate
 
 
 def test_three_cell_spectrum_matches_the_coalescent():
@@ -54,6 +54,33 @@ def test_linear_matrices_keep_the_column_sizes():
     assert batch_is_linear(linear).all() and batch_is_conflict_free(linear).all()
 
 
+@pytest.mark.parametrize("prior", ["clonal", "mixed"])
+def test_clonal_matrices_are_conflict_free_with_exact_labels(prior):
+    batch = simulate(2000, 15, 9, alpha=0.01, beta=0.2, missing=0.1, linear_fraction=0.5,
+                     seed=6, prior=prior)
+    assert batch_is_conflict_free(batch.true).all()
+    assert np.array_equal(batch.linear, batch_is_linear(batch.true))
+    assert 0.3 < batch.linear.mean() < 0.9
+
+
+def test_clonal_matrices_have_few_distinct_cells_and_truncal_mutations():
+    matrices = clonal_matrices(500, 40, 30, np.random.default_rng(7), max_clones=5)
+    # At most 5 clones and the normal root: at most 6 distinct cells, whatever the size.
+    assert max(len(np.unique(x, axis=0)) for x in matrices) <= 6
+    # Unlike the coalescent, some mutations are carried by every cell.
+    assert (matrices.sum(1) == 40).any()
+
+
+def test_two_clonal_mutations_branch_with_the_clone_tree():
+    """With m = 2: one clone (probability 1/2) gives identical columns; two clones nest when
+    clone 2 descends from clone 1 and branch when both hang from the root (1/2 each). So the
+    true phylogeny branches with probability 1/4, less the rare cases where one of the two
+    sibling clones draws no cell (about 2/n)."""
+    matrices = clonal_matrices(20000, 400, 2, np.random.default_rng(8))
+    branching = ~batch_is_linear(matrices)
+    assert branching.mean() == pytest.approx(0.25 * (1 - 2 / 400), abs=0.01)
+
+
 def test_noise_rates():
     batch = simulate(2000, 10, 10, alpha=0.05, beta=0.2, missing=0.1, seed=5)
     present = batch.observed != 3
@@ -74,3 +101,5 @@ def test_the_same_seed_gives_the_same_matrices():
 def test_bad_rates_are_rejected():
     with pytest.raises(ValueError, match="beta"):
         simulate(1, 5, 5, beta=1.5)
+    with pytest.raises(ValueError, match="valid priors: coalescent, clonal, mixed"):
+        simulate(1, 5, 5, prior="yule")

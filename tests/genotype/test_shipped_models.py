@@ -37,3 +37,14 @@ def test_a_prediction_does_not_depend_on_its_batch():
     together = model.predict(x)
     alone = np.concatenate([model.predict(x[k]) for k in range(0, 50, 7)])
     np.testing.assert_allclose(together[::7], alone, atol=1e-6)
+
+
+def test_cells_and_mutations_without_a_one_do_not_move_the_branching_call():
+    """An all-zero row or column fits a linear and a branching tree equally well, so adding
+    normal cells or unobserved mutations must leave the probability as it was."""
+    x = simulate(20, 12, 8, 0.002, 0.2, 0.1, 0.5, seed=14).observed
+    padded = np.zeros((20, 12 + 30, 8 + 3), dtype=np.int8)
+    padded[:, :12, :8] = x
+    padded[:, 20:25, :] = 3  # cells with only missing entries carry no 1 either
+    model = load_model("branching")
+    np.testing.assert_allclose(model.predict(padded), model.predict(x), atol=1e-5)
