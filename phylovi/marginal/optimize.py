@@ -16,6 +16,9 @@ def maximize(posterior: Posterior, include_prior: bool, start: torch.Tensor | No
 
     L-BFGS on log branch lengths (positivity without bounds), from 0.1 or
     ``start``, restarted until the value changes by less than 1e-6 nats.
+    Log lengths are clamped to [log 1e-10, log 100]: a branch whose optimum
+    is 0 flattens its direction, and without the clamp L-BFGS's curvature
+    estimate there shrinks until a step overflows to infinite lengths.
     """
     target = posterior.log_joint if include_prior else posterior.log_likelihood
     x = (torch.full((posterior.n_edges,), math.log(0.1), dtype=posterior.dtype)
@@ -28,18 +31,26 @@ def maximize(posterior: Posterior, include_prior: bool, start: torch.Tensor | No
 
         def closure():
             optimizer.zero_grad()
-            loss = -target(x.exp().unsqueeze(0)).sum()
+            loss = -target(_lengths(x).unsqueeze(0)).sum()
             loss.backward()
             return loss
 
         optimizer.step(closure)
         with torch.no_grad():
-            value = float(target(x.exp().unsqueeze(0)))
+            x.clamp_(LOG_LENGTH_RANGE[0], LOG_LENGTH_RANGE[1])
+            value = float(target(_lengths(x).unsqueeze(0)))
         if value - best < 1e-6:
             best = max(best, value)
             break
         best = value
-    return x.detach().exp(), best
+    return _lengths(x).detach(), best
+
+
+LOG_LENGTH_RANGE = (math.log(1e-10), math.log(100.0))
+
+
+def _lengths(log_lengths: torch.Tensor) -> torch.Tensor:
+    return log_lengths.clamp(*LOG_LENGTH_RANGE).exp()
 
 
 def gradient(function: Callable[[torch.Tensor], torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:

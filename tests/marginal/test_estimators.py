@@ -19,6 +19,8 @@ from phylovi.likelihood.tree_likelihood import TreeLikelihood
 from phylovi.marginal import Posterior, estimate, estimate_many
 from phylovi.marginal.power_posterior import run_chains
 
+ROOT = Path(__file__).resolve().parents[2]
+
 TREE = "((a:0.1,b:0.2):0.05,c:0.3,(d:0.1,e:0.15):0.1);"
 
 
@@ -128,6 +130,26 @@ def test_laplus_handles_a_branch_collapsed_to_zero(tmp_path):
     assert results["gss"].std_error < 0.02
     for method in ("laplus-gamma", "laplus-lognormal", "laplus-betaprime", "glis"):
         assert abs(results[method].value - truth) < 0.2, method
+
+
+def test_map_stays_finite_when_two_branches_collapse():
+    """On the workflow example, this wrong topology has internal branches whose MAP is at or
+    near 0; L-BFGS on unbounded log lengths once stepped them to infinity (NaN lengths)."""
+    from phylovi.marginal.optimize import LOG_LENGTH_RANGE, maximize
+
+    patterns = compress_patterns(read_alignment(ROOT / "data" / "workflow" / "alignment.fasta"))
+    likelihood = TreeLikelihood(patterns, parse_model("JC", patterns))
+    posterior = Posterior(likelihood, read_tree("((A,(D,F)),(B,E),C);", taxa=patterns.taxa).topology)
+    lengths, value = maximize(posterior, include_prior=True)
+    assert math.isfinite(value) and torch.isfinite(lengths).all()
+    assert (lengths >= math.exp(LOG_LENGTH_RANGE[0]) * 0.999).all()
+    assert (lengths < 1e-6).any()
+    # No better point nearby: the value beats the start and small moves of the open branches.
+    start = torch.full((1, posterior.n_edges), 0.1, dtype=torch.float64)
+    assert value > float(posterior.log_joint(start))
+    for scale in (0.99, 1.01):
+        moved = torch.where(lengths > 1e-6, lengths * scale, lengths).unsqueeze(0)
+        assert value >= float(posterior.log_joint(moved)) - 1e-9
 
 
 def test_results_carry_counts_times_and_settings(estimates):
