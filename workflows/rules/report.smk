@@ -1,0 +1,23 @@
+rule report:
+    """Markdown report with plots: split support, ELBO traces, estimator comparison,
+    topology posteriors and genotype calls."""
+    input:
+        posteriors=expand("results/{name}/topology_posteriors.tsv", name=ALIGNMENTS),
+        splits=expand("results/{name}/splits.tsv", name=ALIGNMENTS),
+        genotype="results/genotype/calls.tsv" if MATRICES else [],
+    output:
+        "results/report.md",
+    params:
+        names=ALIGNMENTS,
+    conda:
+        "../envs/phylovi.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        "logs/report.log",
+    benchmark:
+        "benchmarks/report.tsv"
+    script:
+        "../scripts/report.py"

@@ -1,0 +1,83 @@
+rule vi:
+    """Variational branch-length posterior of one topology, with its ELBO trace."""
+    input:
+        alignment=alignment_of,
+        tree="results/{name}/topologies/t{rank}.nwk",
+    output:
+        summary="results/{name}/vi/t{rank}/summary.json",
+        trace="results/{name}/vi/t{rank}/elbo.csv",
+    params:
+        folder=lambda wildcards, output: os.path.dirname(output.summary),
+        model=config["model"],
+        prior=config["prior"],
+        family=config["vi"]["family"],
+        steps=config["vi"]["steps"],
+        seed=config["seed"],
+    conda:
+        "../envs/phylovi.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    log:
+        "logs/{name}/vi/t{rank}.log",
+    benchmark:
+        "benchmarks/{name}/vi/t{rank}.tsv"
+    shell:
+        "phylovi vi {input.alignment:q} {input.tree:q} --model {params.model:q} "
+        "--prior {params.prior:q} --family {params.family} --steps {params.steps} "
+        "--seed {params.seed} --threads {threads} -q -o {params.folder:q} > {log:q} 2>&1"
+
+
+rule marginal:
+    """The configured marginal-likelihood estimators on one topology."""
+    input:
+        alignment=alignment_of,
+        tree="results/{name}/topologies/t{rank}.nwk",
+    output:
+        "results/{name}/marginal/t{rank}.json",
+    params:
+        methods=method_flags(),
+        settings=setting_flags(),
+        model=config["model"],
+        prior=config["prior"],
+        seed=config["seed"],
+    conda:
+        "../envs/phylovi.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    log:
+        "logs/{name}/marginal/t{rank}.log",
+    benchmark:
+        "benchmarks/{name}/marginal/t{rank}.tsv"
+    shell:
+        "phylovi marginal {input.alignment:q} {input.tree:q} {params.methods} {params.settings} "
+        "--model {params.model:q} --prior {params.prior:q} --seed {params.seed} "
+        "--threads {threads} --json -q > {output:q} 2> {log:q}"
+
+
+rule topology_posteriors:
+    """One table per alignment: SBN probability, VI and every estimator's marginal
+    likelihood, and the posterior each implies over the kept topologies."""
+    input:
+        credible="results/{name}/credible.tsv",
+        marginal=lambda wildcards: expand("results/{{name}}/marginal/t{rank}.json",
+                                          rank=topology_ranks(wildcards)),
+        vi=lambda wildcards: expand("results/{{name}}/vi/t{rank}/summary.json",
+                                    rank=topology_ranks(wildcards)),
+    output:
+        "results/{name}/topology_posteriors.tsv",
+    conda:
+        "../envs/phylovi.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    log:
+        "logs/{name}/topology_posteriors.log",
+    benchmark:
+        "benchmarks/{name}/topology_posteriors.tsv"
+    script:
+        "../scripts/topology_posteriors.py"
