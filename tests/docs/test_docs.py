@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("page", ["tutorial.md"])
+@pytest.mark.parametrize("page", ["tutorial.md", "api.md"])
 def test_examples_in_the_docs_run(page, monkeypatch):
     monkeypatch.chdir(ROOT)  # the examples use paths from the repository root
     result = doctest.testfile(str(ROOT / "docs" / page), module_relative=False,
