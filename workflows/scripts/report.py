@@ -31,6 +31,12 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def save(figure, path: Path) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def split_plot(splits: list[dict], path: Path, name: str) -> None:
     figure, axes = plt.subplots(figsize=(7, 0.3 * len(splits) + 1.2))
     labels = [row["taxa"] for row in splits][::-1]
@@ -38,9 +44,7 @@ def split_plot(splits: list[dict], path: Path, name: str) -> None:
     axes.set_xlim(0, 1)
     axes.set_xlabel("posterior support")
     axes.set_title(f"{name}: split support (SBN)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save(figure, path)
 
 
 def elbo_plot(traces: dict[str, list[dict]], path: Path, name: str) -> None:
@@ -52,9 +56,7 @@ def elbo_plot(traces: dict[str, list[dict]], path: Path, name: str) -> None:
     axes.set_ylabel("ELBO")
     axes.set_title(f"{name}: VI ELBO traces")
     axes.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save(figure, path)
 
 
 def estimator_plot(posteriors: list[dict], path: Path, name: str) -> None:
@@ -70,9 +72,7 @@ def estimator_plot(posteriors: list[dict], path: Path, name: str) -> None:
     axes.set_ylabel("log marginal likelihood")
     axes.set_title(f"{name}: estimators per topology")
     axes.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save(figure, path)
 
 
 def main(names, posterior_files, split_files, genotype_file, output: str) -> None:
