@@ -344,7 +344,9 @@ def ppd(posterior, generator, settings, cache):
 
 def nested(posterior, generator, settings, cache):
     """Nested sampling (Skilling 2006): live points from the prior, replaced under a rising
-    likelihood bound by a constrained random walk on log branch lengths."""
+    likelihood bound by a constrained random walk on log branch lengths. The standard
+    error is Skilling's sqrt(H / n_live), H the information of the posterior about the
+    prior (estimated from the same shells); it leaves out the random walk's own error."""
     n_live, n_steps = settings["n_live"], settings["n_steps"]
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     with torch.random.fork_rng(), torch.no_grad():
@@ -354,11 +356,13 @@ def nested(posterior, generator, settings, cache):
         live_like = posterior.log_likelihood(live)
     log_z = -math.inf
     log_width = math.log(1 - math.exp(-1 / n_live))
+    shells = []  # (log weight, log-likelihood) of each discarded point
     scale = torch.full((posterior.n_edges,), 0.5, dtype=posterior.dtype)
     for i in range(settings["max_iterations"]):
         worst = int(live_like.argmin())
         bound = float(live_like[worst])
         log_z = float(np.logaddexp(log_z, log_width - i / n_live + bound))
+        shells.append((log_width - i / n_live + bound, bound))
         remaining = float(live_like.max()) - (i + 1) / n_live
         if i > n_live and remaining - log_z < math.log(settings["tolerance"]):
             break
@@ -380,8 +384,12 @@ def nested(posterior, generator, settings, cache):
             live_like[worst] = live_like[source]
         live[worst] = x.exp()
     # The remaining live points share the last shell.
-    final = torch.logsumexp(live_like, 0) - math.log(n_live) - (i + 1) / n_live
-    return float(np.logaddexp(log_z, float(final))), None
+    final = live_like - math.log(n_live) - (i + 1) / n_live
+    shells += list(zip(final.tolist(), live_like.tolist()))
+    log_z = float(np.logaddexp(log_z, float(torch.logsumexp(final, 0))))
+    log_w, log_like = np.array(shells).T
+    information = float(np.sum(np.exp(log_w - log_z) * log_like)) - log_z
+    return log_z, math.sqrt(max(information, 0.0) / n_live)
 
 
 ESTIMATORS = {

@@ -99,6 +99,7 @@ def test_bridge_and_nested_sampling_agree_with_the_reference(estimates, referenc
     # about sqrt(H / n_live), H the information (~10 nats here): 0.3 with 100 points.
     assert abs(estimates["bridge"].value - reference) < 0.05
     assert abs(estimates["nested"].value - reference) < 1.0
+    assert 0.1 < estimates["nested"].std_error < 0.8  # sqrt(H / n_live), H ~ 10 nats
 
 
 def test_harmonic_means_are_biased_upwards_and_bounds_hold(estimates, reference):
