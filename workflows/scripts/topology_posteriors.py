@@ -9,9 +9,12 @@ sbn_probability renormalised over the same set, sbn_renormalised).
 
 import csv
 import json
-import math
 import sys
 from pathlib import Path
+
+import numpy as np
+
+from phylovi.marginal.scoring import normalised
 
 
 def rank_of(path: str) -> int:
@@ -19,12 +22,6 @@ def rank_of(path: str) -> int:
     path = Path(path)
     label = path.parent.name if path.name == "summary.json" else path.stem
     return int(label.removeprefix("t"))
-
-
-def normalise(log_values: list[float]) -> list[float]:
-    top = max(log_values)
-    weights = [math.exp(v - top) for v in log_values]
-    return [w / sum(weights) for w in weights]
 
 
 def main(credible: str, marginal: list[str], vi: list[str], output: str) -> None:
@@ -49,8 +46,9 @@ def main(credible: str, marginal: list[str], vi: list[str], output: str) -> None
     for row in table:
         row["sbn_renormalised"] = row["sbn_probability"] / total
     for column in ["vi"] + methods:
-        for row, p in zip(table, normalise([row[f"{column}_log_ml"] for row in table])):
-            row[f"posterior_{column}"] = p
+        log_ml = np.array([row[f"{column}_log_ml"] for row in table])
+        for row, p in zip(table, normalised(log_ml)):
+            row[f"posterior_{column}"] = float(p)
     columns = (["rank", "newick", "sbn_probability", "sbn_renormalised", "vi_elbo", "vi_log_ml",
                 "posterior_vi"] + [c for m in methods for c in (f"{m}_log_ml", f"posterior_{m}")])
     with open(output, "w") as handle:
