@@ -16,6 +16,9 @@
  *   node_nch[n]       2 or 3 children
  *   ch_ref[3n + k]    >= 0: node index of an internal child; < 0: -(taxon + 1)
  *   ch_edge[3n + k]   global edge row (b * n_edges + e) of the child
+ *   slot[n]           the node's partials buffer when no gradient is asked for: a
+ *                     buffer is reused once the parent has read it, so the pass keeps
+ *                     only a few buffers (in cache) instead of one per node
  */
 #ifndef PV_REAL
 
@@ -31,7 +34,7 @@
 
 typedef struct {
     int n_topologies, n_samples, n_categories, n_patterns, n_padded, block;
-    const int32_t *topo_off, *node_nch, *ch_ref, *ch_edge;
+    const int32_t *topo_off, *node_nch, *ch_ref, *ch_edge, *slot;
 } pv_plan;
 
 static int pv_threads(int n)
@@ -54,7 +57,7 @@ static int pv_thread_id(void)
 #endif
 }
 
-int pv_version(void) { return 3; }
+int pv_version(void) { return 4; }
 
 #define PV_REAL double
 #define PV_FN(name) name##_f64
@@ -122,11 +125,167 @@ static inline void PV_FN(contribution)(int n, const real *M, const real *x, long
     PV_FN(two_rows)(n, M + 8, x, lx, out + 2 * ld, out + 3 * ld);
 }
 
+/* F81-family matrices (JC69, F81: equal exchangeabilities) are P = e I + 1 w^T, that is
+ * P[i][j] = e [i == j] + w[j]; w[j] is any off-diagonal entry of column j. With them a
+ * product M @ x takes 8 multiply-adds per pattern instead of 16. */
+static inline void PV_FN(f81_contribution)(int n, const real *M, const real *x, long lx,
+                                           real *out, long ld)
+{
+    const real w0 = M[4], w1 = M[1], w2 = M[2], w3 = M[3], e = M[0] - M[4];
+    const real *PV_RESTRICT x0 = x, *PV_RESTRICT x1 = x + lx, *PV_RESTRICT x2 = x + 2 * lx,
+               *PV_RESTRICT x3 = x + 3 * lx;
+    real *PV_RESTRICT o0 = out, *PV_RESTRICT o1 = out + ld, *PV_RESTRICT o2 = out + 2 * ld,
+         *PV_RESTRICT o3 = out + 3 * ld;
+#pragma omp simd
+    for (int p = 0; p < n; p++) {
+        const real u = x0[p], v = x1[p], w = x2[p], z = x3[p];
+        const real s = w0 * u + w1 * v + w2 * w + w3 * z;
+        o0[p] = e * u + s;
+        o1[p] = e * v + s;
+        o2[p] = e * w + s;
+        o3[p] = e * z + s;
+    }
+}
+
+/* A node's partials o = (M0 @ x) * (M1 @ y) for F81-family matrices in one sweep, so
+ * the node's two contributions never go through memory; L and R keep them when given
+ * (the gradient's pre-order pass needs them). */
+static inline void PV_FN(f81_node)(int n, const real *M0, const real *PV_RESTRICT x, long lx,
+                                   const real *M1, const real *PV_RESTRICT y, long ly,
+                                   real *PV_RESTRICT L, real *PV_RESTRICT R,
+                                   real *PV_RESTRICT o, long ld)
+{
+    const real a0 = M0[4], a1 = M0[1], a2 = M0[2], a3 = M0[3], ea = M0[0] - M0[4];
+    const real b0 = M1[4], b1 = M1[1], b2 = M1[2], b3 = M1[3], eb = M1[0] - M1[4];
+    const real *PV_RESTRICT x0 = x, *PV_RESTRICT x1 = x + lx, *PV_RESTRICT x2 = x + 2 * lx,
+               *PV_RESTRICT x3 = x + 3 * lx;
+    const real *PV_RESTRICT y0 = y, *PV_RESTRICT y1 = y + ly, *PV_RESTRICT y2 = y + 2 * ly,
+               *PV_RESTRICT y3 = y + 3 * ly;
+    if (!L) {
+#pragma omp simd
+        for (int p = 0; p < n; p++) {
+            const real sa = a0 * x0[p] + a1 * x1[p] + a2 * x2[p] + a3 * x3[p];
+            const real sb = b0 * y0[p] + b1 * y1[p] + b2 * y2[p] + b3 * y3[p];
+            o[p] = (ea * x0[p] + sa) * (eb * y0[p] + sb);
+            o[ld + p] = (ea * x1[p] + sa) * (eb * y1[p] + sb);
+            o[2 * ld + p] = (ea * x2[p] + sa) * (eb * y2[p] + sb);
+            o[3 * ld + p] = (ea * x3[p] + sa) * (eb * y3[p] + sb);
+        }
+        return;
+    }
+#pragma omp simd
+    for (int p = 0; p < n; p++) {
+        const real sa = a0 * x0[p] + a1 * x1[p] + a2 * x2[p] + a3 * x3[p];
+        const real sb = b0 * y0[p] + b1 * y1[p] + b2 * y2[p] + b3 * y3[p];
+        for (int i = 0; i < 4; i++) {
+            const real l = ea * x[i * lx + p] + sa, r = eb * y[i * ly + p] + sb;
+            L[i * ld + p] = l;
+            R[i * ld + p] = r;
+            o[i * ld + p] = l * r;
+        }
+    }
+}
+
+/* Two planes of o = L * (M @ y) (rows i0, i0 + 1 of M given as M), R = M @ y kept when
+ * given: the second child's contribution goes straight into the node's partials. */
+static inline void PV_FN(two_rows_times)(int n, const real *PV_RESTRICT M, const real *PV_RESTRICT y,
+                                         long ly, const real *PV_RESTRICT L0,
+                                         const real *PV_RESTRICT L1, real *PV_RESTRICT R0,
+                                         real *PV_RESTRICT R1, real *PV_RESTRICT o0,
+                                         real *PV_RESTRICT o1)
+{
+    const real a0 = M[0], a1 = M[1], a2 = M[2], a3 = M[3];
+    const real b0 = M[4], b1 = M[5], b2 = M[6], b3 = M[7];
+    const real *PV_RESTRICT y0 = y, *PV_RESTRICT y1 = y + ly, *PV_RESTRICT y2 = y + 2 * ly,
+               *PV_RESTRICT y3 = y + 3 * ly;
+    if (!R0) {
+#pragma omp simd
+        for (int p = 0; p < n; p++) {
+            const real u = y0[p], v = y1[p], w = y2[p], z = y3[p];
+            o0[p] = L0[p] * (a0 * u + a1 * v + a2 * w + a3 * z);
+            o1[p] = L1[p] * (b0 * u + b1 * v + b2 * w + b3 * z);
+        }
+        return;
+    }
+#pragma omp simd
+    for (int p = 0; p < n; p++) {
+        const real u = y0[p], v = y1[p], w = y2[p], z = y3[p];
+        const real r0 = a0 * u + a1 * v + a2 * w + a3 * z, r1 = b0 * u + b1 * v + b2 * w + b3 * z;
+        R0[p] = r0;
+        R1[p] = r1;
+        o0[p] = L0[p] * r0;
+        o1[p] = L1[p] * r1;
+    }
+}
+
+/* A node's partials o = (M0 @ x) * (M1 @ y) for any matrices; L and R as in f81_node,
+ * except that L is always written (it is the first product's scratch). */
+static inline void PV_FN(general_node)(int n, const real *M0, const real *x, long lx,
+                                       const real *M1, const real *y, long ly, real *L, real *R,
+                                       real *o, long ld)
+{
+    PV_FN(contribution)(n, M0, x, lx, L, ld);
+    for (int i = 0; i < 4; i += 2)
+        PV_FN(two_rows_times)(n, M1 + 4 * i, y, ly, L + i * ld, L + (i + 1) * ld,
+                              R ? R + i * ld : NULL, R ? R + (i + 1) * ld : NULL, o + i * ld,
+                              o + (i + 1) * ld);
+}
+
+/* The pre-order step of child_backward for an F81-family M (its msg is already made).
+ * An F81 model's P moves only in directions a I + 1 v^T, so G gets a matrix that agrees
+ * with d lnL / d P on all of them: trace g = sum_p m . x and column sums
+ * h_j = sum_p (sum_i m_i) x_j, here alpha I + 1 (h - alpha)^T / 4 with alpha = (g - sum h / 4) / 3.
+ * 9 multiply-adds per pattern instead of 16; up_j = e m_j + w_j sum_i m_i instead of 16 more. */
+static inline void PV_FN(f81_backward)(int n, const real *PV_RESTRICT msg, long lm,
+                                       const real *PV_RESTRICT x, long lx, const real *M,
+                                       real *PV_RESTRICT up, double *G)
+{
+    const real *PV_RESTRICT m0 = msg, *PV_RESTRICT m1 = msg + lm, *PV_RESTRICT m2 = msg + 2 * lm,
+               *PV_RESTRICT m3 = msg + 3 * lm;
+    const real *PV_RESTRICT x0 = x, *PV_RESTRICT x1 = x + lx, *PV_RESTRICT x2 = x + 2 * lx,
+               *PV_RESTRICT x3 = x + 3 * lx;
+    real g = 0, h0 = 0, h1 = 0, h2 = 0, h3 = 0;
+#pragma omp simd reduction(+ : g, h0, h1, h2, h3)
+    for (int p = 0; p < n; p++) {
+        const real a = m0[p], b = m1[p], c = m2[p], d = m3[p];
+        const real u = x0[p], v = x1[p], w = x2[p], z = x3[p];
+        const real sum = (a + b) + (c + d);
+        g += a * u + b * v + c * w + d * z;
+        h0 += sum * u; h1 += sum * v; h2 += sum * w; h3 += sum * z;
+    }
+    const double h[4] = {h0, h1, h2, h3};
+    const double alpha = ((double)g - (h[0] + h[1] + h[2] + h[3]) / 4) / 3;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) G[4 * i + j] += (i == j ? alpha : 0.0) + (h[j] - alpha) / 4;
+    if (!up) return;
+    const real w0 = M[4], w1 = M[1], w2 = M[2], w3 = M[3], e = M[0] - M[4];
+    real *PV_RESTRICT u0 = up, *PV_RESTRICT u1 = up + lm, *PV_RESTRICT u2 = up + 2 * lm,
+         *PV_RESTRICT u3 = up + 3 * lm;
+#pragma omp simd
+    for (int p = 0; p < n; p++) {
+        const real a = m0[p], b = m1[p], c = m2[p], d = m3[p];
+        const real sum = (a + b) + (c + d);
+        u0[p] = e * a + w0 * sum;
+        u1[p] = e * b + w1 * sum;
+        u2[p] = e * c + w2 * sum;
+        u3[p] = e * d + w3 * sum;
+    }
+}
+
+/* out = M @ x through whichever of the two paths the model allows. */
+static inline void PV_FN(product)(int f81, int n, const real *M, const real *x, long lx, real *out,
+                                  long ld)
+{
+    if (f81) PV_FN(f81_contribution)(n, M, x, lx, out, ld);
+    else PV_FN(contribution)(n, M, x, lx, out, ld);
+}
+
 /* Where child k of a node keeps its partials for category c: the tip planes, or the
- * task's scratch `part`; sets *lx to the plane stride. */
-static inline const real *PV_FN(child_x)(const pv_plan *pl, int node, int first, int k, int c,
-                                         int p0, const real *tips, const real *part,
-                                         long node_sz, int blk, long *lx)
+ * task's scratch `part` (buffer slot[child] when slot is given, else one per node);
+ * sets *lx to the plane stride. */
+static inline const real *PV_FN(child_x)(const pv_plan *pl, const int32_t *slot, int node,
+                                         int first, int k, int c, int p0, const real *tips,
+                                         const real *part, long node_sz, int blk, long *lx)
 {
     const int ref = pl->ch_ref[3 * node + k];
     if (ref < 0) {
@@ -134,7 +293,94 @@ static inline const real *PV_FN(child_x)(const pv_plan *pl, int node, int first,
         return tips + (long)(-ref - 1) * 4 * pl->n_padded + p0;
     }
     *lx = blk;
-    return part + (ref - first) * node_sz + (long)c * 4 * blk;
+    return part + (slot ? slot[ref] : ref - first) * node_sz + (long)c * 4 * blk;
+}
+
+/* grad_rows with the message rows built on the fly, m_i = A_i * S_i: a node of two
+ * children never stores its messages (stores are what the kernel waits on). */
+static inline void PV_FN(grad_rows_m)(int n, const real *PV_RESTRICT A0, const real *PV_RESTRICT A1,
+                                      const real *PV_RESTRICT S0, const real *PV_RESTRICT S1,
+                                      const real *PV_RESTRICT x, long lx, double *G)
+{
+    const real *PV_RESTRICT x0 = x, *PV_RESTRICT x1 = x + lx, *PV_RESTRICT x2 = x + 2 * lx,
+               *PV_RESTRICT x3 = x + 3 * lx;
+    real g00 = 0, g01 = 0, g02 = 0, g03 = 0, g10 = 0, g11 = 0, g12 = 0, g13 = 0;
+#pragma omp simd reduction(+ : g00, g01, g02, g03, g10, g11, g12, g13)
+    for (int p = 0; p < n; p++) {
+        const real a = A0[p] * S0[p], b = A1[p] * S1[p];
+        const real u = x0[p], v = x1[p], w = x2[p], z = x3[p];
+        g00 += a * u; g01 += a * v; g02 += a * w; g03 += a * z;
+        g10 += b * u; g11 += b * v; g12 += b * w; g13 += b * z;
+    }
+    G[0] += g00; G[1] += g01; G[2] += g02; G[3] += g03;
+    G[4] += g10; G[5] += g11; G[6] += g12; G[7] += g13;
+}
+
+/* Two planes j0, j0 + 1 of up = m @ P with m = A * S built on the fly; Mt holds
+ * columns j0 and j0 + 1 of P as two rows of 4. */
+static inline void PV_FN(two_cols_m)(int n, const real *PV_RESTRICT Mt, const real *PV_RESTRICT A,
+                                     const real *PV_RESTRICT S, long ld, real *PV_RESTRICT o0,
+                                     real *PV_RESTRICT o1)
+{
+    const real a0 = Mt[0], a1 = Mt[1], a2 = Mt[2], a3 = Mt[3];
+    const real b0 = Mt[4], b1 = Mt[5], b2 = Mt[6], b3 = Mt[7];
+#pragma omp simd
+    for (int p = 0; p < n; p++) {
+        const real u = A[p] * S[p], v = A[ld + p] * S[ld + p], w = A[2 * ld + p] * S[2 * ld + p],
+                   z = A[3 * ld + p] * S[3 * ld + p];
+        o0[p] = a0 * u + a1 * v + a2 * w + a3 * z;
+        o1[p] = b0 * u + b1 * v + b2 * w + b3 * z;
+    }
+}
+
+/* The whole pre-order step to child k of an F81-family node of two children, in one
+ * sweep: the message m = A * (Ms @ y), y the sibling's partials, is rebuilt from them
+ * (the forward pass keeps no contributions on this path), then G as in f81_backward
+ * and, for an internal child, up = m @ Mk. */
+static inline void PV_FN(f81_backward_pair)(int n, const real *PV_RESTRICT A, long la,
+                                            const real *Ms, const real *PV_RESTRICT y, long ly,
+                                            const real *Mk, const real *PV_RESTRICT x, long lx,
+                                            real *PV_RESTRICT up, double *G)
+{
+    const real s0 = Ms[4], s1 = Ms[1], s2 = Ms[2], s3 = Ms[3], es = Ms[0] - Ms[4];
+    const real k0 = Mk[4], k1 = Mk[1], k2 = Mk[2], k3 = Mk[3], ek = Mk[0] - Mk[4];
+    const real *PV_RESTRICT A0 = A, *PV_RESTRICT A1 = A + la, *PV_RESTRICT A2 = A + 2 * la,
+               *PV_RESTRICT A3 = A + 3 * la;
+    const real *PV_RESTRICT y0 = y, *PV_RESTRICT y1 = y + ly, *PV_RESTRICT y2 = y + 2 * ly,
+               *PV_RESTRICT y3 = y + 3 * ly;
+    const real *PV_RESTRICT x0 = x, *PV_RESTRICT x1 = x + lx, *PV_RESTRICT x2 = x + 2 * lx,
+               *PV_RESTRICT x3 = x + 3 * lx;
+    real g = 0, h0 = 0, h1 = 0, h2 = 0, h3 = 0;
+#define PV_F81_MESSAGE                                                                    \
+    const real sy = s0 * y0[p] + s1 * y1[p] + s2 * y2[p] + s3 * y3[p];                    \
+    const real a = A0[p] * (es * y0[p] + sy), b = A1[p] * (es * y1[p] + sy),             \
+               c = A2[p] * (es * y2[p] + sy), d = A3[p] * (es * y3[p] + sy);             \
+    const real u = x0[p], v = x1[p], w = x2[p], z = x3[p];                                \
+    const real sum = (a + b) + (c + d);                                                   \
+    g += a * u + b * v + c * w + d * z;                                                   \
+    h0 += sum * u; h1 += sum * v; h2 += sum * w; h3 += sum * z;
+    if (up) {
+        real *PV_RESTRICT u0 = up, *PV_RESTRICT u1 = up + la, *PV_RESTRICT u2 = up + 2 * la,
+             *PV_RESTRICT u3 = up + 3 * la;
+#pragma omp simd reduction(+ : g, h0, h1, h2, h3)
+        for (int p = 0; p < n; p++) {
+            PV_F81_MESSAGE
+            u0[p] = ek * a + k0 * sum;
+            u1[p] = ek * b + k1 * sum;
+            u2[p] = ek * c + k2 * sum;
+            u3[p] = ek * d + k3 * sum;
+        }
+    } else {
+#pragma omp simd reduction(+ : g, h0, h1, h2, h3)
+        for (int p = 0; p < n; p++) {
+            PV_F81_MESSAGE
+        }
+    }
+#undef PV_F81_MESSAGE
+    const double h[4] = {h0, h1, h2, h3};
+    const double alpha = ((double)g - (h[0] + h[1] + h[2] + h[3]) / 4) / 3;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) G[4 * i + j] += (i == j ? alpha : 0.0) + (h[j] - alpha) / 4;
 }
 
 /* The pre-order step to one child: message m = upper * sibling (4 planes), then
@@ -143,14 +389,29 @@ static inline void PV_FN(child_backward)(int n, const real *PV_RESTRICT A,
                                          const real *PV_RESTRICT sib1, const real *PV_RESTRICT sib2,
                                          const real *PV_RESTRICT x, long lx, const real *M,
                                          real *PV_RESTRICT up, real *PV_RESTRICT msg, int blk,
-                                         double *G)
+                                         int f81, double *G)
 {
+    if (!sib2 && !f81) { /* two children: the message is never stored */
+        PV_FN(grad_rows_m)(n, A, A + blk, sib1, sib1 + blk, x, lx, G);
+        PV_FN(grad_rows_m)(n, A + 2 * blk, A + 3 * blk, sib1 + 2 * blk, sib1 + 3 * blk, x, lx, G + 8);
+        if (up) {
+            const real Mt[16] = {M[0], M[4], M[8], M[12], M[1], M[5], M[9], M[13],
+                                 M[2], M[6], M[10], M[14], M[3], M[7], M[11], M[15]};
+            PV_FN(two_cols_m)(n, Mt, A, sib1, blk, up, up + blk);
+            PV_FN(two_cols_m)(n, Mt + 8, A, sib1, blk, up + 2 * blk, up + 3 * blk);
+        }
+        return;
+    }
     if (sib2) {
 #pragma omp simd
         for (int q = 0; q < 4 * blk; q++) msg[q] = A[q] * sib1[q] * sib2[q];
     } else {
 #pragma omp simd
         for (int q = 0; q < 4 * blk; q++) msg[q] = A[q] * sib1[q];
+    }
+    if (f81) {
+        PV_FN(f81_backward)(n, msg, blk, x, lx, M, up, G);
+        return;
     }
     PV_FN(grad_inner)(n, msg, blk, x, lx, G);
     if (up) {
@@ -170,17 +431,20 @@ static inline void PV_FN(child_backward)(int n, const real *PV_RESTRICT A,
  *   inv [4][Pp] 1 where every tip allows the state (constant patterns);
  *   lnl [B][S][n_blocks] out, partial sums over each block;
  *   site_ll [B][S][P] out when given: each pattern's log-likelihood;
- *   jac_mats [B*n_edges][S][C][16], jac_other [B][S][5] (d/d frequencies, d/d pinv) out. */
+ *   jac_mats [B*n_edges][S][C][16], jac_other [B][S][5] (d/d frequencies, d/d pinv) out;
+ *   f81: every matrix is of the F81 family and only moves within it (see f81_backward):
+ *       jac_mats is then d lnL / d P on those directions only. */
 int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const real *tips,
                      const real *freq, const real *catw, double pinv, const real *weights,
                      const real *inv, int rescale, double *lnl, real *site_ll,
-                     real *jac_mats, real *jac_other, int n_threads)
+                     real *jac_mats, real *jac_other, int f81, int n_threads)
 {
     const int S = pl->n_samples, C = pl->n_categories, P = pl->n_patterns, Pp = pl->n_padded;
     const int blk = pl->block, B = pl->n_topologies;
     const int n_blocks = (Pp + blk - 1) / blk;
     const long n_tasks = (long)B * S * n_blocks;
     const int grad = jac_mats != NULL;
+    const int32_t *slot = grad ? NULL : pl->slot; /* the pre-order pass needs every node's partials */
     const long n_grad = grad ? (long)B * n_edges * S * C * 16 : 0;
     const long n_other = grad ? (long)B * S * 5 : 0;
     int max_nodes = 0;
@@ -199,54 +463,67 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
         double *G = grad ? gacc + (long)pv_thread_id() * (n_grad + n_other) : NULL;
         real *part = (real *)malloc(sizeof(real) * (size_t)(node_sz * max_nodes));
         real *scl = (real *)malloc(sizeof(real) * (size_t)(blk * max_nodes)); /* 1 / scale */
+        unsigned char *rescaled = (unsigned char *)calloc((size_t)max_nodes, 1); /* any sc != 1 */
         real *upper = grad ? (real *)malloc(sizeof(real) * (size_t)(node_sz * max_nodes)) : NULL;
         real *work = (real *)malloc(sizeof(real) * (size_t)(8 * blk));
         real *contrib = (real *)malloc(sizeof(real) * (size_t)(node_sz * (2 * max_nodes + 1)));
         double *pd = (double *)malloc(sizeof(double) * (size_t)(3 * blk));
-        if (!part || !scl || !work || !pd || !contrib || (grad && !upper)) {
+        if (!part || !scl || !rescaled || !work || !pd || !contrib || (grad && !upper)) {
 #pragma omp atomic write
             failed = 1;
         } else {
 #pragma omp for schedule(dynamic, 1)
             for (long task = 0; task < n_tasks; task++) {
-                const long bs = task / n_blocks;
+                /* block-major: consecutive tasks share a pattern block, so its tip
+                 * planes stay in cache while the (topology, sample) pairs go by */
+                const long bs = task % ((long)B * S);
                 const int b = (int)(bs / S), s = (int)(bs % S);
-                const int p0 = (int)(task % n_blocks) * blk;
+                const int p0 = (int)(task / ((long)B * S)) * blk;
                 const int n = Pp - p0 < blk ? Pp - p0 : blk;
                 const int pe = P - p0 < n ? P - p0 : n;
                 const int first = pl->topo_off[b], last = pl->topo_off[b + 1];
                 double *PV_RESTRICT prod = pd, *PV_RESTRICT lsum = pd + blk, *PV_RESTRICT ap = pd + 2 * blk;
                 for (int p = 0; p < n; p++) { prod[p] = 1.0; lsum[p] = 0.0; }
+                /* Consecutive tasks take other trees, whose matrices (and gradient
+                 * accumulators) are out of cache: ask for all of them at once, so the
+                 * nodes do not wait on one miss after another. */
+                for (long e = (long)b * n_edges; e < (long)(b + 1) * n_edges; e++)
+                    for (int q = 0; q < C * 16; q += 8) {
+                        __builtin_prefetch(mats + (e * S + s) * C * 16 + q, 0, 3);
+                        if (grad) __builtin_prefetch(G + (e * S + s) * C * 16 + q, 1, 3);
+                    }
                 /* post-order; children's contributions kept in `contrib` */
                 for (int node = first; node < last; node++) {
                     const int nch = pl->node_nch[node], local = node - first;
-                    real *out = part + local * node_sz;
+                    real *out = part + (slot ? slot[node] : local) * node_sz;
                     for (int c = 0; c < C; c++) {
                         long lx0, lx1;
-                        const real *x0 = PV_FN(child_x)(pl, node, first, 0, c, p0, tips, part, node_sz, blk, &lx0);
-                        const real *x1 = PV_FN(child_x)(pl, node, first, 1, c, p0, tips, part, node_sz, blk, &lx1);
+                        const real *x0 = PV_FN(child_x)(pl, slot, node, first, 0, c, p0, tips, part, node_sz, blk, &lx0);
+                        const real *x1 = PV_FN(child_x)(pl, slot, node, first, 1, c, p0, tips, part, node_sz, blk, &lx1);
                         const real *M0 = mats + (((long)pl->ch_edge[3 * node] * S + s) * C + c) * 16;
                         const real *M1 = mats + (((long)pl->ch_edge[3 * node + 1] * S + s) * C + c) * 16;
                         real *o = out + (long)c * 4 * blk;
-                        /* both contributions (kept for the pre-order pass when it runs), then their product */
-                        real *PV_RESTRICT L = grad ? contrib + (2 * local) * node_sz + (long)c * 4 * blk : work;
-                        real *PV_RESTRICT R = grad ? contrib + (2 * local + 1) * node_sz + (long)c * 4 * blk
-                                                   : work + 4 * blk;
-                        PV_FN(contribution)(n, M0, x0, lx0, L, blk);
-                        PV_FN(contribution)(n, M1, x1, lx1, R, blk);
-#pragma omp simd
-                        for (int q = 0; q < 4 * blk; q++) o[q] = L[q] * R[q];
+                        /* both contributions (kept for the pre-order pass when it runs) and their product */
+                        /* (an F81 node of two children rebuilds them in the pre-order pass instead) */
+                        const int keep = grad && !(f81 && nch == 2);
+                        real *PV_RESTRICT L = keep ? contrib + (2 * local) * node_sz + (long)c * 4 * blk : NULL;
+                        real *PV_RESTRICT R = keep ? contrib + (2 * local + 1) * node_sz + (long)c * 4 * blk
+                                                   : NULL;
+                        if (f81)
+                            PV_FN(f81_node)(n, M0, x0, lx0, M1, x1, lx1, L, R, o, blk);
+                        else
+                            PV_FN(general_node)(n, M0, x0, lx0, M1, x1, lx1, L ? L : work, R, o, blk);
                         if (nch == 3) {
                             long lx2;
-                            const real *x2 = PV_FN(child_x)(pl, node, first, 2, c, p0, tips, part, node_sz, blk, &lx2);
+                            const real *x2 = PV_FN(child_x)(pl, slot, node, first, 2, c, p0, tips, part, node_sz, blk, &lx2);
                             const real *M2 = mats + (((long)pl->ch_edge[3 * node + 2] * S + s) * C + c) * 16;
                             real *t = contrib + (2L * max_nodes) * node_sz + (long)c * 4 * blk;
-                            PV_FN(contribution)(n, M2, x2, lx2, t, blk);
+                            PV_FN(product)(f81, n, M2, x2, lx2, t, blk);
 #pragma omp simd
                             for (int q = 0; q < 4 * blk; q++) o[q] *= t[q];
                         }
                     }
-                    real *PV_RESTRICT sc = scl + (node - first) * blk;
+                    real *PV_RESTRICT sc = scl + (grad ? local : 0) * blk; /* only the gradient reads it back */
                     if (rescale) {
                         for (int p = 0; p < n; p++) sc[p] = 0;
                         for (int q = 0; q < 4 * C; q++) {
@@ -275,6 +552,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                                 sc[p] = 1;
                             }
                         }
+                        rescaled[local] = (unsigned char)any;
                         if (any) {
                             for (int q = 0; q < 4 * C; q++) {
                                 real *PV_RESTRICT o = out + q * blk;
@@ -289,7 +567,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                     }
                 }
                 /* site log-likelihoods and d lnL / d (scaled site likelihood) */
-                const real *root = part + (last - 1 - first) * node_sz;
+                const real *root = part + (slot ? slot[last - 1] : last - 1 - first) * node_sz;
                 double total = 0, *other = grad ? G + n_grad + bs * 5 : NULL;
                 for (int p = 0; p < pe; p++) {
                     double mix = 0, constant = 0;
@@ -302,8 +580,9 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                     const double ls = rescale ? lsum[p] + log(prod[p]) : 0.0;
                     const double lv = mix > 0 ? log_variable + log(mix) + ls : -INFINITY;
                     const double li = constant > 0 ? log_pinv + log(constant) : -INFINITY;
-                    const double hi = lv > li ? lv : li;
-                    const double ll = hi == -INFINITY ? -INFINITY : hi + log(exp(lv - hi) + exp(li - hi));
+                    /* log(e^lv + e^li); without +I (li = -inf) it is lv, with no exp or log */
+                    const double hi = lv > li ? lv : li, lo = lv > li ? li : lv;
+                    const double ll = lo == -INFINITY ? hi : hi + log1p(exp(lo - hi));
                     const double w = weights[p0 + p];
                     total += w * ll;
                     if (site_ll) site_ll[bs * P + p0 + p] = (real)ll;
@@ -314,31 +593,36 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                     other[4] += (constant > 0 ? w * exp(log(constant) - ll) : 0.0)
                                 - (lv == -INFINITY ? 0.0 : w * exp(log(mix) + ls - ll));
                 }
-                lnl[task] = total;
+                lnl[bs * n_blocks + p0 / blk] = total;
                 if (!grad) continue;
                 for (int p = pe; p < n; p++) ap[p] = 0;
                 /* pre-order */
-                real *PV_RESTRICT A = work, *PV_RESTRICT msg = work + 4 * blk;
+                real *PV_RESTRICT msg = work + 4 * blk;
                 for (int node = last - 1; node >= first; node--) {
                     const int nch = pl->node_nch[node], local = node - first, is_root = node == last - 1;
                     const real *PV_RESTRICT sc = scl + local * blk;
                     for (int c = 0; c < C; c++) {
+                        const real *PV_RESTRICT A = work; /* upper * 1 / scale, all 4 planes */
                         if (is_root) {
                             for (int i = 0; i < 4; i++) {
                                 double g = 0;
                                 const real *PV_RESTRICT r = root + (c * 4 + i) * blk;
                                 const double f = (double)catw[c] * freq[i];
                                 for (int p = 0; p < n; p++) {
-                                    A[i * blk + p] = (real)(ap[p] * f) * sc[p];
+                                    work[i * blk + p] = (real)(ap[p] * f) * sc[p];
                                     g += ap[p] * catw[c] * r[p];
                                 }
                                 other[i] += g;
                             }
                         } else {
                             const real *PV_RESTRICT u = upper + local * node_sz + (long)c * 4 * blk;
-                            for (int i = 0; i < 4; i++)
+                            if (!rescaled[local]) {
+                                A = u; /* its scale is 1: no copy */
+                            } else {
+                                for (int i = 0; i < 4; i++)
 #pragma omp simd
-                                for (int p = 0; p < n; p++) A[i * blk + p] = u[i * blk + p] * sc[p];
+                                    for (int p = 0; p < n; p++) work[i * blk + p] = u[i * blk + p] * sc[p];
+                            }
                         }
                         const real *con[3] = {
                             contrib + (2 * local) * node_sz + (long)c * 4 * blk,
@@ -348,11 +632,20 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                             const int ref = pl->ch_ref[3 * node + k];
                             const long edge = pl->ch_edge[3 * node + k];
                             long lx;
-                            const real *x = PV_FN(child_x)(pl, node, first, k, c, p0, tips, part, node_sz, blk, &lx);
+                            const real *x = PV_FN(child_x)(pl, slot, node, first, k, c, p0, tips, part, node_sz, blk, &lx);
                             const real *M = mats + ((edge * S + s) * C + c) * 16;
                             real *up = ref < 0 ? NULL : upper + (ref - first) * node_sz + (long)c * 4 * blk;
+                            if (f81 && nch == 2) {
+                                long ly;
+                                const real *y = PV_FN(child_x)(pl, slot, node, first, 1 - k, c, p0, tips, part, node_sz, blk, &ly);
+                                const real *Ms = mats + (((long)pl->ch_edge[3 * node + 1 - k] * S + s) * C + c) * 16;
+                                PV_FN(f81_backward_pair)(n, A, blk, Ms, y, ly, M, x, lx, up,
+                                                         G + ((edge * S + s) * C + c) * 16);
+                                continue;
+                            }
                             PV_FN(child_backward)(n, A, con[(k + 1) % nch], nch == 3 ? con[(k + 2) % nch] : NULL,
-                                                  x, lx, M, up, msg, blk, G + ((edge * S + s) * C + c) * 16);
+                                                  x, lx, M, up, msg, blk, f81,
+                                                  G + ((edge * S + s) * C + c) * 16);
                         }
                     }
                 }
@@ -361,6 +654,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
         free(contrib);
         free(part);
         free(scl);
+        free(rescaled);
         free(upper);
         free(work);
         free(pd);

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import heapq
 import os
 import platform
 import shutil
@@ -59,7 +60,8 @@ class _Plan(ctypes.Structure):
                 ("n_categories", ctypes.c_int), ("n_patterns", ctypes.c_int),
                 ("n_padded", ctypes.c_int), ("block", ctypes.c_int),
                 ("topo_off", ctypes.c_void_p), ("node_nch", ctypes.c_void_p),
-                ("ch_ref", ctypes.c_void_p), ("ch_edge", ctypes.c_void_p)]
+                ("ch_ref", ctypes.c_void_p), ("ch_edge", ctypes.c_void_p),
+                ("slot", ctypes.c_void_p)]
 
 
 def cache_dir() -> Path:
@@ -101,14 +103,14 @@ def _compile() -> ctypes.CDLL:
                 raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
             os.replace(out, target)
     library = ctypes.CDLL(str(target))
-    if library.pv_version() != 3:
+    if library.pv_version() != 4:
         raise RuntimeError("cpu_kernel library version mismatch")
     for suffix in ("f64", "f32"):
         function = getattr(library, f"pv_loglik_{suffix}")
         function.restype = ctypes.c_int
         function.argtypes = [ctypes.POINTER(_Plan), ctypes.c_int] + [ctypes.c_void_p] * 4 + \
             [ctypes.c_double] + [ctypes.c_void_p] * 2 + [ctypes.c_int] + \
-            [ctypes.c_void_p] * 4 + [ctypes.c_int]
+            [ctypes.c_void_p] * 4 + [ctypes.c_int] * 2
     return library
 
 
@@ -185,10 +187,31 @@ def _plan_arrays(schedule):
     ref = np.where(ref >= 0, node_of_slot[np.maximum(ref, 0)], ref)
     offsets = np.zeros(schedule.n_topologies + 1, np.int64)
     offsets[1:] = np.cumsum(np.bincount(topo, minlength=schedule.n_topologies))
+    nch = nch[order]
+    slots = _buffer_slots(offsets, nch, ref)
     arrays = tuple(np.ascontiguousarray(a, dtype=np.int32)
-                   for a in (offsets, nch[order], ref.reshape(-1), edge.reshape(-1)))
+                   for a in (offsets, nch, ref.reshape(-1), edge.reshape(-1), slots))
     object.__setattr__(schedule, "_cpu_plan", arrays)
     return arrays
+
+
+def _buffer_slots(offsets, nch, ref) -> np.ndarray:
+    """Partials buffer of each node for passes without a gradient: the lowest free one,
+    freed again once the parent has read it, so a tree needs only a few (about log2 of
+    its size when balanced, 2 for a caterpillar) and they stay in cache."""
+    slots = np.empty(len(nch), np.int64)
+    for b in range(len(offsets) - 1):
+        free: list[int] = []
+        used = 0
+        for node in range(offsets[b], offsets[b + 1]):
+            if free:
+                slots[node] = heapq.heappop(free)
+            else:
+                slots[node], used = used, used + 1
+            for child in ref[node, :nch[node]]:
+                if child >= 0:
+                    heapq.heappush(free, int(slots[child]))
+    return slots
 
 
 def tip_planes(tip_codes: torch.Tensor, code_table: torch.Tensor) -> torch.Tensor:
@@ -208,7 +231,8 @@ def _ptr(tensor: torch.Tensor | None) -> int | None:
 
 
 def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights,
-             constant, rescale: bool, gradient: bool = False, sites: bool = False):
+             constant, rescale: bool, gradient: bool = False, sites: bool = False,
+             f81: bool = False):
     """Log-likelihoods of every (topology, sample), and optionally more.
 
     Args:
@@ -223,6 +247,10 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
             ``[B * n_edges, S, C, 4, 4]`` and ``d lnL[b, s] / d (frequencies, pinv)``
             ``[B, S, 5]``.
         sites: also return each pattern's log-likelihood ``[B, S, P]``.
+        f81: the model has equal exchangeabilities (JC69, F81) that do not require a
+            gradient, so every matrix is ``e I + 1 w^T`` and moves only within that
+            family: the kernel then takes its cheaper path, and ``jac_matrices`` is the
+            gradient on that family's directions only (enough for the chain rule).
 
     Returns:
         ``(lnL [B, S], sites or None, jac_matrices or None, jac_other or None)``
@@ -235,10 +263,11 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
     _, n_samples, n_categories, _, _ = matrices.shape
     n_topologies, n_patterns = schedule.n_topologies, constant.shape[0]
     padded = tips.shape[-1]
-    offsets, nch, ref, edge = _plan_arrays(schedule)
+    offsets, nch, ref, edge, slots = _plan_arrays(schedule)
     block = block_size(n_categories)
     plan = _Plan(n_topologies, n_samples, n_categories, n_patterns, padded, block,
-                 offsets.ctypes.data, nch.ctypes.data, ref.ctypes.data, edge.ctypes.data)
+                 offsets.ctypes.data, nch.ctypes.data, ref.ctypes.data, edge.ctypes.data,
+                 slots.ctypes.data)
     invariant = torch.zeros((4, padded), dtype=dtype)
     invariant[:, :n_patterns] = constant.T
     as_input = lambda t: t.detach().to(dtype).contiguous()  # noqa: E731
@@ -252,7 +281,7 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
         ctypes.byref(plan), schedule.n_edges, _ptr(matrices), _ptr(tips), _ptr(frequencies),
         _ptr(category_weights), float(pinv), _ptr(pattern_weights), _ptr(invariant),
         int(rescale), _ptr(partial_sums), _ptr(site), _ptr(jac_matrices), _ptr(jac_other),
-        torch.get_num_threads())
+        int(f81), torch.get_num_threads())
     if status:
         raise MemoryError("cpu_kernel: out of memory")
     return partial_sums.sum(-1).to(dtype), site, jac_matrices, jac_other
@@ -262,18 +291,18 @@ class FusedLogLikelihood(torch.autograd.Function):
     """Log-likelihoods ``[B, S]`` whose gradient the C kernel computes in the same pass.
 
     Inputs: ``matrices, frequencies, pinv`` (differentiable), then the other
-    arguments of :func:`evaluate`. Each ``lnL[b, s]`` depends only on its own
+    arguments of :func:`evaluate` (``f81`` last). Each ``lnL[b, s]`` depends only on its own
     tree's matrices, so the backward pass scales the stored Jacobians by the
     incoming gradient: no partials are kept between the passes.
     """
 
     @staticmethod
     def forward(ctx, matrices, frequencies, pinv, schedule, tips, category_weights,
-                pattern_weights, constant, rescale):
+                pattern_weights, constant, rescale, f81):
         gradient = any(ctx.needs_input_grad[:3])
         value, _, jac_matrices, jac_other = evaluate(
             schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights,
-            constant, rescale, gradient=gradient)
+            constant, rescale, gradient=gradient, f81=f81)
         if gradient:
             ctx.save_for_backward(jac_matrices, jac_other)
         return value
@@ -286,4 +315,4 @@ class FusedLogLikelihood(torch.autograd.Function):
         per_tree = jac_matrices.view(n_topologies, -1, n_samples, jac_matrices[0, 0].numel())
         grad_matrices = (per_tree * grad[:, None, :, None]).view_as(jac_matrices)
         grad_other = (jac_other * grad[..., None]).sum((0, 1))
-        return grad_matrices, grad_other[:4], grad_other[4], *([None] * 6)
+        return grad_matrices, grad_other[:4], grad_other[4], *([None] * 7)

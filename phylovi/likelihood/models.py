@@ -38,6 +38,14 @@ class SubstitutionModel:
     def requires_grad(self) -> bool:
         return self.exchangeabilities.requires_grad or self.frequencies.requires_grad
 
+    @property
+    def is_f81(self) -> bool:
+        """Whether ``P(t) = e I + 1 w^T`` for every value of the free parameters (JC69,
+        F81): all exchangeabilities equal and fixed, so only ``t`` and the frequencies
+        move ``P``, and only within that family."""
+        r = self.exchangeabilities
+        return not r.requires_grad and bool((r == r.reshape(-1)[0]).all())
+
     def rate_matrix(self) -> torch.Tensor:
         """The normalised rate matrix ``Q`` ``[4, 4]``, rows summing to zero."""
         pi = self.frequencies

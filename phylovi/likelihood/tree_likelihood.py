@@ -128,7 +128,8 @@ class TreeLikelihood:
         pinv = site_rates.pinv.to(dtype=self.dtype, device=self.device)
         return cpu_kernel.FusedLogLikelihood.apply(
             matrices, frequencies, pinv, self._schedule(batch), self._tip_planes(),
-            site_rates.weights(self.dtype), self.weights, self.constant, self.rescale)
+            site_rates.weights(self.dtype), self.weights, self.constant, self.rescale,
+            self.model.substitution.is_f81)
 
     def _site_log_likelihoods(self, batch: TopologyBatch, lengths: torch.Tensor) -> torch.Tensor:
         site_rates = self.model.site_rates
@@ -140,7 +141,8 @@ class TreeLikelihood:
         if not differentiable and cpu_kernel.supports_device(self.device, self.dtype):
             return cpu_kernel.evaluate(schedule, matrices, frequencies, pinv, self._tip_planes(),
                                        site_rates.weights(self.dtype), self.weights,
-                                       self.constant, self.rescale, sites=True)[1]
+                                       self.constant, self.rescale, sites=True,
+                                       f81=self.model.substitution.is_f81)[1]
         site, log_scale = prune(schedule, matrices, frequencies, self.tip_codes, self.code_table,
                                 self.rescale)
         weights = site_rates.weights(self.dtype, self.device)

@@ -51,6 +51,10 @@ CASES = [
     (16, 1, 2, "K2P{3}+G3{1.5}", 129, "caterpillar"),
     (40, 5, 1, "HKY{2}+F{0.3,0.2,0.2,0.3}+G4{0.5}", 200, "random"),
     (60, 2, 2, "GTR{0.5,2,1.5,0.7,3}+F{0.35,0.15,0.2,0.3}+G3{0.3}", 300, "caterpillar"),
+    # the F81 path (equal exchangeabilities), its frequencies differentiated
+    (20, 3, 2, "F81+F{0.35,0.15,0.2,0.3}+G4{0.4}+I{0.1}", 120, "random"),
+    # equal exchangeabilities that require a gradient must take the general path
+    (9, 2, 2, "GTR{1,1,1,1,1}+F{0.35,0.15,0.2,0.3}", 80, "random"),
 ]
 
 
@@ -96,6 +100,19 @@ def test_cpu_kernel_matches_torch_kernel(case, rescale, dtype, monkeypatch):
     torch.testing.assert_close(sites, expected_sites, rtol=rtol, atol=rtol)
     for grad, expected in zip(grads, expected_grads):
         torch.testing.assert_close(grad, expected, rtol=50 * rtol, atol=50 * rtol)
+
+
+@pytest.mark.parametrize("model_string, requires_grad, expected", [
+    ("JC", False, True), ("F81+G4", False, True), ("GTR{1,1,1,1,1}", False, True),
+    ("HKY{1}", False, True), ("K2P{1.5}", False, False), ("GTR{1,2,1,1,1}", False, False),
+    # a differentiated kappa or rate moves P off the F81 family, even from equal values
+    ("HKY{1}", True, False), ("GTR{1,1,1,1,1}", True, False)])
+def test_f81_family_is_recognised(model_string, requires_grad, expected):
+    model = parse_model(model_string)
+    for name in ("kappa", "rates"):
+        if name in model.parameters:
+            model.parameters[name].requires_grad_(requires_grad)
+    assert model.substitution.is_f81 == expected
 
 
 @needs_compiler
