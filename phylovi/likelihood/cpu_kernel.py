@@ -226,12 +226,20 @@ def tip_planes(tip_codes: torch.Tensor, code_table: torch.Tensor) -> torch.Tenso
     return code_table.detach().cpu()[codes].transpose(1, 2).contiguous()
 
 
+def invariant_planes(constant: torch.Tensor, padded: int, dtype: torch.dtype) -> torch.Tensor:
+    """``[4, P_padded]``: 1 where every tip of the pattern allows the state (``constant``
+    is ``[P, 4]``), 0 on the padding. Build it once per alignment, like the tip planes."""
+    planes = torch.zeros((4, padded), dtype=dtype)
+    planes[:, :constant.shape[0]] = constant.detach().cpu().T
+    return planes
+
+
 def _ptr(tensor: torch.Tensor | None) -> int | None:
     return None if tensor is None else tensor.data_ptr()
 
 
 def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights,
-             constant, rescale: bool, gradient: bool = False, sites: bool = False,
+             invariant, rescale: bool, gradient: bool = False, sites: bool = False,
              f81: bool = False):
     """Log-likelihoods of every (topology, sample), and optionally more.
 
@@ -241,7 +249,7 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
         frequencies: ``[4]``; pinv: proportion of invariable sites (a float or scalar).
         tips: ``[n_taxa, 4, P_padded]`` from :func:`tip_planes`, in the matrices' dtype.
         category_weights: ``[C]``; pattern_weights: ``[P]``.
-        constant: ``[P, 4]`` 1 where every tip allows the state, else 0.
+        invariant: ``[4, P_padded]`` from :func:`invariant_planes`.
         rescale: rescale partials at every node.
         gradient: also return ``d lnL[b, s] / d P`` of tree ``b``'s own matrices
             ``[B * n_edges, S, C, 4, 4]`` and ``d lnL[b, s] / d (frequencies, pinv)``
@@ -261,15 +269,13 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
     dtype = matrices.dtype
     suffix = {torch.float64: "f64", torch.float32: "f32"}[dtype]
     _, n_samples, n_categories, _, _ = matrices.shape
-    n_topologies, n_patterns = schedule.n_topologies, constant.shape[0]
+    n_topologies, n_patterns = schedule.n_topologies, pattern_weights.shape[0]
     padded = tips.shape[-1]
     offsets, nch, ref, edge, slots = _plan_arrays(schedule)
     block = block_size(n_categories)
     plan = _Plan(n_topologies, n_samples, n_categories, n_patterns, padded, block,
                  offsets.ctypes.data, nch.ctypes.data, ref.ctypes.data, edge.ctypes.data,
                  slots.ctypes.data)
-    invariant = torch.zeros((4, padded), dtype=dtype)
-    invariant[:, :n_patterns] = constant.T
     as_input = lambda t: t.detach().to(dtype).contiguous()  # noqa: E731
     frequencies, category_weights = as_input(frequencies), as_input(category_weights)
     pattern_weights = as_input(pattern_weights)
@@ -298,11 +304,11 @@ class FusedLogLikelihood(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, matrices, frequencies, pinv, schedule, tips, category_weights,
-                pattern_weights, constant, rescale, f81):
+                pattern_weights, invariant, rescale, f81):
         gradient = any(ctx.needs_input_grad[:3])
         value, _, jac_matrices, jac_other = evaluate(
             schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights,
-            constant, rescale, gradient=gradient, f81=f81)
+            invariant, rescale, gradient=gradient, f81=f81)
         if gradient:
             ctx.save_for_backward(jac_matrices, jac_other)
         return value

@@ -47,7 +47,7 @@ class TreeLikelihood:
         self.constant = torch.as_tensor(constant_pattern_states(patterns), **like)  # [P, 4]
         self.constant_patterns = self.constant.any(-1).nonzero().squeeze(-1)
         self.constant_states = self.constant[self.constant_patterns]  # [n_constant, 4]
-        self._cpu_tips = None  # the C kernel's tip planes, built on first use
+        self._cpu_tips = None  # the C kernel's (tip, invariant) planes, built on first use
         if rescale is None:
             rescale = dtype != torch.float64 or len(patterns.taxa) > _FLOAT64_UNSCALED_TAXA
         self.rescale = rescale
@@ -110,9 +110,10 @@ class TreeLikelihood:
         sample_shape = lengths.shape[1:-1]
         return batch, lengths.reshape(len(batch), -1, batch.n_edges), sample_shape
 
-    def _matrices(self, lengths: torch.Tensor):
+    def _matrices(self, lengths: torch.Tensor, substitution=None):
         """Transition matrices ``[B * n_edges, S, C, 4, 4]`` and root frequencies ``[4]``."""
-        substitution, site_rates = self.model.substitution, self.model.site_rates
+        substitution = substitution or self.model.substitution
+        site_rates = self.model.site_rates
         # Transition matrices are few and cheap: build them in float64 whatever the
         # kernel's dtype, so float32 loses precision only in the partials.
         rates = site_rates.rates(torch.float64, self.device)
@@ -123,26 +124,29 @@ class TreeLikelihood:
 
     def _fused_log_likelihood(self, batch: TopologyBatch, lengths: torch.Tensor) -> torch.Tensor:
         """``[B, S]`` from the C kernel, gradient included in the same pass."""
-        matrices, frequencies = self._matrices(lengths)
+        substitution = self.model.substitution
+        matrices, frequencies = self._matrices(lengths, substitution)
         site_rates = self.model.site_rates
         pinv = site_rates.pinv.to(dtype=self.dtype, device=self.device)
+        tips, invariant = self._cpu_planes()
         return cpu_kernel.FusedLogLikelihood.apply(
-            matrices, frequencies, pinv, self._schedule(batch), self._tip_planes(),
-            site_rates.weights(self.dtype), self.weights, self.constant, self.rescale,
-            self.model.substitution.is_f81)
+            matrices, frequencies, pinv, self._schedule(batch), tips,
+            site_rates.weights(self.dtype), self.weights, invariant, self.rescale,
+            substitution.is_f81)
 
     def _site_log_likelihoods(self, batch: TopologyBatch, lengths: torch.Tensor) -> torch.Tensor:
         site_rates = self.model.site_rates
-        matrices, frequencies = self._matrices(lengths)
+        substitution = self.model.substitution
+        matrices, frequencies = self._matrices(lengths, substitution)
         schedule = self._schedule(batch)
         pinv = site_rates.pinv.to(dtype=self.dtype, device=self.device)
         differentiable = torch.is_grad_enabled() and (
             matrices.requires_grad or frequencies.requires_grad or pinv.requires_grad)
         if not differentiable and cpu_kernel.supports_device(self.device, self.dtype):
-            return cpu_kernel.evaluate(schedule, matrices, frequencies, pinv, self._tip_planes(),
-                                       site_rates.weights(self.dtype), self.weights,
-                                       self.constant, self.rescale, sites=True,
-                                       f81=self.model.substitution.is_f81)[1]
+            tips, invariant = self._cpu_planes()
+            return cpu_kernel.evaluate(schedule, matrices, frequencies, pinv, tips,
+                                       site_rates.weights(self.dtype), self.weights, invariant,
+                                       self.rescale, sites=True, f81=substitution.is_f81)[1]
         site, log_scale = prune(schedule, matrices, frequencies, self.tip_codes, self.code_table,
                                 self.rescale)
         weights = site_rates.weights(self.dtype, self.device)
@@ -154,9 +158,12 @@ class TreeLikelihood:
         both = torch.logaddexp(variable[..., self.constant_patterns], invariant)
         return variable.index_copy(-1, self.constant_patterns, both)
 
-    def _tip_planes(self) -> torch.Tensor:
+    def _cpu_planes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The C kernel's tip and invariant-site planes, built on first use."""
         if self._cpu_tips is None:
-            self._cpu_tips = cpu_kernel.tip_planes(self.tip_codes, self.code_table)
+            tips = cpu_kernel.tip_planes(self.tip_codes, self.code_table)
+            invariant = cpu_kernel.invariant_planes(self.constant, tips.shape[-1], self.dtype)
+            self._cpu_tips = tips, invariant
         return self._cpu_tips
 
     def _schedule(self, batch: TopologyBatch):
