@@ -43,8 +43,10 @@ class SubstitutionModel:
         """Whether ``P(t) = e I + 1 w^T`` for every value of the free parameters (JC69,
         F81): all exchangeabilities equal and fixed, so only ``t`` and the frequencies
         move ``P``, and only within that family."""
-        r = self.exchangeabilities
-        return not r.requires_grad and bool((r == r.reshape(-1)[0]).all())
+        if self.exchangeabilities.requires_grad:
+            return False
+        values = self.exchangeabilities.detach().reshape(-1).tolist()  # cheaper than tensor ops
+        return min(values) == max(values)
 
     def rate_matrix(self) -> torch.Tensor:
         """The normalised rate matrix ``Q`` ``[4, 4]``, rows summing to zero."""
@@ -73,9 +75,11 @@ class SubstitutionModel:
             q = self.rate_matrix().to(device=times.device, dtype=torch.float64).to(times.dtype)
             flat = q * times.reshape(-1, 1, 1)  # matrix_exp wants a contiguous batch
             return torch.linalg.matrix_exp(flat).reshape(*times.shape, 4, 4)
-        left, eigenvalues, right = self.eigensystem(times.dtype, times.device)
+        _, eigenvalues, _, products = self._spectral(times.dtype, times.device)
         scaled = torch.exp(times[..., None] * eigenvalues)  # [*batch, 4]
-        return (left * scaled[..., None, :]) @ right
+        # P_ij = sum_k left_ik right_kj exp(lambda_k t): one [N, 4] @ [4, 16] product, several
+        # times faster than a batch of 4 x 4 products when N is large
+        return (scaled.reshape(-1, 4) @ products).reshape(*times.shape, 4, 4)
 
     def eigensystem(self, dtype: torch.dtype = torch.float64, device=None):
         """``(left, eigenvalues, right)`` with ``P(t) = left @ diag(exp(eigenvalues t)) @ right``.
@@ -84,6 +88,10 @@ class SubstitutionModel:
         parameters' values: a sampler evaluates the same model many times, and
         building and decomposing Q is most of a small tree's per-call overhead.
         """
+        return self._spectral(dtype, device)[:3]
+
+    def _spectral(self, dtype, device):
+        """``eigensystem()`` and ``products [4, 16]``, ``products[k, 4 i + j] = left_ik right_kj``."""
         key = (tuple(self.exchangeabilities.detach().reshape(-1).tolist()),
                tuple(self.frequencies.detach().tolist()), dtype, str(device))
         cached = _EIGENSYSTEMS.get(key)
@@ -94,7 +102,8 @@ class SubstitutionModel:
             eigenvalues, vectors = torch.linalg.eigh((symmetric + symmetric.T) / 2)
             left = vectors / root[:, None]  # diag(pi^-1/2) U
             right = vectors.T * root[None, :]  # U^T diag(pi^1/2)
-            cached = tuple(t.to(dtype) for t in (left, eigenvalues, right))
+            products = (left.T[:, :, None] * right[:, None, :]).reshape(4, 16)
+            cached = tuple(t.to(dtype) for t in (left, eigenvalues, right, products))
             if len(_EIGENSYSTEMS) >= 64:
                 _EIGENSYSTEMS.clear()
             _EIGENSYSTEMS[key] = cached

@@ -110,10 +110,11 @@ class TreeLikelihood:
         sample_shape = lengths.shape[1:-1]
         return batch, lengths.reshape(len(batch), -1, batch.n_edges), sample_shape
 
-    def _matrices(self, lengths: torch.Tensor, substitution=None):
-        """Transition matrices ``[B * n_edges, S, C, 4, 4]`` and root frequencies ``[4]``."""
-        substitution = substitution or self.model.substitution
-        site_rates = self.model.site_rates
+    def _matrices(self, lengths: torch.Tensor, substitution, site_rates):
+        """Transition matrices ``[B * n_edges, S, C, 4, 4]`` and root frequencies ``[4]``.
+
+        ``substitution`` and ``site_rates`` are the model's, built once per call by the caller.
+        """
         # Transition matrices are few and cheap: build them in float64 whatever the
         # kernel's dtype, so float32 loses precision only in the partials.
         rates = site_rates.rates(torch.float64, self.device)
@@ -124,9 +125,8 @@ class TreeLikelihood:
 
     def _fused_log_likelihood(self, batch: TopologyBatch, lengths: torch.Tensor) -> torch.Tensor:
         """``[B, S]`` from the C kernel, gradient included in the same pass."""
-        substitution = self.model.substitution
-        matrices, frequencies = self._matrices(lengths, substitution)
-        site_rates = self.model.site_rates
+        substitution, site_rates = self.model.substitution, self.model.site_rates
+        matrices, frequencies = self._matrices(lengths, substitution, site_rates)
         pinv = site_rates.pinv.to(dtype=self.dtype, device=self.device)
         tips, invariant = self._cpu_planes()
         return cpu_kernel.FusedLogLikelihood.apply(
@@ -135,9 +135,8 @@ class TreeLikelihood:
             substitution.is_f81)
 
     def _site_log_likelihoods(self, batch: TopologyBatch, lengths: torch.Tensor) -> torch.Tensor:
-        site_rates = self.model.site_rates
-        substitution = self.model.substitution
-        matrices, frequencies = self._matrices(lengths, substitution)
+        substitution, site_rates = self.model.substitution, self.model.site_rates
+        matrices, frequencies = self._matrices(lengths, substitution, site_rates)
         schedule = self._schedule(batch)
         pinv = site_rates.pinv.to(dtype=self.dtype, device=self.device)
         differentiable = torch.is_grad_enabled() and (
