@@ -168,7 +168,8 @@ def supports_device(device: torch.device, dtype: torch.dtype) -> bool:
 # --- plans and tip codes ------------------------------------------------------------------
 
 def _plan_arrays(schedule):
-    """Node program of a schedule: nodes grouped by topology, each in post-order."""
+    """Node program of a schedule: nodes grouped by topology, each in post-order (the
+    arrays of ``cpu_kernel.c``'s header comment), and the largest tree's node count."""
     cached = getattr(schedule, "_cpu_plan", None)
     if cached is not None:
         return cached
@@ -205,6 +206,7 @@ def _plan_arrays(schedule):
     slots = _buffer_slots(offsets, nch, ref)
     arrays = tuple(np.ascontiguousarray(a, dtype=np.int32)
                    for a in (offsets, nch, ref.reshape(-1), edge.reshape(-1), slots))
+    arrays += (int(np.diff(offsets).max()),)  # nodes of the largest tree
     object.__setattr__(schedule, "_cpu_plan", arrays)
     return arrays
 
@@ -285,9 +287,8 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
     _, n_samples, n_categories, _, _ = matrices.shape
     n_topologies, n_patterns = schedule.n_topologies, pattern_weights.shape[0]
     padded = tips.shape[-1]
-    offsets, nch, ref, edge, slots = _plan_arrays(schedule)
-    block = block_size(n_categories, int(np.diff(offsets).max()), matrices.element_size(),
-                       gradient)
+    offsets, nch, ref, edge, slots, max_nodes = _plan_arrays(schedule)
+    block = block_size(n_categories, max_nodes, matrices.element_size(), gradient)
     plan = _Plan(n_topologies, n_samples, n_categories, n_patterns, padded, block,
                  offsets.ctypes.data, nch.ctypes.data, ref.ctypes.data, edge.ctypes.data,
                  slots.ctypes.data)
