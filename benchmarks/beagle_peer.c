@@ -143,20 +143,24 @@ int main(int argc, char **argv) {
     double value = 0.0, *times = malloc(sizeof(double) * (repeats + 1));
     for (int pass = 0; pass <= repeats; pass++) {  /* pass 0 is the warm-up */
         double start = now();
-        for (int s = 0; s < n_samples; s++) {
-            double lnl;
-            CHECK(beagleUpdateTransitionMatrices(instance, 0, matrix_indices, NULL, NULL,
-                                                 lengths + (size_t)s * n_branches, n_branches));
-            CHECK(beagleUpdatePartials(instance, operations, n_ops, BEAGLE_OP_NONE));
-            if (rescale) {
-                CHECK(beagleResetScaleFactors(instance, cumulative));
-                CHECK(beagleAccumulateScaleFactors(instance, scale_indices, n_ops, cumulative));
+        int calls = 0;
+        do { /* each pass lasts >= 0.2 s, as likelihood.py's median_seconds */
+            calls++;
+            for (int s = 0; s < n_samples; s++) {
+                double lnl;
+                CHECK(beagleUpdateTransitionMatrices(instance, 0, matrix_indices, NULL, NULL,
+                                                     lengths + (size_t)s * n_branches, n_branches));
+                CHECK(beagleUpdatePartials(instance, operations, n_ops, BEAGLE_OP_NONE));
+                if (rescale) {
+                    CHECK(beagleResetScaleFactors(instance, cumulative));
+                    CHECK(beagleAccumulateScaleFactors(instance, scale_indices, n_ops, cumulative));
+                }
+                CHECK(beagleCalculateRootLogLikelihoods(instance, &root, &zero, &zero, &cumulative,
+                                                        1, &lnl));
+                if (s == 0) value = lnl;
             }
-            CHECK(beagleCalculateRootLogLikelihoods(instance, &root, &zero, &zero, &cumulative,
-                                                    1, &lnl));
-            if (s == 0) value = lnl;
-        }
-        times[pass] = now() - start;
+        } while (now() - start < 0.2);
+        times[pass] = (now() - start) / calls;
     }
     qsort(times + 1, repeats, sizeof(double), compare);
     double median = repeats % 2 ? times[1 + repeats / 2]

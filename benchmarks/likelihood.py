@@ -51,15 +51,23 @@ BEAGLE_REFERENCE = {("sim27", "JC"): 13585, ("sim27", "GTRG4"): 4850,
                     ("sim100", "JC"): 562, ("sim100", "GTRG4"): 143}
 
 
-def median_seconds(fn, repeats: int) -> float:
+def median_seconds(fn, repeats: int, min_seconds: float = 0.2) -> float:
+    """Median over ``repeats`` runs of the mean seconds per call, each run calling
+    ``fn`` for at least ``min_seconds``, so a millisecond call is not timed by one
+    sample that a scheduler hiccup can spoil."""
     fn()  # warm-up: compiles, allocates, fills caches
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        calls, start = 0, time.perf_counter()
+        while True:
+            fn()
+            calls += 1
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                break
+        times.append(elapsed / calls)
     return statistics.median(times)
 
 
