@@ -231,10 +231,21 @@ static inline void PV_FN(general_node)(int n, const real *M0, const real *x, lon
                               o + (i + 1) * ld);
 }
 
+/* Adds to G the matrix alpha I + 1 (h - alpha)^T / 4, alpha = (g - sum h / 4) / 3: its
+ * trace is g and its column sums are h (see f81_backward). */
+static inline void PV_FN(f81_gradient)(double g, double h0, double h1, double h2, double h3,
+                                       double *G)
+{
+    const double h[4] = {h0, h1, h2, h3};
+    const double alpha = (g - (h0 + h1 + h2 + h3) / 4) / 3;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) G[4 * i + j] += (i == j ? alpha : 0.0) + (h[j] - alpha) / 4;
+}
+
 /* The pre-order step of child_backward for an F81-family M (its msg is already made).
  * An F81 model's P moves only in directions a I + 1 v^T, so G gets a matrix that agrees
  * with d lnL / d P on all of them: trace g = sum_p m . x and column sums
- * h_j = sum_p (sum_i m_i) x_j, here alpha I + 1 (h - alpha)^T / 4 with alpha = (g - sum h / 4) / 3.
+ * h_j = sum_p (sum_i m_i) x_j (f81_gradient).
  * 9 multiply-adds per pattern instead of 16; up_j = e m_j + w_j sum_i m_i instead of 16 more. */
 static inline void PV_FN(f81_backward)(int n, const real *PV_RESTRICT msg, long lm,
                                        const real *PV_RESTRICT x, long lx, const real *M,
@@ -253,10 +264,7 @@ static inline void PV_FN(f81_backward)(int n, const real *PV_RESTRICT msg, long 
         g += a * u + b * v + c * w + d * z;
         h0 += sum * u; h1 += sum * v; h2 += sum * w; h3 += sum * z;
     }
-    const double h[4] = {h0, h1, h2, h3};
-    const double alpha = ((double)g - (h[0] + h[1] + h[2] + h[3]) / 4) / 3;
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 4; j++) G[4 * i + j] += (i == j ? alpha : 0.0) + (h[j] - alpha) / 4;
+    PV_FN(f81_gradient)(g, h0, h1, h2, h3, G);
     if (!up) return;
     const real w0 = M[4], w1 = M[1], w2 = M[2], w3 = M[3], e = M[0] - M[4];
     real *PV_RESTRICT u0 = up, *PV_RESTRICT u1 = up + lm, *PV_RESTRICT u2 = up + 2 * lm,
@@ -377,10 +385,7 @@ static inline void PV_FN(f81_backward_pair)(int n, const real *PV_RESTRICT A, lo
         }
     }
 #undef PV_F81_MESSAGE
-    const double h[4] = {h0, h1, h2, h3};
-    const double alpha = ((double)g - (h[0] + h[1] + h[2] + h[3]) / 4) / 3;
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 4; j++) G[4 * i + j] += (i == j ? alpha : 0.0) + (h[j] - alpha) / 4;
+    PV_FN(f81_gradient)(g, h0, h1, h2, h3, G);
 }
 
 /* The pre-order step to one child: message m = upper * sibling (4 planes), then
