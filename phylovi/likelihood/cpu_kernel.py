@@ -203,12 +203,41 @@ def _plan_arrays(schedule):
     offsets = np.zeros(schedule.n_topologies + 1, np.int64)
     offsets[1:] = np.cumsum(np.bincount(topo, minlength=schedule.n_topologies))
     nch = nch[order]
+    # depth-first post-order (the schedule's is level by level, which keeps every
+    # cherry's buffer alive at once), so a pass without a gradient reuses buffers
+    order = _depth_first(offsets, nch, ref)
+    new_index = np.empty_like(order)
+    new_index[order] = np.arange(len(order))
+    nch, edge, ref = nch[order], edge[order], ref[order]
+    ref = np.where(ref >= 0, new_index[np.maximum(ref, 0)], ref)
     slots = _buffer_slots(offsets, nch, ref)
     arrays = tuple(np.ascontiguousarray(a, dtype=np.int32)
                    for a in (offsets, nch, ref.reshape(-1), edge.reshape(-1), slots))
     arrays += (int(np.diff(offsets).max()),)  # nodes of the largest tree
     object.__setattr__(schedule, "_cpu_plan", arrays)
     return arrays
+
+
+def _depth_first(offsets, nch, ref) -> np.ndarray:
+    """Each topology's nodes (children before parents, root last) in depth-first
+    post-order, the larger subtree first: then a pass needs about log2(n) live
+    buffers (Sethi and Ullman's order for registers)."""
+    order = np.empty(len(nch), np.int64)
+    size = np.ones(len(nch), np.int64)
+    for node in range(len(nch)):
+        size[node] += sum(size[c] for c in ref[node, :nch[node]] if c >= 0)
+    for b in range(len(offsets) - 1):
+        position, stack = offsets[b], [(offsets[b + 1] - 1, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order[position] = node
+                position += 1
+                continue
+            stack.append((node, True))
+            children = sorted((c for c in ref[node, :nch[node]] if c >= 0), key=lambda c: size[c])
+            stack.extend((int(c), False) for c in children)  # the largest is popped first
+    return order
 
 
 def _buffer_slots(offsets, nch, ref) -> np.ndarray:

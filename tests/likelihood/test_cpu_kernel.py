@@ -8,6 +8,7 @@ import torch
 
 from phylovi.likelihood import TreeLikelihood, cpu_kernel, parse_model
 from phylovi.likelihood.patterns import SitePatterns
+from phylovi.likelihood.pruning import build_schedule
 from phylovi.trees import TaxonOrder, Topology, TopologyBatch
 
 needs_compiler = pytest.mark.skipif(
@@ -113,6 +114,28 @@ def test_f81_family_is_recognised(model_string, requires_grad, expected):
         if name in model.parameters:
             model.parameters[name].requires_grad_(requires_grad)
     assert model.substitution.is_f81 == expected
+
+
+def test_reused_buffers_are_never_overwritten_while_needed():
+    """A node's buffer (passes without a gradient) must hold its partials from the node's
+    own step until its parent's: no node in between may be given the same buffer."""
+    rng = np.random.default_rng(5)
+    taxa = TaxonOrder([f"t{i}" for i in range(40)])
+    topologies = [caterpillar(taxa)] + [random_topology(taxa, rng) for _ in range(6)]
+    offsets, nch, ref, _, slots, largest = cpu_kernel._plan_arrays(
+        build_schedule(TopologyBatch(topologies)))
+    ref = ref.reshape(-1, 3)
+    assert largest == 38  # internal nodes of an unrooted 40-taxon tree
+    for b in range(len(topologies)):
+        nodes = range(offsets[b], offsets[b + 1])
+        parent = {int(child): node for node in nodes for child in ref[node, :nch[node]]
+                  if child >= 0}
+        for node, up in parent.items():
+            assert slots[node] not in {slots[other] for other in range(node + 1, up + 1)}
+        # depth-first, larger subtree first: a caterpillar needs 2 buffers, any tree
+        # at most about log2 of its size (the random ones here need 4-5), not 38
+        n_buffers = slots[nodes.start:nodes.stop].max() + 1
+        assert n_buffers == 2 if b == 0 else n_buffers <= np.ceil(np.log2(38)) + 1
 
 
 @needs_compiler
