@@ -12,6 +12,7 @@ positions ``[C, n_edges]`` to ``(log density [C], recorded values [C, k])``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -88,6 +89,49 @@ def step(state: HMCState, log_density: LogDensity, n_leapfrog: int,
                    torch.where(keep, recorded, state.recorded),
                    state.step_size, state.inverse_mass)
     return new, HMCInfo(accepted, acceptance)
+
+
+class StepSizeAdaptation:
+    """Dual averaging of each chain's log step size towards a target acceptance
+    (Hoffman & Gelman 2014, section 3.2, with their constants).
+
+    ``update(acceptance)`` returns the step size to use next; ``final()`` the
+    averaged step size to sample with once warm-up is over. ``restart`` begins
+    a new window (after the mass matrix changes) from the current step size.
+    """
+
+    def __init__(self, step_size: torch.Tensor, target: float):
+        self.target = target
+        self.restart(step_size)
+
+    def restart(self, step_size: torch.Tensor) -> None:
+        # mu = log(10 eps) biases early steps upwards, so a too-small start recovers quickly.
+        self.mu = torch.log(10 * step_size)
+        self.error = torch.zeros_like(step_size)
+        self.log_average = torch.zeros_like(step_size)
+        self.count = 0
+
+    def update(self, acceptance: torch.Tensor) -> torch.Tensor:
+        self.count += 1
+        m = self.count
+        self.error += (self.target - acceptance - self.error) / (m + 10)
+        log_step = self.mu - math.sqrt(m) / 0.05 * self.error
+        weight = m ** -0.75
+        self.log_average = weight * log_step + (1 - weight) * self.log_average
+        return log_step.exp()
+
+    def final(self) -> torch.Tensor:
+        return self.log_average.exp()
+
+
+def jittered(state: HMCState, generator: torch.Generator | None, spread: float = 0.2) -> HMCState:
+    """The state with each chain's step size scaled by a random factor in [e^-spread, e^spread].
+
+    Jitter keeps a fixed number of leapfrog steps from falling into a
+    periodic orbit of the target.
+    """
+    u = torch.rand(state.step_size.shape, generator=generator, dtype=state.step_size.dtype)
+    return state._replace(step_size=state.step_size * torch.exp(spread * (2 * u - 1)))
 
 
 def effective_sample_size(values: torch.Tensor) -> torch.Tensor:

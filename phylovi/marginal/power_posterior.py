@@ -5,7 +5,8 @@ so a whole 50-temperature ladder costs one batched call per leapfrog step.
 Chains sample log branch lengths (the Jacobian is part of the target), start
 at the MAP like the study's, and adapt during warm-up: a diagonal mass
 matrix, first from the curvature at the MAP, then from the warm-up draws, and
-a step size tuned towards 80% acceptance.
+a step size tuned by dual averaging towards 65% acceptance and jittered by
+up to ±20% at every transition.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from phylovi.marginal.posterior import Posterior
 
 
 _SMALLEST_START = 1e-10
+# Lower than the usual 0.8: on DS1's ladder 0.65 gave 2.9 times as many effective
+# draws of the log-likelihood per gradient as the first scheme (0.8, decaying
+# Robbins-Monro steps), 0.8 with dual averaging 2.3 times.
+TARGET_ACCEPTANCE = 0.65
 
 
 @dataclass
@@ -83,22 +88,28 @@ def run_chains(posterior: Posterior, betas: torch.Tensor, start: torch.Tensor, n
         return value, recorded
 
     inverse_mass = _initial_inverse_mass(posterior, start, betas, reference)
-    step_size = torch.full((n_chains,), 0.5 / math.sqrt(posterior.n_edges), dtype=dtype)
+    step_size = torch.full((n_chains,), posterior.n_edges ** -0.25, dtype=dtype)
     state = mcmc.init(start.log().expand(n_chains, -1).clone(), log_density, step_size,
                       inverse_mass)
+    adaptation = mcmc.StepSizeAdaptation(step_size, TARGET_ACCEPTANCE)
+    # Warm-up: the first quarter tunes the step size to the curvature at the MAP;
+    # the middle half's draws then give the mass matrix; the last quarter retunes
+    # the step size to it.
+    mass_window = range(n_warmup // 4, 3 * n_warmup // 4)
     warm_positions = []
     for t in range(n_warmup):
-        state, info = mcmc.step(state, log_density, n_leapfrog, generator)
-        adapted = state.step_size * torch.exp((info.acceptance - 0.8) / math.sqrt(t + 1))
-        state = state._replace(step_size=adapted)
-        if n_warmup // 4 <= t < n_warmup // 2:
+        state, info = _transition(state, log_density, n_leapfrog, generator)
+        state = state._replace(step_size=adaptation.update(info.acceptance))
+        if t in mass_window:
             warm_positions.append(state.position)
-        if t == n_warmup // 2 - 1 and len(warm_positions) > 10:
-            variance = torch.stack(warm_positions).var(0).clamp(min=1e-8)
-            state = state._replace(inverse_mass=variance)
+        if t == mass_window.stop - 1 and len(warm_positions) > 10:
+            state = state._replace(inverse_mass=_regularised_variance(torch.stack(warm_positions)))
+            adaptation.restart(state.step_size)
+    if n_warmup > 0:
+        state = state._replace(step_size=adaptation.final())
     recorded, lengths, acceptance = [], [], torch.zeros(n_chains, dtype=dtype)
     for _ in range(n_samples):
-        state, info = mcmc.step(state, log_density, n_leapfrog, generator)
+        state, info = _transition(state, log_density, n_leapfrog, generator)
         recorded.append(state.recorded)
         acceptance += info.acceptance
         if keep_lengths:
@@ -109,6 +120,19 @@ def run_chains(posterior: Posterior, betas: torch.Tensor, start: torch.Tensor, n
         log_reference=values[..., 2] if reference is not None else None,
         lengths=torch.stack(lengths, 1) if keep_lengths else None,
         ess=mcmc.effective_sample_size(values[..., 0]), acceptance=acceptance / max(n_samples, 1))
+
+
+def _transition(state: mcmc.HMCState, log_density, n_leapfrog: int, generator):
+    """One HMC transition with a jittered step size; the state keeps the unjittered one."""
+    new, info = mcmc.step(mcmc.jittered(state, generator), log_density, n_leapfrog, generator)
+    return new._replace(step_size=state.step_size), info
+
+
+def _regularised_variance(positions: torch.Tensor) -> torch.Tensor:
+    """Per-chain variance of warm-up positions ``[T, C, E]``, shrunk towards 1e-3 like Stan's
+    (a few correlated draws underestimate it)."""
+    n = positions.shape[0]
+    return (n / (n + 5)) * positions.var(0) + 1e-3 * 5 / (n + 5)
 
 
 def _initial_inverse_mass(posterior: Posterior, start: torch.Tensor, betas: torch.Tensor,
