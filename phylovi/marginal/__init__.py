@@ -117,6 +117,8 @@ def _check(method: str, settings: dict) -> None:
     for name, value in settings.items():
         if name.startswith("n_") and (not isinstance(value, int) or value < 1):
             raise ConfigError(f"{method}: {name} must be a positive integer, got {value!r}")
+    if "n_live" in settings and settings["n_live"] < 2:
+        raise ConfigError(f"{method}: nested sampling needs at least 2 live points")
     if "n_temperatures" in settings and settings["n_temperatures"] < 2:
         raise ConfigError(f"{method}: the ladder needs at least 2 temperatures (0 and 1)")
     if "ladder_shape" in settings and not settings["ladder_shape"] > 0:

@@ -1,13 +1,18 @@
-"""Batched Hamiltonian Monte Carlo over log branch lengths: one chain per row.
+"""Batched Hamiltonian Monte Carlo over log branch lengths, one tempered chain per row,
+with replica exchange between neighbouring rows.
 
 Every chain (a temperature of a ladder, or an independent replicate) is a
 row of one ``[C, n_edges]`` batch, so a leapfrog step is one kernel call for
-all of them. The chains share nothing but the batch: each has its own target,
-step size and diagonal mass matrix.
+all of them. Chain ``c`` targets ``β_c A(x) + B(x)``: A is the tempered part
+(the log-likelihood of a power posterior) and B the rest (prior, Jacobian,
+reference). Each chain has its own step size and diagonal mass matrix.
+Because both parts and their gradients are kept, two chains can exchange
+their states (:func:`swap`) without evaluating anything again.
 
-``init(position, log_density) -> HMCState`` and ``step(state, log_density,
-n_leapfrog, generator) -> (HMCState, HMCInfo)``, where ``log_density`` maps
-positions ``[C, n_edges]`` to ``(log density [C], recorded values [C, k])``.
+``init(position, log_density, betas, ...) -> HMCState`` and ``step(state,
+log_density, n_leapfrog, generator) -> (HMCState, HMCInfo)``, where
+``log_density`` maps positions ``[C, n_edges]`` to ``(A [C], B [C], recorded
+values [C, k])``.
 """
 
 from __future__ import annotations
@@ -18,16 +23,27 @@ from typing import NamedTuple
 
 import torch
 
-LogDensity = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+LogDensity = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
 class HMCState(NamedTuple):
-    position: torch.Tensor       # [C, E] log branch lengths
-    log_density: torch.Tensor    # [C]
-    gradient: torch.Tensor       # [C, E]
-    recorded: torch.Tensor       # [C, k] e.g. log-likelihood, log prior
-    step_size: torch.Tensor      # [C]
-    inverse_mass: torch.Tensor   # [C, E]
+    position: torch.Tensor          # [C, E] log branch lengths
+    tempered: torch.Tensor          # [C] A(x)
+    base: torch.Tensor              # [C] B(x)
+    tempered_gradient: torch.Tensor  # [C, E]
+    base_gradient: torch.Tensor     # [C, E]
+    recorded: torch.Tensor          # [C, k] e.g. log-likelihood, log prior
+    betas: torch.Tensor             # [C]
+    step_size: torch.Tensor         # [C]
+    inverse_mass: torch.Tensor      # [C, E]
+
+    @property
+    def log_density(self) -> torch.Tensor:
+        return _combine(self.betas, self.tempered, self.base)
+
+    @property
+    def gradient(self) -> torch.Tensor:
+        return self.betas.unsqueeze(-1) * self.tempered_gradient + self.base_gradient
 
 
 class HMCInfo(NamedTuple):
@@ -39,33 +55,44 @@ class HMCInfo(NamedTuple):
 _BOUND = 30.0
 
 
+def _combine(betas, tempered, base):
+    # A diverged point has A = 0 and B = -inf, so that β = 0 gives -inf too, not NaN.
+    return betas * tempered + base
+
+
 def evaluate(log_density: LogDensity, position: torch.Tensor):
-    """Log density, its gradient and the recorded values at ``position`` ``[C, E]``.
+    """A, B, their gradients and the recorded values at ``position`` ``[C, E]``.
 
     A row that has left the finite region (a diverged leapfrog trajectory)
-    gets log density -inf and gradient 0, so its proposal is rejected.
+    gets B = -inf and zero gradients, so its proposal is rejected.
     """
     bad = ~(torch.isfinite(position) & (position.abs() < _BOUND)).all(-1)
     safe = torch.where(bad.unsqueeze(-1), torch.zeros_like(position), position)
     point = safe.detach().requires_grad_(True)
-    value, recorded = log_density(point)
-    (grad,) = torch.autograd.grad(value.sum(), point)
-    bad = bad | ~torch.isfinite(value) | ~torch.isfinite(grad).all(-1)
-    value = torch.where(bad, torch.full_like(value, -torch.inf), value.detach())
-    grad = torch.where(bad.unsqueeze(-1), torch.zeros_like(grad), grad)
-    return value, grad, recorded.detach()
+    tempered, base, recorded = log_density(point)
+    # The expensive backward pass (through the likelihood) runs once, for A.
+    (grad_a,) = torch.autograd.grad(tempered.sum(), point, retain_graph=True)
+    (grad_b,) = torch.autograd.grad(base.sum(), point)
+    bad = (bad | ~torch.isfinite(tempered) | ~torch.isfinite(base)
+           | ~torch.isfinite(grad_a).all(-1) | ~torch.isfinite(grad_b).all(-1))
+    tempered = torch.where(bad, torch.zeros_like(tempered), tempered.detach())
+    base = torch.where(bad, torch.full_like(base, -torch.inf), base.detach())
+    grad_a = torch.where(bad.unsqueeze(-1), torch.zeros_like(grad_a), grad_a)
+    grad_b = torch.where(bad.unsqueeze(-1), torch.zeros_like(grad_b), grad_b)
+    return tempered, base, grad_a, grad_b, recorded.detach()
 
 
-def init(position: torch.Tensor, log_density: LogDensity, step_size: torch.Tensor,
-         inverse_mass: torch.Tensor) -> HMCState:
-    value, grad, recorded = evaluate(log_density, position)
-    return HMCState(position.detach(), value, grad, recorded, step_size, inverse_mass)
+def init(position: torch.Tensor, log_density: LogDensity, betas: torch.Tensor,
+         step_size: torch.Tensor, inverse_mass: torch.Tensor) -> HMCState:
+    return HMCState(position.detach(), *evaluate(log_density, position), betas, step_size,
+                    inverse_mass)
 
 
 def step(state: HMCState, log_density: LogDensity, n_leapfrog: int,
          generator: torch.Generator | None = None) -> tuple[HMCState, HMCInfo]:
     """One HMC transition of every chain (``n_leapfrog`` leapfrog steps)."""
     x, grad = state.position, state.gradient
+    betas = state.betas
     eps = state.step_size.unsqueeze(-1)
     inv_mass = state.inverse_mass
     momentum = torch.randn(x.shape, generator=generator, dtype=x.dtype) / inv_mass.sqrt()
@@ -73,22 +100,56 @@ def step(state: HMCState, log_density: LogDensity, n_leapfrog: int,
     p = momentum + 0.5 * eps * grad
     for i in range(n_leapfrog):
         x = x + eps * inv_mass * p
-        value, grad, recorded = evaluate(log_density, x)
+        parts = evaluate(log_density, x)
+        grad = betas.unsqueeze(-1) * parts[2] + parts[3]
         if i < n_leapfrog - 1:
             p = p + eps * grad
     p = p + 0.5 * eps * grad
     kinetic1 = 0.5 * (p**2 * inv_mass).sum(-1)
-    log_ratio = value - kinetic1 - state.log_density + kinetic0
+    log_ratio = _combine(betas, parts[0], parts[1]) - kinetic1 - state.log_density + kinetic0
     log_ratio = torch.where(torch.isfinite(log_ratio), log_ratio, torch.full_like(log_ratio, -torch.inf))
     acceptance = log_ratio.clamp(max=0).exp()
     accepted = torch.rand(acceptance.shape, generator=generator, dtype=x.dtype) < acceptance
-    keep = accepted.unsqueeze(-1)
-    new = HMCState(torch.where(keep, x, state.position),
-                   torch.where(accepted, value, state.log_density),
-                   torch.where(keep, grad, state.gradient),
-                   torch.where(keep, recorded, state.recorded),
-                   state.step_size, state.inverse_mass)
+    new = _select(accepted, (x, *parts), state)
     return new, HMCInfo(accepted, acceptance)
+
+
+def _select(accepted: torch.Tensor, proposed: tuple, state: HMCState) -> HMCState:
+    """The state with the moving parts of each accepted row taken from ``proposed``."""
+    current = (state.position, state.tempered, state.base, state.tempered_gradient,
+               state.base_gradient, state.recorded)
+    chosen = [torch.where(accepted.view(-1, *([1] * (new.dim() - 1))), new, old)
+              for new, old in zip(proposed, current)]
+    return state._replace(position=chosen[0], tempered=chosen[1], base=chosen[2],
+                          tempered_gradient=chosen[3], base_gradient=chosen[4],
+                          recorded=chosen[5])
+
+
+def swap(state: HMCState, parity: int, generator: torch.Generator | None = None
+         ) -> tuple[HMCState, torch.Tensor]:
+    """Replica exchange between rows (i, i+1) for every i of the given parity.
+
+    The pair exchanges states with probability min(1, exp((β_{i+1} - β_i)(A_i - A_{i+1}))),
+    which leaves every chain's target invariant. Step sizes and mass matrices stay
+    with their row (their temperature). Alternating the parity from one call to
+    the next (the deterministic even-odd scheme) carries states along the
+    ladder in O(C) calls rather than O(C²). Returns the new state and, for
+    each pair, whether it exchanged.
+    """
+    lower = torch.arange(parity, len(state.betas) - 1, 2)
+    upper = lower + 1
+    log_ratio = ((state.betas[upper] - state.betas[lower])
+                 * (state.tempered[lower] - state.tempered[upper]))
+    log_ratio = torch.where(torch.isnan(log_ratio), torch.full_like(log_ratio, -torch.inf), log_ratio)
+    uniform = torch.rand(log_ratio.shape, generator=generator, dtype=log_ratio.dtype)
+    exchanged = uniform.log() < log_ratio
+    order = torch.arange(len(state.betas))
+    order[lower[exchanged]] = upper[exchanged]
+    order[upper[exchanged]] = lower[exchanged]
+    moved = state._replace(position=state.position[order], tempered=state.tempered[order],
+                           base=state.base[order], tempered_gradient=state.tempered_gradient[order],
+                           base_gradient=state.base_gradient[order], recorded=state.recorded[order])
+    return moved, exchanged
 
 
 class StepSizeAdaptation:
