@@ -32,6 +32,15 @@
 
 #define PV_RESTRICT __restrict__
 
+/* With AVX-512's 32 vector registers the 4x4 sweeps take all four rows at once (16
+ * accumulators or coefficients, 4 inputs, 4 outputs); AVX2's 16 registers would spill, so
+ * there they take two rows per sweep and read their inputs twice. */
+#if defined(__AVX512F__) && !defined(PV_TWO_ROW_SWEEPS)
+#define PV_FOUR_ROWS 1
+#else
+#define PV_FOUR_ROWS 0
+#endif
+
 typedef struct {
     int n_topologies, n_samples, n_categories, n_patterns, n_padded, block;
     const int32_t *topo_off, *node_nch, *ch_ref, *ch_edge, *slot;
@@ -93,9 +102,52 @@ static inline void PV_FN(grad_rows)(int n, const real *PV_RESTRICT m0, const rea
     G[4] += g10; G[5] += g11; G[6] += g12; G[7] += g13;
 }
 
+/* G[i][j] += sum_p A_i[p] S_i[p] x_j[p] for all four rows in one sweep (S = NULL: S = 1). */
+static inline void PV_FN(grad_four)(int n, const real *PV_RESTRICT A, long la,
+                                    const real *PV_RESTRICT S, long ls,
+                                    const real *PV_RESTRICT x, long lx, double *G)
+{
+    const real *PV_RESTRICT A0 = A, *PV_RESTRICT A1 = A + la, *PV_RESTRICT A2 = A + 2 * la,
+               *PV_RESTRICT A3 = A + 3 * la;
+    const real *PV_RESTRICT x0 = x, *PV_RESTRICT x1 = x + lx, *PV_RESTRICT x2 = x + 2 * lx,
+               *PV_RESTRICT x3 = x + 3 * lx;
+    real g00 = 0, g01 = 0, g02 = 0, g03 = 0, g10 = 0, g11 = 0, g12 = 0, g13 = 0;
+    real g20 = 0, g21 = 0, g22 = 0, g23 = 0, g30 = 0, g31 = 0, g32 = 0, g33 = 0;
+#define PV_GRAD_FOUR_BODY                                                                  \
+    const real u = x0[p], v = x1[p], w = x2[p], z = x3[p];                                \
+    g00 += a * u; g01 += a * v; g02 += a * w; g03 += a * z;                               \
+    g10 += b * u; g11 += b * v; g12 += b * w; g13 += b * z;                               \
+    g20 += c * u; g21 += c * v; g22 += c * w; g23 += c * z;                               \
+    g30 += d * u; g31 += d * v; g32 += d * w; g33 += d * z;
+    if (S) {
+        const real *PV_RESTRICT S0 = S, *PV_RESTRICT S1 = S + ls, *PV_RESTRICT S2 = S + 2 * ls,
+                   *PV_RESTRICT S3 = S + 3 * ls;
+#pragma omp simd reduction(+ : g00, g01, g02, g03, g10, g11, g12, g13, g20, g21, g22, g23, g30, g31, g32, g33)
+        for (int p = 0; p < n; p++) {
+            const real a = A0[p] * S0[p], b = A1[p] * S1[p], c = A2[p] * S2[p], d = A3[p] * S3[p];
+            PV_GRAD_FOUR_BODY
+        }
+    } else {
+#pragma omp simd reduction(+ : g00, g01, g02, g03, g10, g11, g12, g13, g20, g21, g22, g23, g30, g31, g32, g33)
+        for (int p = 0; p < n; p++) {
+            const real a = A0[p], b = A1[p], c = A2[p], d = A3[p];
+            PV_GRAD_FOUR_BODY
+        }
+    }
+#undef PV_GRAD_FOUR_BODY
+    G[0] += g00; G[1] += g01; G[2] += g02; G[3] += g03;
+    G[4] += g10; G[5] += g11; G[6] += g12; G[7] += g13;
+    G[8] += g20; G[9] += g21; G[10] += g22; G[11] += g23;
+    G[12] += g30; G[13] += g31; G[14] += g32; G[15] += g33;
+}
+
 static inline void PV_FN(grad_inner)(int n, const real *PV_RESTRICT m, long lm,
                                      const real *PV_RESTRICT x, long lx, double *G)
 {
+    if (PV_FOUR_ROWS) {
+        PV_FN(grad_four)(n, m, lm, NULL, 0, x, lx, G);
+        return;
+    }
     PV_FN(grad_rows)(n, m, m + lm, x, lx, G);
     PV_FN(grad_rows)(n, m + 2 * lm, m + 3 * lm, x, lx, G + 8);
 }
@@ -121,6 +173,24 @@ static inline void PV_FN(two_rows)(int n, const real *PV_RESTRICT M, const real 
 static inline void PV_FN(contribution)(int n, const real *M, const real *x, long lx, real *out,
                                        long ld)
 {
+    if (PV_FOUR_ROWS) {
+        const real a0 = M[0], a1 = M[1], a2 = M[2], a3 = M[3], b0 = M[4], b1 = M[5], b2 = M[6],
+                   b3 = M[7], c0 = M[8], c1 = M[9], c2 = M[10], c3 = M[11], d0 = M[12],
+                   d1 = M[13], d2 = M[14], d3 = M[15];
+        const real *PV_RESTRICT x0 = x, *PV_RESTRICT x1 = x + lx, *PV_RESTRICT x2 = x + 2 * lx,
+                   *PV_RESTRICT x3 = x + 3 * lx;
+        real *PV_RESTRICT o0 = out, *PV_RESTRICT o1 = out + ld, *PV_RESTRICT o2 = out + 2 * ld,
+             *PV_RESTRICT o3 = out + 3 * ld;
+#pragma omp simd
+        for (int p = 0; p < n; p++) {
+            const real u = x0[p], v = x1[p], w = x2[p], z = x3[p];
+            o0[p] = a0 * u + a1 * v + a2 * w + a3 * z;
+            o1[p] = b0 * u + b1 * v + b2 * w + b3 * z;
+            o2[p] = c0 * u + c1 * v + c2 * w + c3 * z;
+            o3[p] = d0 * u + d1 * v + d2 * w + d3 * z;
+        }
+        return;
+    }
     PV_FN(two_rows)(n, M, x, lx, out, out + ld);
     PV_FN(two_rows)(n, M + 8, x, lx, out + 2 * ld, out + 3 * ld);
 }
@@ -225,6 +295,38 @@ static inline void PV_FN(general_node)(int n, const real *M0, const real *x, lon
                                        real *o, long ld)
 {
     PV_FN(contribution)(n, M0, x, lx, L, ld);
+    if (PV_FOUR_ROWS) {
+        const real a0 = M1[0], a1 = M1[1], a2 = M1[2], a3 = M1[3], b0 = M1[4], b1 = M1[5],
+                   b2 = M1[6], b3 = M1[7], c0 = M1[8], c1 = M1[9], c2 = M1[10], c3 = M1[11],
+                   d0 = M1[12], d1 = M1[13], d2 = M1[14], d3 = M1[15];
+        const real *PV_RESTRICT y0 = y, *PV_RESTRICT y1 = y + ly, *PV_RESTRICT y2 = y + 2 * ly,
+                   *PV_RESTRICT y3 = y + 3 * ly;
+        real *PV_RESTRICT o0 = o, *PV_RESTRICT o1 = o + ld, *PV_RESTRICT o2 = o + 2 * ld,
+             *PV_RESTRICT o3 = o + 3 * ld;
+        const real *PV_RESTRICT L0 = L, *PV_RESTRICT L1 = L + ld, *PV_RESTRICT L2 = L + 2 * ld,
+                   *PV_RESTRICT L3 = L + 3 * ld;
+#define PV_GENERAL_FOUR_BODY                                                               \
+    const real u = y0[p], v = y1[p], w = y2[p], z = y3[p];                                \
+    const real r0 = a0 * u + a1 * v + a2 * w + a3 * z, r1 = b0 * u + b1 * v + b2 * w + b3 * z; \
+    const real r2 = c0 * u + c1 * v + c2 * w + c3 * z, r3 = d0 * u + d1 * v + d2 * w + d3 * z; \
+    o0[p] = L0[p] * r0; o1[p] = L1[p] * r1; o2[p] = L2[p] * r2; o3[p] = L3[p] * r3;
+        if (R) {
+            real *PV_RESTRICT R0 = R, *PV_RESTRICT R1 = R + ld, *PV_RESTRICT R2 = R + 2 * ld,
+                 *PV_RESTRICT R3 = R + 3 * ld;
+#pragma omp simd
+            for (int p = 0; p < n; p++) {
+                PV_GENERAL_FOUR_BODY
+                R0[p] = r0; R1[p] = r1; R2[p] = r2; R3[p] = r3;
+            }
+        } else {
+#pragma omp simd
+            for (int p = 0; p < n; p++) {
+                PV_GENERAL_FOUR_BODY
+            }
+        }
+#undef PV_GENERAL_FOUR_BODY
+        return;
+    }
     for (int i = 0; i < 4; i += 2)
         PV_FN(two_rows_times)(n, M1 + 4 * i, y, ly, L + i * ld, L + (i + 1) * ld,
                               R ? R + i * ld : NULL, R ? R + (i + 1) * ld : NULL, o + i * ld,
@@ -341,6 +443,26 @@ static inline void PV_FN(two_cols_m)(int n, const real *PV_RESTRICT Mt, const re
     }
 }
 
+/* All four planes of up = m @ P, m = A * S built on the fly; Mt is P transposed. */
+static inline void PV_FN(four_cols_m)(int n, const real *PV_RESTRICT Mt, const real *PV_RESTRICT A,
+                                      const real *PV_RESTRICT S, long ld, real *PV_RESTRICT up)
+{
+    const real a0 = Mt[0], a1 = Mt[1], a2 = Mt[2], a3 = Mt[3], b0 = Mt[4], b1 = Mt[5],
+               b2 = Mt[6], b3 = Mt[7], c0 = Mt[8], c1 = Mt[9], c2 = Mt[10], c3 = Mt[11],
+               d0 = Mt[12], d1 = Mt[13], d2 = Mt[14], d3 = Mt[15];
+    real *PV_RESTRICT o0 = up, *PV_RESTRICT o1 = up + ld, *PV_RESTRICT o2 = up + 2 * ld,
+         *PV_RESTRICT o3 = up + 3 * ld;
+#pragma omp simd
+    for (int p = 0; p < n; p++) {
+        const real u = A[p] * S[p], v = A[ld + p] * S[ld + p], w = A[2 * ld + p] * S[2 * ld + p],
+                   z = A[3 * ld + p] * S[3 * ld + p];
+        o0[p] = a0 * u + a1 * v + a2 * w + a3 * z;
+        o1[p] = b0 * u + b1 * v + b2 * w + b3 * z;
+        o2[p] = c0 * u + c1 * v + c2 * w + c3 * z;
+        o3[p] = d0 * u + d1 * v + d2 * w + d3 * z;
+    }
+}
+
 /* The whole pre-order step to child k of an F81-family node of two children, in one
  * sweep: the message m = A * (Ms @ y), y the sibling's partials, is rebuilt from them
  * (the forward pass keeps no contributions on this path), then G as in f81_backward
@@ -396,7 +518,16 @@ static inline void PV_FN(child_backward)(int n, const real *PV_RESTRICT A,
                                          real *PV_RESTRICT up, real *PV_RESTRICT msg, int blk,
                                          int f81, double *G)
 {
-    if (!sib2 && !f81) { /* two children: the message is never stored */
+    if (!sib2 && !f81 && PV_FOUR_ROWS) { /* two children: the message is never stored */
+        PV_FN(grad_four)(n, A, blk, sib1, blk, x, lx, G);
+        if (up) {
+            const real Mt[16] = {M[0], M[4], M[8], M[12], M[1], M[5], M[9], M[13],
+                                 M[2], M[6], M[10], M[14], M[3], M[7], M[11], M[15]};
+            PV_FN(four_cols_m)(n, Mt, A, sib1, blk, up);
+        }
+        return;
+    }
+    if (!sib2 && !f81) {
         PV_FN(grad_rows_m)(n, A, A + blk, sib1, sib1 + blk, x, lx, G);
         PV_FN(grad_rows_m)(n, A + 2 * blk, A + 3 * blk, sib1 + 2 * blk, sib1 + 3 * blk, x, lx, G + 8);
         if (up) {

@@ -103,6 +103,32 @@ def test_cpu_kernel_matches_torch_kernel(case, rescale, dtype, monkeypatch):
         torch.testing.assert_close(grad, expected, rtol=50 * rtol, atol=50 * rtol)
 
 
+@pytest.fixture
+def two_row_build(monkeypatch):
+    """The kernel built with two-row sweeps, the layout of machines without AVX-512 (on
+    those the default build already is this one), so that both layouts are tested here."""
+    monkeypatch.setattr(cpu_kernel, "FLAGS", cpu_kernel.FLAGS + ("-DPV_TWO_ROW_SWEEPS",))
+    monkeypatch.setattr(cpu_kernel, "_library", None)
+    monkeypatch.setattr(cpu_kernel, "_reason", None)
+    yield
+    monkeypatch.undo()
+
+
+@needs_compiler
+@pytest.mark.parametrize("case", [CASES[3], CASES[6]])
+def test_two_row_sweeps_match_torch_kernel(case, two_row_build, monkeypatch):
+    assert cpu_kernel.available(), cpu_kernel.unavailable_reason()
+    for dtype in (torch.float64, torch.float32):
+        value, grads, sites = evaluate(case, dtype, True, "c", monkeypatch, 11)
+        expected_value, expected_grads, expected_sites = evaluate(case, dtype, True, "torch",
+                                                                  monkeypatch, 11)
+        rtol = TOLERANCE[dtype]
+        torch.testing.assert_close(value, expected_value, rtol=rtol, atol=0)
+        torch.testing.assert_close(sites, expected_sites, rtol=rtol, atol=rtol)
+        for grad, expected in zip(grads, expected_grads):
+            torch.testing.assert_close(grad, expected, rtol=50 * rtol, atol=50 * rtol)
+
+
 @pytest.mark.parametrize("model_string, requires_grad, expected", [
     ("JC", False, True), ("F81+G4", False, True), ("GTR{1,1,1,1,1}", False, True),
     ("HKY{1}", False, True), ("K2P{1.5}", False, False), ("GTR{1,2,1,1,1}", False, False),
