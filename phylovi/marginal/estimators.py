@@ -424,7 +424,7 @@ ESTIMATORS = {
     "bridge": (bridge, {}),
     "hm": (hm, {}),
     "shm": (shm, {"delta": 0.01}),
-    "nested": (nested, {"n_live": 200, "n_replace": 100, "n_steps": 20, "tolerance": 1e-3,
+    "nested": (nested, {"n_live": 1000, "n_replace": 500, "n_steps": 20, "tolerance": 1e-3,
                         "max_iterations": 1000000}),
     "nmc": (nmc, {"n_samples": 10000}),
     "cpo": (cpo, {}),
