@@ -169,7 +169,7 @@ static inline void PV_FN(two_rows)(int n, const real *PV_RESTRICT M, const real 
     }
 }
 
-/* out (4 planes, stride ld) = M @ x, in two sweeps of two rows. */
+/* out (4 planes, stride ld) = M @ x: one sweep of four rows (AVX-512) or two of two. */
 static inline void PV_FN(contribution)(int n, const real *M, const real *x, long lx, real *out,
                                        long ld)
 {
