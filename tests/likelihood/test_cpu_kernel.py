@@ -109,9 +109,7 @@ def two_row_build(monkeypatch):
     those the default build already is this one), so that both layouts are tested here."""
     monkeypatch.setattr(cpu_kernel, "FLAGS", cpu_kernel.FLAGS + ("-DPV_TWO_ROW_SWEEPS",))
     monkeypatch.setattr(cpu_kernel, "_library", None)
-    monkeypatch.setattr(cpu_kernel, "_reason", None)
-    yield
-    monkeypatch.undo()
+    monkeypatch.setattr(cpu_kernel, "_reason", None)  # monkeypatch restores all three after the test
 
 
 @needs_compiler
