@@ -6,6 +6,8 @@
  * Work is split into tasks (topology b, sample s, block of patterns); a task runs
  * its topology's whole post-order pass, the site log-likelihoods and, for the
  * gradient, the pre-order pass, on per-thread scratch that holds only its block.
+ * (With a gradient and at least 4 (b, s) pairs per thread, a task takes all blocks
+ * of one pair, so that it alone writes that pair's gradient rows.)
  * Tasks are independent: no barrier between levels, nothing of size
  * n_nodes x n_patterns stored. Partials are [C][4][block] planes (states as
  * separate pattern-contiguous planes), so every inner loop runs over patterns
@@ -68,6 +70,102 @@ static int pv_thread_id(void)
 
 int pv_version(void) { return 4; }
 
+#if PV_FOUR_ROWS
+#include <immintrin.h>
+
+/* The gradient sweeps keep 16 vector accumulators. Summing each one's lanes on its
+ * own goes through the stack and, on blocks of 64-128 patterns, costs as much as the
+ * sweep itself; these sum all of them at once with pairwise adds and a transpose of
+ * 128-bit chunks, leaving lane j = the sum of vector j's lanes. */
+static inline __m512d pv_chunk_sums_pd(__m512d b0, __m512d b1, __m512d b2, __m512d b3)
+{
+    /* b_k's chunk L holds part of chunk k of the result; sum over L */
+    const __m512d g01 = _mm512_add_pd(_mm512_shuffle_f64x2(b0, b1, 0x44), _mm512_shuffle_f64x2(b0, b1, 0xEE));
+    const __m512d g23 = _mm512_add_pd(_mm512_shuffle_f64x2(b2, b3, 0x44), _mm512_shuffle_f64x2(b2, b3, 0xEE));
+    return _mm512_add_pd(_mm512_shuffle_f64x2(g01, g23, 0x88), _mm512_shuffle_f64x2(g01, g23, 0xDD));
+}
+
+static inline __m512 pv_chunk_sums_ps(__m512 b0, __m512 b1, __m512 b2, __m512 b3)
+{
+    const __m512 g01 = _mm512_add_ps(_mm512_shuffle_f32x4(b0, b1, 0x44), _mm512_shuffle_f32x4(b0, b1, 0xEE));
+    const __m512 g23 = _mm512_add_ps(_mm512_shuffle_f32x4(b2, b3, 0x44), _mm512_shuffle_f32x4(b2, b3, 0xEE));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(g01, g23, 0x88), _mm512_shuffle_f32x4(g01, g23, 0xDD));
+}
+
+/* lane j of the result = sum of a[j]'s 8 lanes */
+static inline __m512d pv_lane_sums8_pd(const __m512d *a)
+{
+    __m512d b[4];
+    for (int k = 0; k < 4; k++) /* chunk L: the chunk-L sums of a[2k] and a[2k + 1] */
+        b[k] = _mm512_add_pd(_mm512_unpacklo_pd(a[2 * k], a[2 * k + 1]),
+                             _mm512_unpackhi_pd(a[2 * k], a[2 * k + 1]));
+    return pv_chunk_sums_pd(b[0], b[1], b[2], b[3]);
+}
+
+/* lane j of the result = sum of a[j]'s 16 lanes */
+static inline __m512 pv_lane_sums16_ps(const __m512 *a)
+{
+    __m512 b[8], e[4];
+    for (int k = 0; k < 8; k++) /* chunk L: the chunk-L pair sums of a[2k], a[2k + 1], interleaved */
+        b[k] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * k], a[2 * k + 1]),
+                             _mm512_unpackhi_ps(a[2 * k], a[2 * k + 1]));
+    for (int k = 0; k < 4; k++) /* chunk L: the chunk-L sums of a[4k .. 4k + 3] */
+        e[k] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * k], b[2 * k + 1], 0x44),
+                             _mm512_shuffle_ps(b[2 * k], b[2 * k + 1], 0xEE));
+    return pv_chunk_sums_ps(e[0], e[1], e[2], e[3]);
+}
+
+/* G[i][j] += sum_p A_i[p] S_i[p] x_j[p] for all four rows in one sweep (S = NULL: S = 1);
+ * n is a multiple of 8 (the pattern padding). The accumulators are named variables:
+ * gcc keeps an array of them on the stack. */
+#define PV_GRAD_FOUR(V, LOAD, MUL, FMA, ZERO, STEP, MASK)                                     \
+    V g00 = ZERO, g01 = ZERO, g02 = ZERO, g03 = ZERO, g10 = ZERO, g11 = ZERO, g12 = ZERO,    \
+      g13 = ZERO, g20 = ZERO, g21 = ZERO, g22 = ZERO, g23 = ZERO, g30 = ZERO, g31 = ZERO,    \
+      g32 = ZERO, g33 = ZERO;                                                                \
+    for (int p = 0; p < n; p += STEP) {                                                      \
+        MASK;                                                                                \
+        V a = LOAD(A + p), b = LOAD(A + la + p), c = LOAD(A + 2 * la + p),                   \
+          d = LOAD(A + 3 * la + p);                                                          \
+        if (S) {                                                                             \
+            a = MUL(a, LOAD(S + p)); b = MUL(b, LOAD(S + ls + p));                           \
+            c = MUL(c, LOAD(S + 2 * ls + p)); d = MUL(d, LOAD(S + 3 * ls + p));              \
+        }                                                                                    \
+        const V u = LOAD(x + p), v = LOAD(x + lx + p), w = LOAD(x + 2 * lx + p),             \
+                z = LOAD(x + 3 * lx + p);                                                    \
+        g00 = FMA(a, u, g00); g01 = FMA(a, v, g01); g02 = FMA(a, w, g02); g03 = FMA(a, z, g03); \
+        g10 = FMA(b, u, g10); g11 = FMA(b, v, g11); g12 = FMA(b, w, g12); g13 = FMA(b, z, g13); \
+        g20 = FMA(c, u, g20); g21 = FMA(c, v, g21); g22 = FMA(c, w, g22); g23 = FMA(c, z, g23); \
+        g30 = FMA(d, u, g30); g31 = FMA(d, v, g31); g32 = FMA(d, w, g32); g33 = FMA(d, z, g33); \
+    }
+
+static inline void grad_four_f64(int n, const double *PV_RESTRICT A, long la,
+                                 const double *PV_RESTRICT S, long ls,
+                                 const double *PV_RESTRICT x, long lx, double *G)
+{
+    PV_GRAD_FOUR(__m512d, _mm512_loadu_pd, _mm512_mul_pd, _mm512_fmadd_pd, _mm512_setzero_pd(), 8, (void)0)
+    const __m512d r0[8] = {g00, g01, g02, g03, g10, g11, g12, g13};
+    const __m512d r1[8] = {g20, g21, g22, g23, g30, g31, g32, g33};
+    _mm512_storeu_pd(G, _mm512_add_pd(_mm512_loadu_pd(G), pv_lane_sums8_pd(r0)));
+    _mm512_storeu_pd(G + 8, _mm512_add_pd(_mm512_loadu_pd(G + 8), pv_lane_sums8_pd(r1)));
+}
+
+static inline void grad_four_f32(int n, const float *PV_RESTRICT A, long la,
+                                 const float *PV_RESTRICT S, long ls,
+                                 const float *PV_RESTRICT x, long lx, double *G)
+{
+#define PV_LOAD_MASKED(ptr) _mm512_maskz_loadu_ps(m, ptr)
+    PV_GRAD_FOUR(__m512, PV_LOAD_MASKED, _mm512_mul_ps, _mm512_fmadd_ps, _mm512_setzero_ps(), 16,
+                 const __mmask16 m = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1))
+#undef PV_LOAD_MASKED
+    const __m512 r[16] = {g00, g01, g02, g03, g10, g11, g12, g13, g20, g21, g22, g23, g30, g31, g32, g33};
+    const __m512 sums = pv_lane_sums16_ps(r);
+    _mm512_storeu_pd(G, _mm512_add_pd(_mm512_loadu_pd(G), _mm512_cvtps_pd(_mm512_castps512_ps256(sums))));
+    _mm512_storeu_pd(G + 8, _mm512_add_pd(_mm512_loadu_pd(G + 8),
+                                          _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sums), 1)))));
+}
+#undef PV_GRAD_FOUR
+#endif
+
 #define PV_REAL double
 #define PV_FN(name) name##_f64
 #include "cpu_kernel.c"
@@ -102,6 +200,7 @@ static inline void PV_FN(grad_rows)(int n, const real *PV_RESTRICT m0, const rea
     G[4] += g10; G[5] += g11; G[6] += g12; G[7] += g13;
 }
 
+#if !PV_FOUR_ROWS /* (the AVX-512 build has its own, above) */
 /* G[i][j] += sum_p A_i[p] S_i[p] x_j[p] for all four rows in one sweep (S = NULL: S = 1). */
 static inline void PV_FN(grad_four)(int n, const real *PV_RESTRICT A, long la,
                                     const real *PV_RESTRICT S, long ls,
@@ -140,6 +239,7 @@ static inline void PV_FN(grad_four)(int n, const real *PV_RESTRICT A, long la,
     G[8] += g20; G[9] += g21; G[10] += g22; G[11] += g23;
     G[12] += g30; G[13] += g31; G[14] += g32; G[15] += g33;
 }
+#endif
 
 static inline void PV_FN(grad_inner)(int n, const real *PV_RESTRICT m, long lm,
                                      const real *PV_RESTRICT x, long lx, double *G)
@@ -578,8 +678,14 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
     const int S = pl->n_samples, C = pl->n_categories, P = pl->n_patterns, Pp = pl->n_padded;
     const int blk = pl->block, B = pl->n_topologies;
     const int n_blocks = (Pp + blk - 1) / blk;
-    const long n_tasks = (long)B * S * n_blocks;
     const int grad = jac_mats != NULL;
+    const int nt = pv_threads(n_threads);
+    /* With a gradient and enough (topology, sample) pairs to keep every thread busy,
+     * a task is one pair over all its blocks: it owns that pair's gradient rows and
+     * sums them in a small local buffer. Otherwise tasks split the patterns and each
+     * thread sums into a copy of all rows, added up at the end. */
+    const int owner = grad && (long)B * S >= 4L * nt;
+    const long n_tasks = owner ? (long)B * S : (long)B * S * n_blocks;
     const int32_t *slot = grad ? NULL : pl->slot; /* the pre-order pass needs every node's partials */
     const long n_grad = grad ? (long)B * n_edges * S * C * 16 : 0;
     const long n_other = grad ? (long)B * S * 5 : 0;
@@ -587,16 +693,17 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
     for (int b = 0; b < B; b++)
         if (pl->topo_off[b + 1] - pl->topo_off[b] > max_nodes)
             max_nodes = pl->topo_off[b + 1] - pl->topo_off[b];
-    const int nt = pv_threads(n_threads);
+    const long n_pair = (long)n_edges * C * 16 + 5; /* one pair's rows: edges, then the 5 others */
     double *gacc = NULL;
-    if (grad && !(gacc = (double *)calloc((size_t)nt * (n_grad + n_other), sizeof(double))))
+    if (grad && !owner && !(gacc = (double *)calloc((size_t)nt * (n_grad + n_other), sizeof(double))))
         return 1;
     const long node_sz = (long)C * 4 * blk;
     const double log_variable = log1p(-pinv), log_pinv = pinv > 0 ? log(pinv) : -INFINITY;
     int failed = 0;
 #pragma omp parallel num_threads(nt)
     {
-        double *G = grad ? gacc + (long)pv_thread_id() * (n_grad + n_other) : NULL;
+        double *G = grad && !owner ? gacc + (long)pv_thread_id() * (n_grad + n_other) : NULL;
+        double *pair = owner ? (double *)malloc(sizeof(double) * (size_t)n_pair) : NULL;
         real *part = (real *)malloc(sizeof(real) * (size_t)(node_sz * max_nodes));
         real *scl = (real *)malloc(sizeof(real) * (size_t)(blk * max_nodes)); /* 1 / scale */
         unsigned char *rescaled = (unsigned char *)calloc((size_t)max_nodes, 1); /* any sc != 1 */
@@ -604,7 +711,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
         real *work = (real *)malloc(sizeof(real) * (size_t)(8 * blk));
         real *contrib = (real *)malloc(sizeof(real) * (size_t)(node_sz * (2 * max_nodes + 1)));
         double *pd = (double *)malloc(sizeof(double) * (size_t)(3 * blk));
-        if (!part || !scl || !rescaled || !work || !pd || !contrib || (grad && !upper)) {
+        if (!part || !scl || !rescaled || !work || !pd || !contrib || (grad && !upper) || (owner && !pair)) {
 #pragma omp atomic write
             failed = 1;
         } else {
@@ -614,7 +721,15 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                  * planes stay in cache while the (topology, sample) pairs go by */
                 const long bs = task % ((long)B * S);
                 const int b = (int)(bs / S), s = (int)(bs % S);
-                const int p0 = (int)(task / ((long)B * S)) * blk;
+                const int first_block = owner ? 0 : (int)(task / ((long)B * S));
+                const int end_block = owner ? n_blocks : first_block + 1;
+                /* gradient of edge row `edge`, category c: Ge + (edge - e0) * e_step + c * 16 */
+                double *Ge = owner ? pair : G + (long)s * C * 16;
+                const long e0 = owner ? (long)b * n_edges : 0, e_step = owner ? (long)C * 16 : (long)S * C * 16;
+                double *other = !grad ? NULL : owner ? pair + n_pair - 5 : G + n_grad + bs * 5;
+                if (owner) memset(pair, 0, sizeof(double) * (size_t)n_pair);
+                for (int kb = first_block; kb < end_block; kb++) {
+                const int p0 = kb * blk;
                 const int n = Pp - p0 < blk ? Pp - p0 : blk;
                 const int pe = P - p0 < n ? P - p0 : n;
                 const int first = pl->topo_off[b], last = pl->topo_off[b + 1];
@@ -626,7 +741,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                 for (long e = (long)b * n_edges; e < (long)(b + 1) * n_edges; e++)
                     for (int q = 0; q < C * 16; q += 8) {
                         __builtin_prefetch(mats + (e * S + s) * C * 16 + q, 0, 3);
-                        if (grad) __builtin_prefetch(G + (e * S + s) * C * 16 + q, 1, 3);
+                        if (grad && !owner) __builtin_prefetch(G + (e * S + s) * C * 16 + q, 1, 3);
                     }
                 /* post-order; children's contributions kept in `contrib` */
                 for (int node = first; node < last; node++) {
@@ -704,7 +819,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                 }
                 /* site log-likelihoods and d lnL / d (scaled site likelihood) */
                 const real *root = part + (slot ? slot[last - 1] : last - 1 - first) * node_sz;
-                double total = 0, *other = grad ? G + n_grad + bs * 5 : NULL;
+                double total = 0;
                 for (int p = 0; p < pe; p++) {
                     double mix = 0, constant = 0;
                     for (int c = 0; c < C; c++) {
@@ -718,16 +833,28 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                     const double li = constant > 0 ? log_pinv + log(constant) : -INFINITY;
                     /* log(e^lv + e^li); without +I (li = -inf) it is lv, with no exp or log */
                     const double hi = lv > li ? lv : li, lo = lv > li ? li : lv;
-                    const double ll = lo == -INFINITY ? hi : hi + log1p(exp(lo - hi));
+                    const double e = lo == -INFINITY ? 0.0 : exp(lo - hi);
+                    const double ll = e == 0.0 ? hi : hi + log1p(e);
                     const double w = weights[p0 + p];
                     total += w * ll;
                     if (site_ll) site_ll[bs * P + p0 + p] = (real)ll;
                     if (!grad) continue;
-                    ap[p] = lv == -INFINITY ? 0.0 : w * exp(log_variable + ls - ll);
-                    const double to_invariant = li == -INFINITY ? 0.0 : w * exp(log_pinv - ll);
+                    /* The shares of the variable and invariant parts in the site likelihood
+                     * L = e^lv + e^li come from e, so the derivatives below need divisions
+                     * only: d ll / d mix = share_v / mix, d ll / d pinv-part = share_i / constant. */
+                    const double share_hi = 1.0 / (1.0 + e), share_lo = e * share_hi;
+                    const double share_v = lv > li ? share_hi : share_lo;
+                    const double share_i = lv > li ? share_lo : share_hi;
+                    ap[p] = lv == -INFINITY ? 0.0 : w * share_v / mix;
+                    const double to_invariant = li == -INFINITY ? 0.0 : w * share_i / constant;
                     for (int k = 0; k < 4; k++) other[k] += to_invariant * inv[(long)k * Pp + p0 + p];
-                    other[4] += (constant > 0 ? w * exp(log(constant) - ll) : 0.0)
-                                - (lv == -INFINITY ? 0.0 : w * exp(log(mix) + ls - ll));
+                    /* d ll / d pinv = (constant - mix e^ls) / L */
+                    double d_pinv = lv == -INFINITY ? 0.0 : -w * share_v / (1.0 - pinv);
+                    if (li != -INFINITY)
+                        d_pinv += w * share_i / pinv;
+                    else if (constant > 0) /* pinv = 0: L = mix e^ls */
+                        d_pinv += w * exp(log(constant) - ll);
+                    other[4] += d_pinv;
                 }
                 lnl[bs * n_blocks + p0 / blk] = total;
                 if (!grad) continue;
@@ -776,17 +903,25 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                                 const real *y = PV_FN(child_x)(pl, slot, node, first, 1 - k, c, p0, tips, part, node_sz, blk, &ly);
                                 const real *Ms = mats + (((long)pl->ch_edge[3 * node + 1 - k] * S + s) * C + c) * 16;
                                 PV_FN(f81_backward_pair)(n, A, blk, Ms, y, ly, M, x, lx, up,
-                                                         G + ((edge * S + s) * C + c) * 16);
+                                                         Ge + (edge - e0) * e_step + c * 16);
                                 continue;
                             }
                             PV_FN(child_backward)(n, A, con[(k + 1) % nch], nch == 3 ? con[(k + 2) % nch] : NULL,
                                                   x, lx, M, up, msg, blk, f81,
-                                                  G + ((edge * S + s) * C + c) * 16);
+                                                  Ge + (edge - e0) * e_step + c * 16);
                         }
                     }
                 }
+                } /* blocks */
+                if (owner) { /* the pair's rows, straight into the outputs */
+                    for (int e = 0; e < n_edges; e++)
+                        for (int q = 0; q < C * 16; q++)
+                            jac_mats[(((long)b * n_edges + e) * S + s) * C * 16 + q] = (real)pair[(long)e * C * 16 + q];
+                    for (int k = 0; k < 5; k++) jac_other[bs * 5 + k] = (real)other[k];
+                }
             }
         }
+        free(pair);
         free(contrib);
         free(part);
         free(scl);
@@ -795,7 +930,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
         free(work);
         free(pd);
     }
-    if (grad && !failed) {
+    if (grad && !owner && !failed) {
 #pragma omp parallel for schedule(static) num_threads(nt)
         for (long q = 0; q < n_grad + n_other; q++) {
             double v = 0;

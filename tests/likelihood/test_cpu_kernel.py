@@ -179,6 +179,28 @@ def test_cpu_kernel_does_not_depend_on_threads(threads, monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
 
 
+@needs_compiler
+@pytest.mark.parametrize("case", [CASES[3], CASES[7]])
+@pytest.mark.parametrize("per_pair", [True, False])
+def test_gradient_tasks_by_pair_or_by_block_match_torch_kernel(case, per_pair, monkeypatch):
+    """With at least 4 (topology, sample) pairs per thread a gradient task is one pair
+    over all its pattern blocks; with fewer, tasks split the blocks. One thread makes
+    the first happen here, as many threads as pairs the second."""
+    n_pairs = case[1] * case[2]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1 if per_pair else n_pairs)
+        for dtype in (torch.float64, torch.float32):
+            value, grads, _ = evaluate(case, dtype, True, "c", monkeypatch, 3)
+            expected_value, expected_grads, _ = evaluate(case, dtype, True, "torch", monkeypatch, 3)
+            rtol = TOLERANCE[dtype]
+            torch.testing.assert_close(value, expected_value, rtol=rtol, atol=0)
+            for grad, expected in zip(grads, expected_grads):
+                torch.testing.assert_close(grad, expected, rtol=50 * rtol, atol=50 * rtol)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_torch_fallback_is_reported(monkeypatch):
     monkeypatch.setenv("PHYLOVI_KERNEL", "torch")
     assert not cpu_kernel.available()
