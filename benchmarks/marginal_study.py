@@ -42,7 +42,8 @@ def run(args) -> None:
     torch.set_num_threads(args.threads)
     alignment = read_alignment(DATA / f"{args.data}.nex")
     patterns = compress_patterns(alignment)
-    likelihood = TreeLikelihood(patterns, parse_model("JC", patterns))
+    dtype = getattr(torch, args.dtype)
+    likelihood = TreeLikelihood(patterns, parse_model("JC", patterns, dtype=dtype), dtype=dtype)
     topologies, _ = read_credible_set(DATA / f"JC_no_gamma_credible_set_{args.data.lower()}",
                                       alignment.taxa)
     methods = args.methods or list(METHODS)
@@ -130,6 +131,8 @@ def main() -> None:
                             help="start at this replicate (to split replicates between processes)")
     run_parser.add_argument("--set", nargs="*", default=[], help="method settings NAME=VALUE")
     run_parser.add_argument("--threads", type=int, default=1)
+    run_parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                            help="precision of the likelihood kernel (the estimators sum in float64)")
     run_parser.add_argument("-o", "--output", type=Path, required=True)
     table_parser = commands.add_parser("table")
     table_parser.add_argument("files", nargs="+")

@@ -17,6 +17,7 @@ from phylovi.trees import Topology, TopologyBatch
 # float64 holds site likelihoods down to about exp(-708); below this many taxa
 # a site cannot get there with sane branch lengths, so rescaling is skipped.
 _FLOAT64_UNSCALED_TAXA = 64
+_KEPT_SINGLE_BATCHES = 16  # one-topology batches (and their schedules) kept per likelihood
 
 
 class TreeLikelihood:
@@ -48,6 +49,9 @@ class TreeLikelihood:
         self.constant_patterns = self.constant.any(-1).nonzero().squeeze(-1)
         self.constant_states = self.constant[self.constant_patterns]  # [n_constant, 4]
         self._cpu_tips = None  # the C kernel's (tip, invariant) planes, built on first use
+        # Batches of one topology, kept so that a caller that evaluates the same tree
+        # again and again (MCMC, VI) does not rebuild its schedule on every call.
+        self._single_batches: dict[Topology, TopologyBatch] = {}
         if rescale is None:
             rescale = dtype != torch.float64 or len(patterns.taxa) > _FLOAT64_UNSCALED_TAXA
         self.rescale = rescale
@@ -60,9 +64,14 @@ class TreeLikelihood:
         """A :class:`TopologyBatch` of ``topologies``, checked against the alignment's taxa."""
         if isinstance(topologies, TopologyBatch):
             batch = topologies
+        elif isinstance(topologies, Topology):
+            batch = self._single_batches.get(topologies)
+            if batch is None:
+                if len(self._single_batches) >= _KEPT_SINGLE_BATCHES:
+                    self._single_batches.pop(next(iter(self._single_batches)))
+                batch = self._single_batches[topologies] = TopologyBatch([topologies])
         else:
-            batch = TopologyBatch([topologies] if isinstance(topologies, Topology)
-                                  else list(topologies))
+            batch = TopologyBatch(list(topologies))
         if batch.taxa != self.taxa:
             batch.taxa.require_same_set(self.taxa, "the tree", "the alignment")
             raise PhyloviError("the trees order their taxa differently from the alignment; "

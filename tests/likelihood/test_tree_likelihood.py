@@ -160,6 +160,25 @@ def test_batch_of_mixed_topologies_equals_one_at_a_time(kernel):
             torch.testing.assert_close(batched[b, s], single, rtol=1e-13, atol=0)
 
 
+
+def test_one_topology_batches_are_kept_but_not_without_bound():
+    """Evaluating one tree again and again (MCMC) reuses its batch and schedule; many
+    trees one at a time keep only the newest few."""
+    _, patterns = random_problem(9, 80, seed=5)
+    rng = np.random.default_rng(7)
+    likelihood = TreeLikelihood(patterns, parse_model("JC", patterns))
+    topologies = list(dict.fromkeys(random_topology(patterns.taxa, rng) for _ in range(40)))
+    assert len(topologies) > 20
+    first = likelihood.batch(topologies[0])
+    assert likelihood.batch(topologies[0]) is first
+    lengths = torch.full((topologies[0].n_edges,), 0.1, dtype=torch.float64)
+    values = [likelihood.log_likelihood(topology, lengths) for topology in topologies]
+    assert len(likelihood._single_batches) <= 16
+    fresh = TreeLikelihood(patterns, parse_model("JC", patterns))
+    torch.testing.assert_close(torch.stack(values), torch.stack(
+        [fresh.log_likelihood(TopologyBatch([t]), lengths[None])[0] for t in topologies]),
+        rtol=1e-13, atol=0)
+
 def test_rerooting_and_rotation_leave_the_log_likelihood_unchanged(shared):
     import dendropy
 
