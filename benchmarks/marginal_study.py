@@ -132,7 +132,7 @@ def main() -> None:
     run_parser.add_argument("--set", nargs="*", default=[], help="method settings NAME=VALUE")
     run_parser.add_argument("--threads", type=int, default=1)
     run_parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
-                            help="precision of the likelihood kernel (the estimators sum in float64)")
+                            help="precision of the likelihood kernel (default float64)")
     run_parser.add_argument("-o", "--output", type=Path, required=True)
     table_parser = commands.add_parser("table")
     table_parser.add_argument("files", nargs="+")
