@@ -200,56 +200,15 @@ static inline void PV_FN(grad_rows)(int n, const real *PV_RESTRICT m0, const rea
     G[4] += g10; G[5] += g11; G[6] += g12; G[7] += g13;
 }
 
-#if !PV_FOUR_ROWS /* (the AVX-512 build has its own, above) */
-/* G[i][j] += sum_p A_i[p] S_i[p] x_j[p] for all four rows in one sweep (S = NULL: S = 1). */
-static inline void PV_FN(grad_four)(int n, const real *PV_RESTRICT A, long la,
-                                    const real *PV_RESTRICT S, long ls,
-                                    const real *PV_RESTRICT x, long lx, double *G)
-{
-    const real *PV_RESTRICT A0 = A, *PV_RESTRICT A1 = A + la, *PV_RESTRICT A2 = A + 2 * la,
-               *PV_RESTRICT A3 = A + 3 * la;
-    const real *PV_RESTRICT x0 = x, *PV_RESTRICT x1 = x + lx, *PV_RESTRICT x2 = x + 2 * lx,
-               *PV_RESTRICT x3 = x + 3 * lx;
-    real g00 = 0, g01 = 0, g02 = 0, g03 = 0, g10 = 0, g11 = 0, g12 = 0, g13 = 0;
-    real g20 = 0, g21 = 0, g22 = 0, g23 = 0, g30 = 0, g31 = 0, g32 = 0, g33 = 0;
-#define PV_GRAD_FOUR_BODY                                                                  \
-    const real u = x0[p], v = x1[p], w = x2[p], z = x3[p];                                \
-    g00 += a * u; g01 += a * v; g02 += a * w; g03 += a * z;                               \
-    g10 += b * u; g11 += b * v; g12 += b * w; g13 += b * z;                               \
-    g20 += c * u; g21 += c * v; g22 += c * w; g23 += c * z;                               \
-    g30 += d * u; g31 += d * v; g32 += d * w; g33 += d * z;
-    if (S) {
-        const real *PV_RESTRICT S0 = S, *PV_RESTRICT S1 = S + ls, *PV_RESTRICT S2 = S + 2 * ls,
-                   *PV_RESTRICT S3 = S + 3 * ls;
-#pragma omp simd reduction(+ : g00, g01, g02, g03, g10, g11, g12, g13, g20, g21, g22, g23, g30, g31, g32, g33)
-        for (int p = 0; p < n; p++) {
-            const real a = A0[p] * S0[p], b = A1[p] * S1[p], c = A2[p] * S2[p], d = A3[p] * S3[p];
-            PV_GRAD_FOUR_BODY
-        }
-    } else {
-#pragma omp simd reduction(+ : g00, g01, g02, g03, g10, g11, g12, g13, g20, g21, g22, g23, g30, g31, g32, g33)
-        for (int p = 0; p < n; p++) {
-            const real a = A0[p], b = A1[p], c = A2[p], d = A3[p];
-            PV_GRAD_FOUR_BODY
-        }
-    }
-#undef PV_GRAD_FOUR_BODY
-    G[0] += g00; G[1] += g01; G[2] += g02; G[3] += g03;
-    G[4] += g10; G[5] += g11; G[6] += g12; G[7] += g13;
-    G[8] += g20; G[9] += g21; G[10] += g22; G[11] += g23;
-    G[12] += g30; G[13] += g31; G[14] += g32; G[15] += g33;
-}
-#endif
-
 static inline void PV_FN(grad_inner)(int n, const real *PV_RESTRICT m, long lm,
                                      const real *PV_RESTRICT x, long lx, double *G)
 {
-    if (PV_FOUR_ROWS) {
-        PV_FN(grad_four)(n, m, lm, NULL, 0, x, lx, G);
-        return;
-    }
+#if PV_FOUR_ROWS
+    PV_FN(grad_four)(n, m, lm, NULL, 0, x, lx, G);
+#else
     PV_FN(grad_rows)(n, m, m + lm, x, lx, G);
     PV_FN(grad_rows)(n, m + 2 * lm, m + 3 * lm, x, lx, G + 8);
+#endif
 }
 
 /* Two output planes i0, i0 + 1 of out = M @ x: 8 coefficients, 4 inputs and 2 sums
@@ -618,7 +577,8 @@ static inline void PV_FN(child_backward)(int n, const real *PV_RESTRICT A,
                                          real *PV_RESTRICT up, real *PV_RESTRICT msg, int blk,
                                          int f81, double *G)
 {
-    if (!sib2 && !f81 && PV_FOUR_ROWS) { /* two children: the message is never stored */
+#if PV_FOUR_ROWS
+    if (!sib2 && !f81) { /* two children: the message is never stored */
         PV_FN(grad_four)(n, A, blk, sib1, blk, x, lx, G);
         if (up) {
             const real Mt[16] = {M[0], M[4], M[8], M[12], M[1], M[5], M[9], M[13],
@@ -627,6 +587,7 @@ static inline void PV_FN(child_backward)(int n, const real *PV_RESTRICT A,
         }
         return;
     }
+#endif
     if (!sib2 && !f81) {
         PV_FN(grad_rows_m)(n, A, A + blk, sib1, sib1 + blk, x, lx, G);
         PV_FN(grad_rows_m)(n, A + 2 * blk, A + 3 * blk, sib1 + 2 * blk, sib1 + 3 * blk, x, lx, G + 8);
