@@ -21,6 +21,9 @@
  *   slot[n]           the node's partials buffer when no gradient is asked for: a
  *                     buffer is reused once the parent has read it, so the pass keeps
  *                     only a few buffers (in cache) instead of one per node
+ *   up_slot[n]        the gradient's buffer of the node's upper partials (-1 at roots),
+ *                     written in the parent's pre-order step and read in the node's;
+ *                     reused in the same way
  */
 #ifndef PV_REAL
 
@@ -45,7 +48,7 @@
 
 typedef struct {
     int n_topologies, n_samples, n_categories, n_patterns, n_padded, block;
-    const int32_t *topo_off, *node_nch, *ch_ref, *ch_edge, *slot;
+    const int32_t *topo_off, *node_nch, *ch_ref, *ch_edge, *slot, *up_slot;
 } pv_plan;
 
 static int pv_threads(int n)
@@ -68,7 +71,7 @@ static int pv_thread_id(void)
 #endif
 }
 
-int pv_version(void) { return 4; }
+int pv_version(void) { return 5; }
 
 #if PV_FOUR_ROWS
 #include <immintrin.h>
@@ -115,10 +118,11 @@ static inline __m512 pv_lane_sums16_ps(const __m512 *a)
     return pv_chunk_sums_ps(e[0], e[1], e[2], e[3]);
 }
 
-/* G[i][j] += sum_p A_i[p] S_i[p] x_j[p] for all four rows in one sweep (S = NULL: S = 1);
- * n is a multiple of 8 (the pattern padding). The accumulators are named variables:
- * gcc keeps an array of them on the stack. */
-#define PV_GRAD_FOUR(V, LOAD, MUL, FMA, ZERO, STEP, MASK)                                     \
+/* G[i][j] += sum_p m_i[p] x_j[p] with m_i = A_i S_i (S = NULL: S = 1) for all four rows in
+ * one sweep and, when up is given, up_j = sum_i m_i Mt[j][i] (planes of stride ls) from the
+ * same m; n is a multiple of 8 (the pattern padding). The accumulators are named
+ * variables: gcc keeps an array of them on the stack. */
+#define PV_GRAD_FOUR(V, LOAD, MUL, FMA, ZERO, STEP, MASK, STORE, SET1)                       \
     V g00 = ZERO, g01 = ZERO, g02 = ZERO, g03 = ZERO, g10 = ZERO, g11 = ZERO, g12 = ZERO,    \
       g13 = ZERO, g20 = ZERO, g21 = ZERO, g22 = ZERO, g23 = ZERO, g30 = ZERO, g31 = ZERO,    \
       g32 = ZERO, g33 = ZERO;                                                                \
@@ -130,6 +134,10 @@ static inline __m512 pv_lane_sums16_ps(const __m512 *a)
             a = MUL(a, LOAD(S + p)); b = MUL(b, LOAD(S + ls + p));                           \
             c = MUL(c, LOAD(S + 2 * ls + p)); d = MUL(d, LOAD(S + 3 * ls + p));              \
         }                                                                                    \
+        if (up)                                                                              \
+            for (int j = 0; j < 4; j++)                                                      \
+                STORE(up + j * ls + p, FMA(SET1(Mt[4 * j + 3]), d, FMA(SET1(Mt[4 * j + 2]), c, \
+                      FMA(SET1(Mt[4 * j + 1]), b, MUL(SET1(Mt[4 * j]), a)))));              \
         const V u = LOAD(x + p), v = LOAD(x + lx + p), w = LOAD(x + 2 * lx + p),             \
                 z = LOAD(x + 3 * lx + p);                                                    \
         g00 = FMA(a, u, g00); g01 = FMA(a, v, g01); g02 = FMA(a, w, g02); g03 = FMA(a, z, g03); \
@@ -140,9 +148,11 @@ static inline __m512 pv_lane_sums16_ps(const __m512 *a)
 
 static inline void grad_four_f64(int n, const double *PV_RESTRICT A, long la,
                                  const double *PV_RESTRICT S, long ls,
-                                 const double *PV_RESTRICT x, long lx, double *G)
+                                 const double *PV_RESTRICT x, long lx, double *G,
+                                 const double *Mt, double *PV_RESTRICT up)
 {
-    PV_GRAD_FOUR(__m512d, _mm512_loadu_pd, _mm512_mul_pd, _mm512_fmadd_pd, _mm512_setzero_pd(), 8, (void)0)
+    PV_GRAD_FOUR(__m512d, _mm512_loadu_pd, _mm512_mul_pd, _mm512_fmadd_pd, _mm512_setzero_pd(), 8, (void)0,
+                 _mm512_storeu_pd, _mm512_set1_pd)
     const __m512d r0[8] = {g00, g01, g02, g03, g10, g11, g12, g13};
     const __m512d r1[8] = {g20, g21, g22, g23, g30, g31, g32, g33};
     _mm512_storeu_pd(G, _mm512_add_pd(_mm512_loadu_pd(G), pv_lane_sums8_pd(r0)));
@@ -151,12 +161,16 @@ static inline void grad_four_f64(int n, const double *PV_RESTRICT A, long la,
 
 static inline void grad_four_f32(int n, const float *PV_RESTRICT A, long la,
                                  const float *PV_RESTRICT S, long ls,
-                                 const float *PV_RESTRICT x, long lx, double *G)
+                                 const float *PV_RESTRICT x, long lx, double *G,
+                                 const float *Mt, float *PV_RESTRICT up)
 {
 #define PV_LOAD_MASKED(ptr) _mm512_maskz_loadu_ps(m, ptr)
+#define PV_STORE_MASKED(ptr, value) _mm512_mask_storeu_ps(ptr, m, value)
     PV_GRAD_FOUR(__m512, PV_LOAD_MASKED, _mm512_mul_ps, _mm512_fmadd_ps, _mm512_setzero_ps(), 16,
-                 const __mmask16 m = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1))
+                 const __mmask16 m = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1),
+                 PV_STORE_MASKED, _mm512_set1_ps)
 #undef PV_LOAD_MASKED
+#undef PV_STORE_MASKED
     const __m512 r[16] = {g00, g01, g02, g03, g10, g11, g12, g13, g20, g21, g22, g23, g30, g31, g32, g33};
     const __m512 sums = pv_lane_sums16_ps(r);
     _mm512_storeu_pd(G, _mm512_add_pd(_mm512_loadu_pd(G), _mm512_cvtps_pd(_mm512_castps512_ps256(sums))));
@@ -204,7 +218,7 @@ static inline void PV_FN(grad_inner)(int n, const real *PV_RESTRICT m, long lm,
                                      const real *PV_RESTRICT x, long lx, double *G)
 {
 #if PV_FOUR_ROWS
-    PV_FN(grad_four)(n, m, lm, NULL, 0, x, lx, G);
+    PV_FN(grad_four)(n, m, lm, NULL, 0, x, lx, G, NULL, NULL);
 #else
     PV_FN(grad_rows)(n, m, m + lm, x, lx, G);
     PV_FN(grad_rows)(n, m + 2 * lm, m + 3 * lm, x, lx, G + 8);
@@ -502,26 +516,6 @@ static inline void PV_FN(two_cols_m)(int n, const real *PV_RESTRICT Mt, const re
     }
 }
 
-/* All four planes of up = m @ P, m = A * S built on the fly; Mt is P transposed. */
-static inline void PV_FN(four_cols_m)(int n, const real *PV_RESTRICT Mt, const real *PV_RESTRICT A,
-                                      const real *PV_RESTRICT S, long ld, real *PV_RESTRICT up)
-{
-    const real a0 = Mt[0], a1 = Mt[1], a2 = Mt[2], a3 = Mt[3], b0 = Mt[4], b1 = Mt[5],
-               b2 = Mt[6], b3 = Mt[7], c0 = Mt[8], c1 = Mt[9], c2 = Mt[10], c3 = Mt[11],
-               d0 = Mt[12], d1 = Mt[13], d2 = Mt[14], d3 = Mt[15];
-    real *PV_RESTRICT o0 = up, *PV_RESTRICT o1 = up + ld, *PV_RESTRICT o2 = up + 2 * ld,
-         *PV_RESTRICT o3 = up + 3 * ld;
-#pragma omp simd
-    for (int p = 0; p < n; p++) {
-        const real u = A[p] * S[p], v = A[ld + p] * S[ld + p], w = A[2 * ld + p] * S[2 * ld + p],
-                   z = A[3 * ld + p] * S[3 * ld + p];
-        o0[p] = a0 * u + a1 * v + a2 * w + a3 * z;
-        o1[p] = b0 * u + b1 * v + b2 * w + b3 * z;
-        o2[p] = c0 * u + c1 * v + c2 * w + c3 * z;
-        o3[p] = d0 * u + d1 * v + d2 * w + d3 * z;
-    }
-}
-
 /* The whole pre-order step to child k of an F81-family node of two children, in one
  * sweep: the message m = A * (Ms @ y), y the sibling's partials, is rebuilt from them
  * (the forward pass keeps no contributions on this path), then G as in f81_backward
@@ -578,13 +572,10 @@ static inline void PV_FN(child_backward)(int n, const real *PV_RESTRICT A,
                                          int f81, double *G)
 {
 #if PV_FOUR_ROWS
-    if (!sib2 && !f81) { /* two children: the message is never stored */
-        PV_FN(grad_four)(n, A, blk, sib1, blk, x, lx, G);
-        if (up) {
-            const real Mt[16] = {M[0], M[4], M[8], M[12], M[1], M[5], M[9], M[13],
-                                 M[2], M[6], M[10], M[14], M[3], M[7], M[11], M[15]};
-            PV_FN(four_cols_m)(n, Mt, A, sib1, blk, up);
-        }
+    if (!sib2 && !f81) { /* two children: the message is never stored; G and up in one sweep */
+        const real Mt[16] = {M[0], M[4], M[8], M[12], M[1], M[5], M[9], M[13],
+                             M[2], M[6], M[10], M[14], M[3], M[7], M[11], M[15]};
+        PV_FN(grad_four)(n, A, blk, sib1, blk, x, lx, G, Mt, up);
         return;
     }
 #endif
@@ -839,7 +830,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                                 other[i] += g;
                             }
                         } else {
-                            const real *PV_RESTRICT u = upper + local * node_sz + (long)c * 4 * blk;
+                            const real *PV_RESTRICT u = upper + pl->up_slot[node] * node_sz + (long)c * 4 * blk;
                             if (!rescaled[local]) {
                                 A = u; /* its scale is 1: no copy */
                             } else {
@@ -858,7 +849,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                             long lx;
                             const real *x = PV_FN(child_x)(pl, slot, node, first, k, c, p0, tips, part, node_sz, blk, &lx);
                             const real *M = mats + ((edge * S + s) * C + c) * 16;
-                            real *up = ref < 0 ? NULL : upper + (ref - first) * node_sz + (long)c * 4 * blk;
+                            real *up = ref < 0 ? NULL : upper + pl->up_slot[ref] * node_sz + (long)c * 4 * blk;
                             if (f81 && nch == 2) {
                                 long ly;
                                 const real *y = PV_FN(child_x)(pl, slot, node, first, 1 - k, c, p0, tips, part, node_sz, blk, &ly);

@@ -68,10 +68,10 @@ def block_size(n_categories: int, n_nodes: int, itemsize: int, gradient: bool,
     """Patterns per task: long loops, but scratch that stays in cache.
 
     Without a gradient a pass keeps only a few partials buffers, so the block is
-    512 / n_categories patterns (at most 256). A gradient pass keeps four buffers
-    of ``n_categories x 4 x block`` per node (partials, both contributions, and
-    the pre-order partials): there the block halves, down to 64, until they fit
-    in :func:`gradient_scratch`. (Measured on 2-core AVX2 machines: both rules
+    512 / n_categories patterns (at most 256). A gradient pass keeps three buffers
+    of ``n_categories x 4 x block`` per node (partials and both contributions; the
+    pre-order partials take only a few, see :func:`_upper_slots`): there the block
+    halves, down to 64, until they fit in :func:`gradient_scratch`. (Measured on 2-core AVX2 machines: both rules
     beat a fixed block by 5-30%, and smaller blocks lose to loop start-up.)
     """
     if _BLOCK:
@@ -79,7 +79,7 @@ def block_size(n_categories: int, n_nodes: int, itemsize: int, gradient: bool,
     block = min(256, max(64, 512 // n_categories // _PAD * _PAD))
     if gradient:
         budget = gradient_scratch(threads)
-        while block > 64 and 4 * n_nodes * n_categories * 4 * block * itemsize > budget:
+        while block > 64 and 3 * n_nodes * n_categories * 4 * block * itemsize > budget:
             block = max(64, block // 2 // _PAD * _PAD)
     return block
 
@@ -94,7 +94,7 @@ class _Plan(ctypes.Structure):
                 ("n_padded", ctypes.c_int), ("block", ctypes.c_int),
                 ("topo_off", ctypes.c_void_p), ("node_nch", ctypes.c_void_p),
                 ("ch_ref", ctypes.c_void_p), ("ch_edge", ctypes.c_void_p),
-                ("slot", ctypes.c_void_p)]
+                ("slot", ctypes.c_void_p), ("up_slot", ctypes.c_void_p)]
 
 
 def cache_dir() -> Path:
@@ -136,7 +136,7 @@ def _compile() -> ctypes.CDLL:
                 raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
             os.replace(out, target)
     library = ctypes.CDLL(str(target))
-    if library.pv_version() != 4:
+    if library.pv_version() != 5:
         raise RuntimeError("cpu_kernel library version mismatch")
     for suffix in ("f64", "f32"):
         function = getattr(library, f"pv_loglik_{suffix}")
@@ -230,8 +230,9 @@ def _plan_arrays(schedule):
     nch, edge, ref = nch[order], edge[order], ref[order]
     ref = np.where(ref >= 0, new_index[np.maximum(ref, 0)], ref)
     slots = _buffer_slots(offsets, nch, ref)
+    upper_slots = _upper_slots(offsets, nch, ref)
     arrays = tuple(np.ascontiguousarray(a, dtype=np.int32)
-                   for a in (offsets, nch, ref.reshape(-1), edge.reshape(-1), slots))
+                   for a in (offsets, nch, ref.reshape(-1), edge.reshape(-1), slots, upper_slots))
     arrays += (int(np.diff(offsets).max()),)  # nodes of the largest tree
     object.__setattr__(schedule, "_cpu_plan", arrays)
     return arrays
@@ -275,6 +276,28 @@ def _buffer_slots(offsets, nch, ref) -> np.ndarray:
             for child in ref[node, :nch[node]]:
                 if child >= 0:
                     heapq.heappush(free, int(slots[child]))
+    return slots
+
+
+def _upper_slots(offsets, nch, ref) -> np.ndarray:
+    """Upper-partials buffer of each non-root internal node for the gradient's pre-order
+    pass (-1 for roots): written in the parent's step, read in the node's. The pass
+    visits nodes in reverse order, so a buffer is freed once its node has made its
+    children's (not before: the node reads it meanwhile), and a tree needs only a
+    few, as in :func:`_buffer_slots`."""
+    slots = np.full(len(nch), -1, np.int64)
+    for b in range(len(offsets) - 1):
+        free: list[int] = []
+        used = 0
+        for node in range(offsets[b + 1] - 1, offsets[b] - 1, -1):
+            for child in ref[node, :nch[node]]:
+                if child >= 0:
+                    if free:
+                        slots[child] = heapq.heappop(free)
+                    else:
+                        slots[child], used = used, used + 1
+            if slots[node] >= 0:
+                heapq.heappush(free, int(slots[node]))
     return slots
 
 
@@ -335,12 +358,12 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
     _, n_samples, n_categories, _, _ = matrices.shape
     n_topologies, n_patterns = schedule.n_topologies, pattern_weights.shape[0]
     padded = tips.shape[-1]
-    offsets, nch, ref, edge, slots, max_nodes = _plan_arrays(schedule)
+    offsets, nch, ref, edge, slots, upper_slots, max_nodes = _plan_arrays(schedule)
     block = block_size(n_categories, max_nodes, matrices.element_size(), gradient,
                        torch.get_num_threads())
     plan = _Plan(n_topologies, n_samples, n_categories, n_patterns, padded, block,
                  offsets.ctypes.data, nch.ctypes.data, ref.ctypes.data, edge.ctypes.data,
-                 slots.ctypes.data)
+                 slots.ctypes.data, upper_slots.ctypes.data)
     as_input = lambda t: t.detach().to(dtype).contiguous()  # noqa: E731
     frequencies, category_weights = as_input(frequencies), as_input(category_weights)
     pattern_weights = as_input(pattern_weights)

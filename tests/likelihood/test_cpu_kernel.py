@@ -141,12 +141,13 @@ def test_f81_family_is_recognised(model_string, requires_grad, expected):
 
 
 def test_reused_buffers_are_never_overwritten_while_needed():
-    """A node's buffer (passes without a gradient) must hold its partials from the node's
-    own step until its parent's: no node in between may be given the same buffer."""
+    """A node's partials buffer must hold its partials from the node's own step until
+    its parent's, and its pre-order buffer (written in the parent's step of the
+    reversed pass) until its own: no node in between may be given the same buffer."""
     rng = np.random.default_rng(5)
     taxa = TaxonOrder([f"t{i}" for i in range(40)])
     topologies = [caterpillar(taxa)] + [random_topology(taxa, rng) for _ in range(6)]
-    offsets, nch, ref, _, slots, largest = cpu_kernel._plan_arrays(
+    offsets, nch, ref, _, slots, upper_slots, largest = cpu_kernel._plan_arrays(
         build_schedule(TopologyBatch(topologies)))
     ref = ref.reshape(-1, 3)
     assert largest == 38  # internal nodes of an unrooted 40-taxon tree
@@ -154,12 +155,22 @@ def test_reused_buffers_are_never_overwritten_while_needed():
         nodes = range(offsets[b], offsets[b + 1])
         parent = {int(child): node for node in nodes for child in ref[node, :nch[node]]
                   if child >= 0}
+        assert upper_slots[nodes.stop - 1] == -1  # the root receives nothing
+        assert all(upper_slots[node] >= 0 for node in parent)
+        # Both buffers of a node are in use from one of its steps to its parent's
+        # (partials: written in the node's step, read in the parent's; pre-order: written
+        # in the parent's step, read in the node's, the pass running backwards), ends
+        # included: a parent reads its children's buffers while it writes its own.
         for node, up in parent.items():
-            assert slots[node] not in {slots[other] for other in range(node + 1, up + 1)}
+            for other, other_up in parent.items():
+                if other != node and max(node, other) <= min(up, other_up):
+                    assert slots[node] != slots[other]
+                    assert upper_slots[node] != upper_slots[other]
         # depth-first, larger subtree first: a caterpillar needs 2 buffers, any tree
         # at most about log2 of its size (the random ones here need 4-5), not 38
-        n_buffers = slots[nodes.start:nodes.stop].max() + 1
-        assert n_buffers == 2 if b == 0 else n_buffers <= np.ceil(np.log2(38)) + 1
+        for used in (slots, upper_slots):
+            n_buffers = used[nodes.start:nodes.stop].max() + 1
+            assert n_buffers <= 2 if b == 0 else n_buffers <= np.ceil(np.log2(38)) + 1
 
 
 @needs_compiler
