@@ -68,7 +68,7 @@ def block_size(n_categories: int, n_nodes: int, itemsize: int, gradient: bool,
     """Patterns per task: long loops, but scratch that stays in cache.
 
     Without a gradient a pass keeps only a few partials buffers, so the block is
-    512 / n_categories patterns (at most 256). A gradient pass keeps three buffers
+    512 / n_categories patterns (at most 256). A gradient pass keeps up to three buffers
     of ``n_categories x 4 x block`` per node (partials and both contributions; the
     pre-order partials take only a few, see :func:`_upper_slots`): there the block
     halves, down to 64, until they fit in :func:`gradient_scratch`. (Measured on 2-core AVX2 machines: both rules

@@ -127,6 +127,28 @@ def test_two_row_sweeps_match_torch_kernel(case, two_row_build, monkeypatch):
             torch.testing.assert_close(grad, expected, rtol=50 * rtol, atol=50 * rtol)
 
 
+@needs_compiler
+@pytest.mark.parametrize("flags", [(), ("-DPV_TWO_ROW_SWEEPS",)])
+@pytest.mark.parametrize("case", [CASES[3], CASES[6], CASES[7]])
+def test_float64_rescaling_matches_torch_kernel(case, flags, monkeypatch):
+    """float64 partials rescale only below 1e-100, which the small trees here never
+    reach: a build that rescales below 1e-3 takes those paths (the gradient rebuilds a
+    node's partials from its contributions and its scale) on every few nodes."""
+    monkeypatch.setattr(cpu_kernel, "FLAGS",
+                        cpu_kernel.FLAGS + ("-DPV_F64_RESCALE_BELOW=1e-3",) + flags)
+    monkeypatch.setattr(cpu_kernel, "_library", None)
+    monkeypatch.setattr(cpu_kernel, "_reason", None)
+    assert cpu_kernel.available(), cpu_kernel.unavailable_reason()
+    value, grads, sites = evaluate(case, torch.float64, True, "c", monkeypatch, 13)
+    expected_value, expected_grads, expected_sites = evaluate(case, torch.float64, True, "torch",
+                                                              monkeypatch, 13)
+    rtol = TOLERANCE[torch.float64]
+    torch.testing.assert_close(value, expected_value, rtol=rtol, atol=0)
+    torch.testing.assert_close(sites, expected_sites, rtol=rtol, atol=rtol)
+    for grad, expected in zip(grads, expected_grads):
+        torch.testing.assert_close(grad, expected, rtol=50 * rtol, atol=50 * rtol)
+
+
 @pytest.mark.parametrize("model_string, requires_grad, expected", [
     ("JC", False, True), ("F81+G4", False, True), ("GTR{1,1,1,1,1}", False, True),
     ("HKY{1}", False, True), ("K2P{1.5}", False, False), ("GTR{1,2,1,1,1}", False, False),
