@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 import torch
-from torch.distributions import Gamma, Independent, MultivariateNormal
+from torch.distributions import Gamma, Independent, Normal
 
 from phylovi.errors import PhyloviError
 from phylovi.marginal.laplus import laplus_densities, laplus_log_marginal
@@ -298,13 +298,24 @@ def shm(posterior, generator, settings, cache):
 
 
 def bridge(posterior, generator, settings, cache):
-    """Meng & Wong (1996) iterative bridge sampling with a multivariate normal on log branch lengths."""
+    """Meng & Wong (1996) iterative bridge sampling with independent normals on log branch lengths.
+
+    The proposal is fitted to half of the posterior draws and the estimate made
+    from the other half. Independent normals, not a full covariance: fitted to
+    the 1,000 correlated draws of the default budget, a 55-dimensional
+    covariance (DS2) is too noisy for the proposal to overlap the posterior, and
+    the estimate came out 2 nats low on every DS2 tree (0.6 nats low with four
+    times the draws); independent normals came within 0.1 nats of GSS.
+    """
     samples = _posterior_draws(posterior, generator, settings, cache)
     x = samples.lengths.reshape(-1, posterior.n_edges).log()
     order = torch.randperm(len(x), generator=generator)
     first, second = x[order[: len(x) // 2]], x[order[len(x) // 2:]]
-    covariance = torch.cov(first.T) + 1e-8 * torch.eye(posterior.n_edges, dtype=x.dtype)
-    proposal = MultivariateNormal(first.mean(0), covariance_matrix=covariance)
+    spread = first.std(0)
+    if not bool((spread > 0).all()):
+        raise PhyloviError(f"bridge: the posterior draws of branch {int(spread.argmin())} never "
+                           "moved, so no proposal can be fitted")
+    proposal = Independent(Normal(first.mean(0), spread), 1)
     n1, n2 = len(second), max(len(second) // 2, 2)
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     with torch.random.fork_rng(), torch.no_grad():
