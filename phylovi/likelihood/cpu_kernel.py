@@ -410,3 +410,58 @@ class FusedLogLikelihood(torch.autograd.Function):
         grad_matrices = (per_tree * grad[:, None, :, None]).view_as(jac_matrices)
         grad_other = (jac_other * grad[..., None]).sum((0, 1))
         return grad_matrices, grad_other[:4], grad_other[4], *([None] * 7)
+
+
+def fixed_model_log_likelihood(lengths, rates, eigenvalues, products, dtype, schedule,
+                               frequencies, pinv, tips, category_weights, pattern_weights,
+                               invariant, rescale, f81):
+    """Log-likelihoods ``[B, S]`` as a function of the branch lengths alone (the model's
+    parameters fixed), from the eigen-products of the rate matrix.
+
+    ``P(r_c t) = sum_k exp(lambda_k r_c t) E_k`` (``E_k`` the rows of ``products``), so
+    ``d lnL / d t = sum_c r_c sum_k lambda_k exp(lambda_k r_c t) <G, E_k>`` with ``G`` the
+    kernel's ``d lnL / d P``: a few tensor operations instead of autograd through the
+    construction of every matrix, which is most of a small tree's gradient call.
+
+    Args:
+        lengths: ``[B, S, n_edges]``, differentiable.
+        rates: ``[C]``; eigenvalues: ``[4]``; products: ``[4, 16]`` (all float64).
+        dtype: the kernel's; the rest are :func:`evaluate`'s arguments after the matrices.
+    """
+    arguments = (lengths, rates, eigenvalues, products, dtype, schedule, frequencies, pinv, tips,
+                 category_weights, pattern_weights, invariant, rescale, f81)
+    if torch.is_grad_enabled() and lengths.requires_grad:
+        return _FixedModelLogLikelihood.apply(*arguments)
+    return _fixed_model_forward(*arguments, gradient=False)[0]
+
+
+def _fixed_model_forward(lengths, rates, eigenvalues, products, dtype, schedule, frequencies,
+                         pinv, tips, category_weights, pattern_weights, invariant, rescale, f81,
+                         gradient):
+    times = lengths.detach().double().transpose(1, 2)[..., None] * rates  # [B, E, S, C]
+    scaled = torch.exp(times[..., None] * eigenvalues)  # [B, E, S, C, 4]
+    matrices = (scaled.reshape(-1, 4) @ products).to(dtype).reshape(-1, *times.shape[2:], 4, 4)
+    value, _, jac_matrices, _ = evaluate(
+        schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights, invariant,
+        rescale, gradient=gradient, f81=f81)
+    return value, jac_matrices, scaled
+
+
+class _FixedModelLogLikelihood(torch.autograd.Function):
+    """:func:`fixed_model_log_likelihood` with its gradient in the branch lengths."""
+
+    @staticmethod
+    def forward(ctx, lengths, rates, eigenvalues, products, *rest):
+        value, jac_matrices, scaled = _fixed_model_forward(lengths, rates, eigenvalues, products,
+                                                           *rest, gradient=True)
+        ctx.save_for_backward(jac_matrices, scaled, rates, eigenvalues, products)
+        ctx.lengths_dtype = lengths.dtype
+        return value
+
+    @staticmethod
+    def backward(ctx, grad):
+        jac_matrices, scaled, rates, eigenvalues, products = ctx.saved_tensors
+        inner = (jac_matrices.reshape(-1, 16).double() @ products.T).reshape(scaled.shape)
+        per_time = (inner * scaled * eigenvalues).sum(-1)  # d lnL / d (r_c t)  [B, E, S, C]
+        per_length = (per_time * rates).sum(-1) * grad.double()[:, None, :]  # [B, E, S]
+        return (per_length.transpose(1, 2).to(ctx.lengths_dtype), *([None] * 13))

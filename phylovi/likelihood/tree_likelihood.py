@@ -135,13 +135,20 @@ class TreeLikelihood:
     def _fused_log_likelihood(self, batch: TopologyBatch, lengths: torch.Tensor) -> torch.Tensor:
         """``[B, S]`` from the C kernel, gradient included in the same pass."""
         substitution, site_rates = self.model.substitution, self.model.site_rates
-        matrices, frequencies = self._matrices(lengths, substitution, site_rates)
+        schedule, (tips, invariant) = self._schedule(batch), self._cpu_planes()
         pinv = site_rates.pinv.to(dtype=self.dtype, device=self.device)
-        tips, invariant = self._cpu_planes()
-        return cpu_kernel.FusedLogLikelihood.apply(
-            matrices, frequencies, pinv, self._schedule(batch), tips,
-            site_rates.weights(self.dtype), self.weights, invariant, self.rescale,
-            substitution.is_f81)
+        rest = (tips, site_rates.weights(self.dtype), self.weights, invariant, self.rescale,
+                substitution.is_f81)
+        if not (substitution.requires_grad or site_rates.shape.requires_grad
+                or site_rates.pinv.requires_grad):
+            # Only the branch lengths can need a gradient: the chain rule through the
+            # transition matrices is done by hand, not by autograd.
+            _, eigenvalues, _, products = substitution._spectral(torch.float64, self.device)
+            return cpu_kernel.fixed_model_log_likelihood(
+                lengths, site_rates.rates(torch.float64, self.device), eigenvalues, products,
+                self.dtype, schedule, substitution.frequencies.to(self.dtype), pinv, *rest)
+        matrices, frequencies = self._matrices(lengths, substitution, site_rates)
+        return cpu_kernel.FusedLogLikelihood.apply(matrices, frequencies, pinv, schedule, *rest)
 
     def _site_log_likelihoods(self, batch: TopologyBatch, lengths: torch.Tensor) -> torch.Tensor:
         substitution, site_rates = self.model.substitution, self.model.site_rates

@@ -59,7 +59,9 @@ CASES = [
 ]
 
 
-def evaluate(case, dtype, rescale, kernel, monkeypatch, seed):
+def evaluate(case, dtype, rescale, kernel, monkeypatch, seed, fixed_model=False):
+    """Log-likelihoods, gradients (branch lengths, then every model parameter unless
+    ``fixed_model``) and site log-likelihoods of a random instance of ``case``."""
     n_taxa, n_topologies, n_samples, model_string, n_patterns, shape = case
     rng = np.random.default_rng(seed)
     patterns = random_patterns(n_taxa, n_patterns, rng)
@@ -68,7 +70,7 @@ def evaluate(case, dtype, rescale, kernel, monkeypatch, seed):
     batch = TopologyBatch(topologies)
     model = parse_model(model_string, patterns)
     for value in model.parameters.values():
-        value.requires_grad_()
+        value.requires_grad_(not fixed_model)
     lengths = torch.tensor(rng.uniform(0.01, 0.8, (n_topologies, n_samples, batch.n_edges)),
                            requires_grad=True)
     if kernel == "torch":
@@ -79,7 +81,7 @@ def evaluate(case, dtype, rescale, kernel, monkeypatch, seed):
     value = likelihood.log_likelihood(batch, lengths)
     weights = torch.as_tensor(rng.uniform(0.5, 2.0, value.shape), dtype=dtype)
     (value * weights).sum().backward()
-    grads = [lengths.grad] + [p.grad for p in model.parameters.values()]
+    grads = [lengths.grad] + ([] if fixed_model else [p.grad for p in model.parameters.values()])
     with torch.no_grad():
         sites = likelihood.site_log_likelihoods(batch, lengths)
     return value.detach(), grads, sites
@@ -101,6 +103,22 @@ def test_cpu_kernel_matches_torch_kernel(case, rescale, dtype, monkeypatch):
     torch.testing.assert_close(sites, expected_sites, rtol=rtol, atol=rtol)
     for grad, expected in zip(grads, expected_grads):
         torch.testing.assert_close(grad, expected, rtol=50 * rtol, atol=50 * rtol)
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", [CASES[2], CASES[3], CASES[5], CASES[7]])
+def test_branch_length_gradient_of_a_fixed_model_matches_torch_kernel(case, dtype, monkeypatch):
+    """With the model's parameters fixed the chain rule from d lnL / d P to the branch
+    lengths is done by hand (FixedModelLogLikelihood), not by autograd."""
+    seed = 50 + CASES.index(case)
+    value, grads, _ = evaluate(case, dtype, True, "c", monkeypatch, seed, fixed_model=True)
+    expected_value, expected_grads, _ = evaluate(case, dtype, True, "torch", monkeypatch, seed,
+                                                 fixed_model=True)
+    rtol = TOLERANCE[dtype]
+    torch.testing.assert_close(value, expected_value, rtol=rtol, atol=0)
+    assert len(grads) == 1 and grads[0].dtype == torch.float64  # the lengths' dtype
+    torch.testing.assert_close(grads[0], expected_grads[0], rtol=50 * rtol, atol=50 * rtol)
 
 
 @pytest.fixture
