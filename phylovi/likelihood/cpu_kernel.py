@@ -321,6 +321,24 @@ def invariant_planes(constant: torch.Tensor, padded: int, dtype: torch.dtype) ->
     return planes
 
 
+def _plan(schedule, n_samples, n_categories, n_patterns, padded, itemsize, gradient, threads):
+    """The C plan of a call and its block size, kept on the schedule (a sampler makes
+    the same call again and again, and building the struct costs as much as a small
+    tree's kernel)."""
+    key = (n_samples, n_categories, n_patterns, padded, itemsize, gradient, threads)
+    plans = getattr(schedule, "_cpu_plans", None)
+    if plans is None:
+        plans = {}
+        object.__setattr__(schedule, "_cpu_plans", plans)
+    if key not in plans:
+        offsets, nch, ref, edge, slots, upper_slots, max_nodes = _plan_arrays(schedule)
+        block = block_size(n_categories, max_nodes, itemsize, gradient, threads)
+        plans[key] = (_Plan(schedule.n_topologies, n_samples, n_categories, n_patterns, padded,
+                            block, offsets.ctypes.data, nch.ctypes.data, ref.ctypes.data,
+                            edge.ctypes.data, slots.ctypes.data, upper_slots.ctypes.data), block)
+    return plans[key]
+
+
 def _ptr(tensor: torch.Tensor | None) -> int | None:
     return None if tensor is None else tensor.data_ptr()
 
@@ -358,12 +376,8 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
     _, n_samples, n_categories, _, _ = matrices.shape
     n_topologies, n_patterns = schedule.n_topologies, pattern_weights.shape[0]
     padded = tips.shape[-1]
-    offsets, nch, ref, edge, slots, upper_slots, max_nodes = _plan_arrays(schedule)
-    block = block_size(n_categories, max_nodes, matrices.element_size(), gradient,
-                       torch.get_num_threads())
-    plan = _Plan(n_topologies, n_samples, n_categories, n_patterns, padded, block,
-                 offsets.ctypes.data, nch.ctypes.data, ref.ctypes.data, edge.ctypes.data,
-                 slots.ctypes.data, upper_slots.ctypes.data)
+    plan, block = _plan(schedule, n_samples, n_categories, n_patterns, padded,
+                        matrices.element_size(), gradient, torch.get_num_threads())
     as_input = lambda t: t.detach().to(dtype).contiguous()  # noqa: E731
     frequencies, category_weights = as_input(frequencies), as_input(category_weights)
     pattern_weights = as_input(pattern_weights)
