@@ -18,12 +18,14 @@
  *   node_nch[n]       2 or 3 children
  *   ch_ref[3n + k]    >= 0: node index of an internal child; < 0: -(taxon + 1)
  *   ch_edge[3n + k]   global edge row (b * n_edges + e) of the child
- *   slot[n]           the node's partials buffer when no gradient is asked for: a
- *                     buffer is reused once the parent has read it, so the pass keeps
- *                     only a few buffers (in cache) instead of one per node
+ *   slot[n]           the node's partials buffer (unless a gradient pass keeps every
+ *                     node's, see pv_loglik): a buffer is reused once the parent has
+ *                     read it, so the pass keeps only a few buffers (in cache) instead
+ *                     of one per node
  *   up_slot[n]        the gradient's buffer of the node's upper partials (-1 at roots),
  *                     written in the parent's pre-order step and read in the node's;
  *                     reused in the same way
+ * and split_blocks, which keeps gradient tasks split by pattern block (see pv_loglik).
  */
 #ifndef PV_REAL
 
@@ -53,7 +55,7 @@
 #endif
 
 typedef struct {
-    int n_topologies, n_samples, n_categories, n_patterns, n_padded, block;
+    int n_topologies, n_samples, n_categories, n_patterns, n_padded, block, split_blocks;
     const int32_t *topo_off, *node_nch, *ch_ref, *ch_edge, *slot, *up_slot;
 } pv_plan;
 
@@ -669,9 +671,10 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
     const int nt = pv_threads(n_threads);
     /* With a gradient and enough (topology, sample) pairs to keep every thread busy,
      * a task is one pair over all its blocks: it owns that pair's gradient rows and
-     * sums them in a small local buffer. Otherwise tasks split the patterns and each
-     * thread sums into a copy of all rows, added up at the end. */
-    const int owner = grad && (long)B * S >= 4L * nt;
+     * sums them in a small local buffer. Otherwise (or when the plan says split_blocks:
+     * see cpu_kernel.py's _plan) tasks split the patterns and each thread sums into a
+     * copy of all rows, added up at the end. */
+    const int owner = grad && !pl->split_blocks && (long)B * S >= 4L * nt;
     const long n_tasks = owner ? (long)B * S : (long)B * S * n_blocks;
     /* The pre-order pass needs every node's partials. An F81-family model keeps them (it
      * rebuilds the contributions from them); other models keep both contributions of
