@@ -39,15 +39,15 @@
 
 #define PV_RESTRICT __restrict__
 
-/* With AVX-512's 32 vector registers the 4x4 sweeps take all four rows at once (16
- * accumulators or coefficients, 4 inputs, 4 outputs); AVX2's 16 registers would spill, so
- * there they take two rows per sweep and read their inputs twice. */
 /* float64 partials are rescaled only below this (see the post-order pass); tests build
  * the kernel with a larger value, so that small trees take the rescaling paths too */
 #ifndef PV_F64_RESCALE_BELOW
 #define PV_F64_RESCALE_BELOW 1e-100
 #endif
 
+/* With AVX-512's 32 vector registers the 4x4 sweeps take all four rows at once (16
+ * accumulators or coefficients, 4 inputs, 4 outputs); AVX2's 16 registers would spill, so
+ * there they take two rows per sweep and read their inputs twice. */
 #if defined(__AVX512F__) && !defined(PV_TWO_ROW_SWEEPS)
 #define PV_FOUR_ROWS 1
 #else
@@ -904,7 +904,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                                 continue;
                             }
                             const real *x2 = NULL, *sx = NULL;
-                            if (ref >= 0 && rebuild) { /* the child's two contributions (it has two) x its scale */
+                            if (ref >= 0 && rebuild) { /* the child's two contributions (only roots have three) x its scale */
                                 const int child = ref - first;
                                 x = contrib + (2 * child) * node_sz + (long)c * 4 * blk;
                                 x2 = contrib + (2 * child + 1) * node_sz + (long)c * 4 * blk;

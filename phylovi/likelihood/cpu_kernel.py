@@ -68,11 +68,12 @@ def block_size(n_categories: int, n_nodes: int, itemsize: int, gradient: bool,
     """Patterns per task: long loops, but scratch that stays in cache.
 
     Without a gradient a pass keeps only a few partials buffers, so the block is
-    512 / n_categories patterns (at most 256). A gradient pass keeps up to three buffers
-    of ``n_categories x 4 x block`` per node (partials and both contributions; the
-    pre-order partials take only a few, see :func:`_upper_slots`): there the block
-    halves, down to 64, until they fit in :func:`gradient_scratch`. (Measured on 2-core AVX2 machines: both rules
-    beat a fixed block by 5-30%, and smaller blocks lose to loop start-up.)
+    512 / n_categories patterns (at most 256). A gradient pass keeps up to three
+    buffers of ``n_categories x 4 x block`` per node (partials and both
+    contributions; the pre-order partials take only a few, see
+    :func:`_upper_slots`): there the block halves, down to 64, until they fit in
+    :func:`gradient_scratch`. (Measured on 2-core AVX2 machines: both rules beat a
+    fixed block by 5-30%, and smaller blocks lose to loop start-up.)
     """
     if _BLOCK:
         return int(_BLOCK)
@@ -91,7 +92,8 @@ _reason: str | None = None
 class _Plan(ctypes.Structure):
     _fields_ = [("n_topologies", ctypes.c_int), ("n_samples", ctypes.c_int),
                 ("n_categories", ctypes.c_int), ("n_patterns", ctypes.c_int),
-                ("n_padded", ctypes.c_int), ("block", ctypes.c_int), ("split_blocks", ctypes.c_int),
+                ("n_padded", ctypes.c_int), ("block", ctypes.c_int),
+                ("split_blocks", ctypes.c_int),
                 ("topo_off", ctypes.c_void_p), ("node_nch", ctypes.c_void_p),
                 ("ch_ref", ctypes.c_void_p), ("ch_edge", ctypes.c_void_p),
                 ("slot", ctypes.c_void_p), ("up_slot", ctypes.c_void_p)]
@@ -345,9 +347,9 @@ def _plan(schedule, n_samples, n_categories, n_patterns, padded, n_taxa, itemsiz
         budget = gradient_scratch(threads)
         copies = schedule.n_topologies * schedule.n_edges * n_samples * n_categories * 16 * 8
         split = gradient and n_taxa * 4 * padded * itemsize > budget and copies <= budget
+        pointers = (a.ctypes.data for a in (offsets, nch, ref, edge, slots, upper_slots))
         plans[key] = (_Plan(schedule.n_topologies, n_samples, n_categories, n_patterns, padded,
-                            block, int(split), offsets.ctypes.data, nch.ctypes.data, ref.ctypes.data,
-                            edge.ctypes.data, slots.ctypes.data, upper_slots.ctypes.data), block)
+                            block, int(split), *pointers), block)
     return plans[key]
 
 

@@ -90,6 +90,12 @@ class SubstitutionModel:
         """
         return self._spectral(dtype, device)[:3]
 
+    def eigen_products(self, dtype: torch.dtype = torch.float64, device=None):
+        """``(eigenvalues [4], products [4, 16])`` with ``P(t)`` flattened ``= exp(eigenvalues t)
+        @ products``; cached like :meth:`eigensystem`."""
+        _, eigenvalues, _, products = self._spectral(dtype, device)
+        return eigenvalues, products
+
     def _spectral(self, dtype, device):
         """``eigensystem()`` and ``products [4, 16]``, ``products[k, 4 i + j] = left_ik right_kj``."""
         key = (tuple(self.exchangeabilities.detach().reshape(-1).tolist()),

@@ -143,7 +143,7 @@ class TreeLikelihood:
                 or site_rates.pinv.requires_grad):
             # Only the branch lengths can need a gradient: the chain rule through the
             # transition matrices is done by hand, not by autograd.
-            _, eigenvalues, _, products = substitution._spectral(torch.float64, self.device)
+            eigenvalues, products = substitution.eigen_products(torch.float64, self.device)
             return cpu_kernel.fixed_model_log_likelihood(
                 lengths, site_rates.rates(torch.float64, self.device), eigenvalues, products,
                 self.dtype, schedule, substitution.frequencies.to(self.dtype), pinv, *rest)
