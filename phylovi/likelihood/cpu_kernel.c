@@ -79,7 +79,7 @@ static int pv_thread_id(void)
 #endif
 }
 
-int pv_version(void) { return 5; }
+int pv_version(void) { return 6; }
 
 #if PV_FOUR_ROWS
 #include <immintrin.h>
@@ -197,6 +197,157 @@ static inline void grad_four_f32(int n, const float *PV_RESTRICT A, long la,
                                           _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sums), 1)))));
 }
 #undef PV_GRAD_FOUR
+
+/* Tips given by their codes (4-bit state masks, bit j: state j). A tip's contribution
+ * M @ x takes one of 16 values per row i, (M @ the code's 0/1 vector)_i =
+ * sum_j M[i][j] bit_j(code): the tables below build them in registers, and a permute per
+ * row and 8 (float64) or 16 (float32) patterns replaces the 16 multiply-adds of M @ x
+ * and the reads of the tip's 4 planes. The codes are read 8 or 16 at a time; the caller
+ * pads them (see tip_code_rows in cpu_kernel.py). */
+static const float pv_code_bits[4][16] = {
+    {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1},
+    {0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1},
+    {0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1},
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1}};
+
+static inline void pv_tables_pd(const double *M, __m512d *lo, __m512d *hi)
+{
+    for (int i = 0; i < 4; i++) { /* codes 0-7 in lo, 8-15 (bit 3 set) in hi */
+        __m512d t = _mm512_mul_pd(_mm512_set1_pd(M[4 * i]), _mm512_cvtps_pd(_mm256_loadu_ps(pv_code_bits[0])));
+        t = _mm512_fmadd_pd(_mm512_set1_pd(M[4 * i + 1]), _mm512_cvtps_pd(_mm256_loadu_ps(pv_code_bits[1])), t);
+        lo[i] = _mm512_fmadd_pd(_mm512_set1_pd(M[4 * i + 2]), _mm512_cvtps_pd(_mm256_loadu_ps(pv_code_bits[2])), t);
+        hi[i] = _mm512_add_pd(lo[i], _mm512_set1_pd(M[4 * i + 3]));
+    }
+}
+
+static inline void pv_tables_ps(const float *M, __m512 *t)
+{
+    for (int i = 0; i < 4; i++) {
+        __m512 v = _mm512_mul_ps(_mm512_set1_ps(M[4 * i]), _mm512_loadu_ps(pv_code_bits[0]));
+        for (int j = 1; j < 4; j++)
+            v = _mm512_fmadd_ps(_mm512_set1_ps(M[4 * i + j]), _mm512_loadu_ps(pv_code_bits[j]), v);
+        t[i] = v;
+    }
+}
+
+/* o = (Mt @ tip) * (M1 @ y) in one sweep, the tip given by its codes cd and the other
+ * child either by its codes cd1 or by its planes y (an F81-family M1 when f81);
+ * Lt = Mt @ tip and Ry = M1 @ y kept when given. */
+static inline void pv_tip_node_pd(int n, const double *Mt, const uint8_t *PV_RESTRICT cd,
+                                  const double *M1, const double *PV_RESTRICT y, long ly,
+                                  const uint8_t *PV_RESTRICT cd1, int f81, double *PV_RESTRICT Lt,
+                                  double *PV_RESTRICT Ry, double *PV_RESTRICT o, long ld)
+{
+    __m512d lo[4], hi[4], lo1[4], hi1[4];
+    pv_tables_pd(Mt, lo, hi);
+    if (cd1) pv_tables_pd(M1, lo1, hi1);
+    const double e1 = M1[0] - M1[4];
+    for (int p = 0; p < n; p += 8) {
+        const __m512i idx = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(cd + p)));
+        __m512d r[4];
+        if (cd1) {
+            const __m512i idx1 = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(cd1 + p)));
+            for (int i = 0; i < 4; i++) r[i] = _mm512_permutex2var_pd(lo1[i], idx1, hi1[i]);
+        } else {
+            const __m512d y0 = _mm512_loadu_pd(y + p), y1 = _mm512_loadu_pd(y + ly + p),
+                          y2 = _mm512_loadu_pd(y + 2 * ly + p), y3 = _mm512_loadu_pd(y + 3 * ly + p);
+            if (f81) { /* M1 = e1 I + 1 w^T, w = (M1[4], M1[1], M1[2], M1[3]) */
+                __m512d sum = _mm512_mul_pd(_mm512_set1_pd(M1[4]), y0);
+                sum = _mm512_fmadd_pd(_mm512_set1_pd(M1[1]), y1, sum);
+                sum = _mm512_fmadd_pd(_mm512_set1_pd(M1[2]), y2, sum);
+                sum = _mm512_fmadd_pd(_mm512_set1_pd(M1[3]), y3, sum);
+                const __m512d e = _mm512_set1_pd(e1);
+                r[0] = _mm512_fmadd_pd(e, y0, sum); r[1] = _mm512_fmadd_pd(e, y1, sum);
+                r[2] = _mm512_fmadd_pd(e, y2, sum); r[3] = _mm512_fmadd_pd(e, y3, sum);
+            } else {
+                for (int i = 0; i < 4; i++) {
+                    __m512d v = _mm512_mul_pd(_mm512_set1_pd(M1[4 * i]), y0);
+                    v = _mm512_fmadd_pd(_mm512_set1_pd(M1[4 * i + 1]), y1, v);
+                    v = _mm512_fmadd_pd(_mm512_set1_pd(M1[4 * i + 2]), y2, v);
+                    r[i] = _mm512_fmadd_pd(_mm512_set1_pd(M1[4 * i + 3]), y3, v);
+                }
+            }
+        }
+        for (int i = 0; i < 4; i++) {
+            const __m512d v = _mm512_permutex2var_pd(lo[i], idx, hi[i]);
+            if (Lt) _mm512_storeu_pd(Lt + i * ld + p, v);
+            if (Ry) _mm512_storeu_pd(Ry + i * ld + p, r[i]);
+            _mm512_storeu_pd(o + i * ld + p, _mm512_mul_pd(v, r[i]));
+        }
+    }
+}
+
+static inline void pv_tip_node_ps(int n, const float *Mt, const uint8_t *PV_RESTRICT cd,
+                                  const float *M1, const float *PV_RESTRICT y, long ly,
+                                  const uint8_t *PV_RESTRICT cd1, int f81, float *PV_RESTRICT Lt,
+                                  float *PV_RESTRICT Ry, float *PV_RESTRICT o, long ld)
+{
+    __m512 t[4], t1[4];
+    pv_tables_ps(Mt, t);
+    if (cd1) pv_tables_ps(M1, t1);
+    const float e1 = M1[0] - M1[4];
+    for (int p = 0; p < n; p += 16) {
+        const __mmask16 m = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
+        const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cd + p)));
+        __m512 r[4];
+        if (cd1) {
+            const __m512i idx1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cd1 + p)));
+            for (int i = 0; i < 4; i++) r[i] = _mm512_permutexvar_ps(idx1, t1[i]);
+        } else {
+            const __m512 y0 = _mm512_maskz_loadu_ps(m, y + p), y1 = _mm512_maskz_loadu_ps(m, y + ly + p),
+                         y2 = _mm512_maskz_loadu_ps(m, y + 2 * ly + p),
+                         y3 = _mm512_maskz_loadu_ps(m, y + 3 * ly + p);
+            if (f81) {
+                __m512 sum = _mm512_mul_ps(_mm512_set1_ps(M1[4]), y0);
+                sum = _mm512_fmadd_ps(_mm512_set1_ps(M1[1]), y1, sum);
+                sum = _mm512_fmadd_ps(_mm512_set1_ps(M1[2]), y2, sum);
+                sum = _mm512_fmadd_ps(_mm512_set1_ps(M1[3]), y3, sum);
+                const __m512 e = _mm512_set1_ps(e1);
+                r[0] = _mm512_fmadd_ps(e, y0, sum); r[1] = _mm512_fmadd_ps(e, y1, sum);
+                r[2] = _mm512_fmadd_ps(e, y2, sum); r[3] = _mm512_fmadd_ps(e, y3, sum);
+            } else {
+                for (int i = 0; i < 4; i++) {
+                    __m512 v = _mm512_mul_ps(_mm512_set1_ps(M1[4 * i]), y0);
+                    v = _mm512_fmadd_ps(_mm512_set1_ps(M1[4 * i + 1]), y1, v);
+                    v = _mm512_fmadd_ps(_mm512_set1_ps(M1[4 * i + 2]), y2, v);
+                    r[i] = _mm512_fmadd_ps(_mm512_set1_ps(M1[4 * i + 3]), y3, v);
+                }
+            }
+        }
+        for (int i = 0; i < 4; i++) {
+            const __m512 v = _mm512_permutexvar_ps(idx, t[i]);
+            if (Lt) _mm512_mask_storeu_ps(Lt + i * ld + p, m, v);
+            if (Ry) _mm512_mask_storeu_ps(Ry + i * ld + p, m, r[i]);
+            _mm512_mask_storeu_ps(o + i * ld + p, m, _mm512_mul_ps(v, r[i]));
+        }
+    }
+}
+
+/* out = Mt @ tip for a tip given by its codes. */
+static inline void pv_tip_lookup_pd(int n, const double *Mt, const uint8_t *PV_RESTRICT cd,
+                                    double *PV_RESTRICT out, long ld)
+{
+    __m512d lo[4], hi[4];
+    pv_tables_pd(Mt, lo, hi);
+    for (int p = 0; p < n; p += 8) {
+        const __m512i idx = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(cd + p)));
+        for (int i = 0; i < 4; i++)
+            _mm512_storeu_pd(out + i * ld + p, _mm512_permutex2var_pd(lo[i], idx, hi[i]));
+    }
+}
+
+static inline void pv_tip_lookup_ps(int n, const float *Mt, const uint8_t *PV_RESTRICT cd,
+                                    float *PV_RESTRICT out, long ld)
+{
+    __m512 t[4];
+    pv_tables_ps(Mt, t);
+    for (int p = 0; p < n; p += 16) {
+        const __mmask16 m = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
+        const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cd + p)));
+        for (int i = 0; i < 4; i++)
+            _mm512_mask_storeu_ps(out + i * ld + p, m, _mm512_permutexvar_ps(idx, t[i]));
+    }
+}
 #endif
 
 #define PV_REAL double
@@ -380,13 +531,10 @@ static inline void PV_FN(two_rows_times)(int n, const real *PV_RESTRICT M, const
     }
 }
 
-/* A node's partials o = (M0 @ x) * (M1 @ y) for any matrices; L and R as in f81_node,
- * except that L is always written (it is the first product's scratch). */
-static inline void PV_FN(general_node)(int n, const real *M0, const real *x, long lx,
-                                       const real *M1, const real *y, long ly, real *L, real *R,
-                                       real *o, long ld)
+/* o = L * (M1 @ y), R = M1 @ y kept when given, for any matrix M1. */
+static inline void PV_FN(general_times)(int n, const real *M1, const real *y, long ly,
+                                        const real *L, real *R, real *o, long ld)
 {
-    PV_FN(contribution)(n, M0, x, lx, L, ld);
     if (PV_FOUR_ROWS) {
         const real a0 = M1[0], a1 = M1[1], a2 = M1[2], a3 = M1[3], b0 = M1[4], b1 = M1[5],
                    b2 = M1[6], b3 = M1[7], c0 = M1[8], c1 = M1[9], c2 = M1[10], c3 = M1[11],
@@ -423,6 +571,90 @@ static inline void PV_FN(general_node)(int n, const real *M0, const real *x, lon
         PV_FN(two_rows_times)(n, M1 + 4 * i, y, ly, L + i * ld, L + (i + 1) * ld,
                               R ? R + i * ld : NULL, R ? R + (i + 1) * ld : NULL, o + i * ld,
                               o + (i + 1) * ld);
+}
+
+/* A node's partials o = (M0 @ x) * (M1 @ y) for any matrices; L and R as in f81_node,
+ * except that L is always written (it is the first product's scratch). */
+static inline void PV_FN(general_node)(int n, const real *M0, const real *x, long lx,
+                                       const real *M1, const real *y, long ly, real *L, real *R,
+                                       real *o, long ld)
+{
+    PV_FN(contribution)(n, M0, x, lx, L, ld);
+    PV_FN(general_times)(n, M1, y, ly, L, R, o, ld);
+}
+
+/* o = L * (M1 @ y), R = M1 @ y kept when given, for an F81-family M1 (see f81_contribution). */
+static inline void PV_FN(f81_times)(int n, const real *M1, const real *PV_RESTRICT y, long ly,
+                                    const real *PV_RESTRICT L, real *PV_RESTRICT R,
+                                    real *PV_RESTRICT o, long ld)
+{
+    const real b0 = M1[4], b1 = M1[1], b2 = M1[2], b3 = M1[3], eb = M1[0] - M1[4];
+#pragma omp simd
+    for (int p = 0; p < n; p++) {
+        const real sb = b0 * y[p] + b1 * y[ly + p] + b2 * y[2 * ly + p] + b3 * y[3 * ly + p];
+        for (int i = 0; i < 4; i++) {
+            const real r = eb * y[i * ly + p] + sb;
+            if (R) R[i * ld + p] = r;
+            o[i * ld + p] = L[i * ld + p] * r;
+        }
+    }
+}
+
+/* out = Mt @ tip for a tip given by its codes (4-bit state masks, bit j: state j). */
+static inline void PV_FN(tip_contribution)(int n, const real *Mt, const uint8_t *PV_RESTRICT cd,
+                                           real *PV_RESTRICT out, long ld)
+{
+#if PV_FOUR_ROWS
+    if (sizeof(real) == 8) {
+        pv_tip_lookup_pd(n, (const double *)Mt, cd, (double *)out, ld);
+        return;
+    }
+    if (sizeof(real) == 4) {
+        pv_tip_lookup_ps(n, (const float *)Mt, cd, (float *)out, ld);
+        return;
+    }
+#endif
+    real T[64]; /* T[16 i + code] = (Mt @ the code's 0/1 vector)_i */
+    for (int i = 0; i < 4; i++) {
+        T[16 * i] = 0;
+        for (int code = 1; code < 16; code++)
+            T[16 * i + code] = T[16 * i + (code & (code - 1))] + Mt[4 * i + __builtin_ctz(code)];
+    }
+    for (int i = 0; i < 4; i++)
+        for (int p = 0; p < n; p++) out[i * ld + p] = T[16 * i + cd[p]];
+}
+
+/* A node's partials o = (Mt @ tip) * (M1 @ y) when one child is a tip given by its codes
+ * cd: the other by its codes cd1 or its planes y. Lt and Ry keep the two contributions
+ * when given; scratch (4 planes) stands in for Lt where the sweep is not fused. */
+static inline void PV_FN(tip_node)(int f81, int n, const real *Mt, const uint8_t *cd,
+                                   const real *M1, const real *y, long ly, const uint8_t *cd1,
+                                   real *Lt, real *Ry, real *o, real *scratch, long ld)
+{
+#if PV_FOUR_ROWS
+    if (sizeof(real) == 8) {
+        pv_tip_node_pd(n, (const double *)Mt, cd, (const double *)M1, (const double *)y, ly, cd1,
+                       f81, (double *)Lt, (double *)Ry, (double *)o, ld);
+        return;
+    }
+    if (sizeof(real) == 4) {
+        pv_tip_node_ps(n, (const float *)Mt, cd, (const float *)M1, (const float *)y, ly, cd1,
+                       f81, (float *)Lt, (float *)Ry, (float *)o, ld);
+        return;
+    }
+#endif
+    real *t = Lt ? Lt : scratch;
+    PV_FN(tip_contribution)(n, Mt, cd, t, ld);
+    if (cd1) {
+        real *r = Ry ? Ry : o;
+        PV_FN(tip_contribution)(n, M1, cd1, r, ld);
+        for (int q = 0; q < 4; q++)
+            for (int p = 0; p < n; p++) o[q * ld + p] = t[q * ld + p] * r[q * ld + p];
+    } else if (f81) {
+        PV_FN(f81_times)(n, M1, y, ly, t, Ry, o, ld);
+    } else {
+        PV_FN(general_times)(n, M1, y, ly, t, Ry, o, ld);
+    }
 }
 
 /* Adds to G the matrix alpha I + 1 (h - alpha)^T / 4, alpha = (g - sum h / 4) / 3: its
@@ -496,6 +728,15 @@ static inline const real *PV_FN(child_x)(const pv_plan *pl, const int32_t *slot,
     }
     *lx = blk;
     return part + (slot ? slot[ref] : ref - first) * node_sz + (long)c * 4 * blk;
+}
+
+/* Child k's tip codes from pattern p0 on, or NULL when it is an internal node (or the
+ * caller passed no codes). */
+static inline const uint8_t *PV_FN(child_codes)(const pv_plan *pl, const uint8_t *codes,
+                                                int node, int k, int p0)
+{
+    const int ref = pl->ch_ref[3 * node + k];
+    return codes && ref < 0 ? codes + (long)(-ref - 1) * pl->n_padded + p0 : NULL;
 }
 
 /* grad_rows with the message rows built on the fly, m_i = A_i * S_i: a node of two
@@ -662,7 +903,8 @@ static inline void PV_FN(child_backward)(int n, const real *PV_RESTRICT A,
 int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const real *tips,
                      const real *freq, const real *catw, double pinv, const real *weights,
                      const real *inv, int rescale, double *lnl, real *site_ll,
-                     real *jac_mats, real *jac_other, int f81, int n_threads)
+                     real *jac_mats, real *jac_other, int f81, const uint8_t *codes,
+                     int n_threads)
 {
     const int S = pl->n_samples, C = pl->n_categories, P = pl->n_patterns, Pp = pl->n_padded;
     const int blk = pl->block, B = pl->n_topologies;
@@ -757,16 +999,27 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                         real *PV_RESTRICT L = keep ? contrib + (2 * local) * node_sz + (long)c * 4 * blk : NULL;
                         real *PV_RESTRICT R = keep ? contrib + (2 * local + 1) * node_sz + (long)c * 4 * blk
                                                    : NULL;
-                        if (f81)
+                        const uint8_t *cd0 = PV_FN(child_codes)(pl, codes, node, 0, p0);
+                        const uint8_t *cd1 = PV_FN(child_codes)(pl, codes, node, 1, p0);
+                        if (cd0) { /* a tip's contribution is a table lookup */
+                            PV_FN(tip_node)(f81, n, M0, cd0, M1, x1, lx1, cd1, L, R, o, work, blk);
+                        } else if (cd1) {
+                            PV_FN(tip_node)(f81, n, M1, cd1, M0, x0, lx0, NULL, R, L, o, work, blk);
+                        } else if (f81) {
                             PV_FN(f81_node)(n, M0, x0, lx0, M1, x1, lx1, L, R, o, blk);
-                        else
+                        } else {
                             PV_FN(general_node)(n, M0, x0, lx0, M1, x1, lx1, L ? L : work, R, o, blk);
+                        }
                         if (nch == 3) {
                             long lx2;
                             const real *x2 = PV_FN(child_x)(pl, slot, node, first, 2, c, p0, tips, part, node_sz, blk, &lx2);
+                            const uint8_t *cd2 = PV_FN(child_codes)(pl, codes, node, 2, p0);
                             const real *M2 = mats + (((long)pl->ch_edge[3 * node + 2] * S + s) * C + c) * 16;
                             real *t = contrib + (2L * max_nodes) * node_sz + (long)c * 4 * blk;
-                            PV_FN(product)(f81, n, M2, x2, lx2, t, blk);
+                            if (cd2)
+                                PV_FN(tip_contribution)(n, M2, cd2, t, blk);
+                            else
+                                PV_FN(product)(f81, n, M2, x2, lx2, t, blk);
 #pragma omp simd
                             for (int q = 0; q < 4 * blk; q++) o[q] *= t[q];
                         }

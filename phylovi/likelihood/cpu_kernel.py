@@ -138,14 +138,14 @@ def _compile() -> ctypes.CDLL:
                 raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
             os.replace(out, target)
     library = ctypes.CDLL(str(target))
-    if library.pv_version() != 5:
+    if library.pv_version() != 6:
         raise RuntimeError("cpu_kernel library version mismatch")
     for suffix in ("f64", "f32"):
         function = getattr(library, f"pv_loglik_{suffix}")
         function.restype = ctypes.c_int
         function.argtypes = [ctypes.POINTER(_Plan), ctypes.c_int] + [ctypes.c_void_p] * 4 + \
             [ctypes.c_double] + [ctypes.c_void_p] * 2 + [ctypes.c_int] + \
-            [ctypes.c_void_p] * 4 + [ctypes.c_int] * 2
+            [ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
     return library
 
 
@@ -315,6 +315,18 @@ def tip_planes(tip_codes: torch.Tensor, code_table: torch.Tensor) -> torch.Tenso
     return code_table.detach().cpu()[codes].transpose(1, 2).contiguous()
 
 
+def tip_code_rows(tip_codes: torch.Tensor) -> torch.Tensor:
+    """``[n_taxa, P_padded]`` uint8 tip codes (4-bit state masks, bit j = state j), the
+    padding all-ambiguous, plus 16 bytes at the end: the kernel reads codes 8 or 16 at a
+    time. With them a tip's contribution is a table lookup. Build it once per alignment."""
+    n_taxa, n_patterns = tip_codes.shape
+    padded = -(-n_patterns // _PAD) * _PAD
+    flat = torch.full((n_taxa * padded + 16,), 15, dtype=torch.uint8)
+    rows = flat[:n_taxa * padded].view(n_taxa, padded)
+    rows[:, :n_patterns] = tip_codes.cpu()
+    return flat
+
+
 def invariant_planes(constant: torch.Tensor, padded: int, dtype: torch.dtype) -> torch.Tensor:
     """``[4, P_padded]``: 1 where every tip of the pattern allows the state (``constant``
     is ``[P, 4]``), 0 on the padding. Build it once per alignment, like the tip planes."""
@@ -359,7 +371,7 @@ def _ptr(tensor: torch.Tensor | None) -> int | None:
 
 def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights,
              invariant, rescale: bool, gradient: bool = False, sites: bool = False,
-             f81: bool = False):
+             f81: bool = False, codes: torch.Tensor | None = None):
     """Log-likelihoods of every (topology, sample), and optionally more.
 
     Args:
@@ -378,6 +390,8 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
             gradient, so every matrix is ``e I + 1 w^T`` and moves only within that
             family: the kernel then takes its cheaper path, and ``jac_matrices`` is the
             gradient on that family's directions only (enough for the chain rule).
+        codes: the tips as :func:`tip_code_rows`, which makes a tip's contribution in the
+            post-order pass a table lookup; ``None``: computed from the planes.
 
     Returns:
         ``(lnL [B, S], sites or None, jac_matrices or None, jac_other or None)``
@@ -403,7 +417,7 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
         ctypes.byref(plan), schedule.n_edges, _ptr(matrices), _ptr(tips), _ptr(frequencies),
         _ptr(category_weights), float(pinv), _ptr(pattern_weights), _ptr(invariant),
         int(rescale), _ptr(partial_sums), _ptr(site), _ptr(jac_matrices), _ptr(jac_other),
-        int(f81), torch.get_num_threads())
+        int(f81), _ptr(codes), torch.get_num_threads())
     if status:
         raise MemoryError("cpu_kernel: out of memory")
     return partial_sums.sum(-1).to(dtype), site, jac_matrices, jac_other
@@ -420,11 +434,11 @@ class FusedLogLikelihood(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, matrices, frequencies, pinv, schedule, tips, category_weights,
-                pattern_weights, invariant, rescale, f81):
+                pattern_weights, invariant, rescale, f81, codes):
         gradient = any(ctx.needs_input_grad[:3])
         value, _, jac_matrices, jac_other = evaluate(
             schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights,
-            invariant, rescale, gradient=gradient, f81=f81)
+            invariant, rescale, gradient=gradient, f81=f81, codes=codes)
         if gradient:
             ctx.save_for_backward(jac_matrices, jac_other)
         return value
@@ -437,12 +451,12 @@ class FusedLogLikelihood(torch.autograd.Function):
         per_tree = jac_matrices.view(n_topologies, -1, n_samples, jac_matrices[0, 0].numel())
         grad_matrices = (per_tree * grad[:, None, :, None]).view_as(jac_matrices)
         grad_other = (jac_other * grad[..., None]).sum((0, 1))
-        return grad_matrices, grad_other[:4], grad_other[4], *([None] * 7)
+        return grad_matrices, grad_other[:4], grad_other[4], *([None] * 8)
 
 
 def fixed_model_log_likelihood(lengths, rates, eigenvalues, products, dtype, schedule,
                                frequencies, pinv, tips, category_weights, pattern_weights,
-                               invariant, rescale, f81):
+                               invariant, rescale, f81, codes=None):
     """Log-likelihoods ``[B, S]`` as a function of the branch lengths alone (the model's
     parameters fixed), from the eigen-products of the rate matrix.
 
@@ -457,7 +471,7 @@ def fixed_model_log_likelihood(lengths, rates, eigenvalues, products, dtype, sch
         dtype: the kernel's; the rest are :func:`evaluate`'s arguments after the matrices.
     """
     arguments = (lengths, rates, eigenvalues, products, dtype, schedule, frequencies, pinv, tips,
-                 category_weights, pattern_weights, invariant, rescale, f81)
+                 category_weights, pattern_weights, invariant, rescale, f81, codes)
     if torch.is_grad_enabled() and lengths.requires_grad:
         return _FixedModelLogLikelihood.apply(*arguments)
     return _fixed_model_forward(*arguments, gradient=False)[0]
@@ -465,13 +479,13 @@ def fixed_model_log_likelihood(lengths, rates, eigenvalues, products, dtype, sch
 
 def _fixed_model_forward(lengths, rates, eigenvalues, products, dtype, schedule, frequencies,
                          pinv, tips, category_weights, pattern_weights, invariant, rescale, f81,
-                         gradient):
+                         codes, gradient):
     times = lengths.detach().double().transpose(1, 2)[..., None] * rates  # [B, E, S, C]
     scaled = torch.exp(times[..., None] * eigenvalues)  # [B, E, S, C, 4]
     matrices = (scaled.reshape(-1, 4) @ products).to(dtype).reshape(-1, *times.shape[2:], 4, 4)
     value, _, jac_matrices, _ = evaluate(
         schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights, invariant,
-        rescale, gradient=gradient, f81=f81)
+        rescale, gradient=gradient, f81=f81, codes=codes)
     return value, jac_matrices, scaled
 
 
@@ -492,4 +506,4 @@ class _FixedModelLogLikelihood(torch.autograd.Function):
         inner = (jac_matrices.reshape(-1, 16).double() @ products.T).reshape(scaled.shape)
         per_time = (inner * scaled * eigenvalues).sum(-1)  # d lnL / d (r_c t)  [B, E, S, C]
         per_length = (per_time * rates).sum(-1) * grad.double()[:, None, :]  # [B, E, S]
-        return (per_length.transpose(1, 2).to(ctx.lengths_dtype), *([None] * 13))
+        return (per_length.transpose(1, 2).to(ctx.lengths_dtype), *([None] * 14))

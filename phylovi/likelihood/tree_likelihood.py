@@ -135,10 +135,10 @@ class TreeLikelihood:
     def _fused_log_likelihood(self, batch: TopologyBatch, lengths: torch.Tensor) -> torch.Tensor:
         """``[B, S]`` from the C kernel, gradient included in the same pass."""
         substitution, site_rates = self.model.substitution, self.model.site_rates
-        schedule, (tips, invariant) = self._schedule(batch), self._cpu_planes()
+        schedule, (tips, invariant, codes) = self._schedule(batch), self._cpu_planes()
         pinv = site_rates.pinv.to(dtype=self.dtype, device=self.device)
         rest = (tips, site_rates.weights(self.dtype), self.weights, invariant, self.rescale,
-                substitution.is_f81)
+                substitution.is_f81, codes)
         if not (substitution.requires_grad or site_rates.shape.requires_grad
                 or site_rates.pinv.requires_grad):
             # Only the branch lengths can need a gradient: the chain rule through the
@@ -158,10 +158,11 @@ class TreeLikelihood:
         differentiable = torch.is_grad_enabled() and (
             matrices.requires_grad or frequencies.requires_grad or pinv.requires_grad)
         if not differentiable and cpu_kernel.supports_device(self.device, self.dtype):
-            tips, invariant = self._cpu_planes()
+            tips, invariant, codes = self._cpu_planes()
             return cpu_kernel.evaluate(schedule, matrices, frequencies, pinv, tips,
                                        site_rates.weights(self.dtype), self.weights, invariant,
-                                       self.rescale, sites=True, f81=substitution.is_f81)[1]
+                                       self.rescale, sites=True, f81=substitution.is_f81,
+                                       codes=codes)[1]
         site, log_scale = prune(schedule, matrices, frequencies, self.tip_codes, self.code_table,
                                 self.rescale)
         weights = site_rates.weights(self.dtype, self.device)
@@ -173,12 +174,12 @@ class TreeLikelihood:
         both = torch.logaddexp(variable[..., self.constant_patterns], invariant)
         return variable.index_copy(-1, self.constant_patterns, both)
 
-    def _cpu_planes(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The C kernel's tip and invariant-site planes, built on first use."""
+    def _cpu_planes(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The C kernel's tip and invariant-site planes and its tip codes, built on first use."""
         if self._cpu_tips is None:
             tips = cpu_kernel.tip_planes(self.tip_codes, self.code_table)
             invariant = cpu_kernel.invariant_planes(self.constant, tips.shape[-1], self.dtype)
-            self._cpu_tips = tips, invariant
+            self._cpu_tips = tips, invariant, cpu_kernel.tip_code_rows(self.tip_codes)
         return self._cpu_tips
 
     def _schedule(self, batch: TopologyBatch):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -263,3 +266,41 @@ def test_compile_failure_is_reported(monkeypatch, tmp_path):
     monkeypatch.setenv("CC", "phylovi-no-such-compiler")
     with pytest.raises(RuntimeError, match="no C compiler"):
         cpu_kernel._compile()
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CC", "gcc")) is None, reason="no C compiler")
+def test_kernel_builds_wherever_a_compiler_exists(monkeypatch):
+    """The kernel's tests skip when it is unavailable, so a source that no longer
+    compiles would otherwise pass the suite on the torch fallback."""
+    monkeypatch.delenv("PHYLOVI_KERNEL", raising=False)
+    assert cpu_kernel.available(), cpu_kernel.unavailable_reason()
+
+
+@needs_compiler
+@pytest.mark.parametrize("model_string", ["F81+F{0.35,0.15,0.2,0.3}+G4{0.4}",
+                                          "GTR{0.5,2,1.5,0.7,3}+F{0.35,0.15,0.2,0.3}+G4{0.7}"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_tip_codes_match_tip_planes(model_string, dtype):
+    """A tip's contribution looked up from its codes (every IUPAC mask, gaps included)
+    equals the product of its transition matrix with its planes, tip pairs, tip and
+    internal child either way round, and the root's third child included."""
+    rng = np.random.default_rng(17)
+    patterns = random_patterns(9, 61, rng)
+    patterns.codes[:, :16] = np.arange(16)[None, :].repeat(9, 0) % 15 + 1  # every code
+    topologies = [random_topology(patterns.taxa, rng) for _ in range(3)] + [caterpillar(patterns.taxa)]
+    batch = TopologyBatch(topologies)
+    likelihood = TreeLikelihood(patterns, parse_model(model_string, patterns), dtype=dtype)
+    lengths = torch.as_tensor(rng.uniform(0.01, 0.8, (len(topologies), 2, batch.n_edges)))
+    substitution, site_rates = likelihood.model.substitution, likelihood.model.site_rates
+    matrices, frequencies = likelihood._matrices(lengths, substitution, site_rates)
+    tips, invariant, codes = likelihood._cpu_planes()
+    arguments = (likelihood._schedule(batch), matrices, frequencies, site_rates.pinv, tips,
+                 site_rates.weights(dtype), likelihood.weights, invariant, True)
+    for gradient in (False, True):
+        with_codes = cpu_kernel.evaluate(*arguments, gradient=gradient, sites=True,
+                                         f81=substitution.is_f81, codes=codes)
+        with_planes = cpu_kernel.evaluate(*arguments, gradient=gradient, sites=True,
+                                          f81=substitution.is_f81)
+        for a, b in zip(with_codes, with_planes):
+            if a is not None:
+                torch.testing.assert_close(a, b, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
