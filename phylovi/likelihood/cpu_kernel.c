@@ -323,6 +323,149 @@ static inline void pv_tip_node_ps(int n, const float *Mt, const uint8_t *PV_REST
     }
 }
 
+/* The sums of f81_backward_pair (g, then h_0..h_3 in out) when the sibling (cdy) or the
+ * child (cdx) is a tip given by its codes: the sibling's contribution is looked up, and
+ * the child's 0/1 planes become masks, so that no tip plane is read. A tip child has no
+ * upper partials; up is written only for an internal child. */
+static inline void pv_f81_pair_pd(int n, const double *PV_RESTRICT A, long la, const double *Ms,
+                                  const double *PV_RESTRICT y, long ly, const uint8_t *PV_RESTRICT cdy,
+                                  const double *Mk, const double *PV_RESTRICT x, long lx,
+                                  const uint8_t *PV_RESTRICT cdx, double *PV_RESTRICT up,
+                                  long lu, double *out)
+{
+    __m512d lo[4], hi[4];
+    if (cdy) pv_tables_pd(Ms, lo, hi);
+    const __m512d es = _mm512_set1_pd(Ms[0] - Ms[4]), ek = _mm512_set1_pd(Mk[0] - Mk[4]);
+    const __m512d sw[4] = {_mm512_set1_pd(Ms[4]), _mm512_set1_pd(Ms[1]), _mm512_set1_pd(Ms[2]), _mm512_set1_pd(Ms[3])};
+    const __m512d kw[4] = {_mm512_set1_pd(Mk[4]), _mm512_set1_pd(Mk[1]), _mm512_set1_pd(Mk[2]), _mm512_set1_pd(Mk[3])};
+    __m512d g = _mm512_setzero_pd(), h[4] = {g, g, g, g};
+    for (int p = 0; p < n; p += 8) {
+        __m512d a[4];
+        if (cdy) {
+            const __m512i idx = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(cdy + p)));
+            for (int i = 0; i < 4; i++)
+                a[i] = _mm512_mul_pd(_mm512_loadu_pd(A + i * la + p), _mm512_permutex2var_pd(lo[i], idx, hi[i]));
+        } else {
+            __m512d yv[4], sy = _mm512_setzero_pd();
+            for (int i = 0; i < 4; i++) {
+                yv[i] = _mm512_loadu_pd(y + i * ly + p);
+                sy = _mm512_fmadd_pd(sw[i], yv[i], sy);
+            }
+            for (int i = 0; i < 4; i++)
+                a[i] = _mm512_mul_pd(_mm512_loadu_pd(A + i * la + p), _mm512_fmadd_pd(es, yv[i], sy));
+        }
+        const __m512d sum = _mm512_add_pd(_mm512_add_pd(a[0], a[1]), _mm512_add_pd(a[2], a[3]));
+        if (cdx) {
+            const __m512i idx = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(cdx + p)));
+            for (int i = 0; i < 4; i++) {
+                const __mmask8 has = _mm512_test_epi64_mask(idx, _mm512_set1_epi64(1 << i));
+                g = _mm512_mask_add_pd(g, has, g, a[i]);
+                h[i] = _mm512_mask_add_pd(h[i], has, h[i], sum);
+            }
+        } else {
+            for (int i = 0; i < 4; i++) {
+                const __m512d xv = _mm512_loadu_pd(x + i * lx + p);
+                g = _mm512_fmadd_pd(a[i], xv, g);
+                h[i] = _mm512_fmadd_pd(sum, xv, h[i]);
+                if (up) _mm512_storeu_pd(up + i * lu + p, _mm512_fmadd_pd(ek, a[i], _mm512_mul_pd(kw[i], sum)));
+            }
+        }
+    }
+    out[0] = _mm512_reduce_add_pd(g);
+    for (int i = 0; i < 4; i++) out[1 + i] = _mm512_reduce_add_pd(h[i]);
+}
+
+static inline void pv_f81_pair_ps(int n, const float *PV_RESTRICT A, long la, const float *Ms,
+                                  const float *PV_RESTRICT y, long ly, const uint8_t *PV_RESTRICT cdy,
+                                  const float *Mk, const float *PV_RESTRICT x, long lx,
+                                  const uint8_t *PV_RESTRICT cdx, float *PV_RESTRICT up,
+                                  long lu, double *out)
+{
+    __m512 t[4];
+    if (cdy) pv_tables_ps(Ms, t);
+    const __m512 es = _mm512_set1_ps(Ms[0] - Ms[4]), ek = _mm512_set1_ps(Mk[0] - Mk[4]);
+    const __m512 sw[4] = {_mm512_set1_ps(Ms[4]), _mm512_set1_ps(Ms[1]), _mm512_set1_ps(Ms[2]), _mm512_set1_ps(Ms[3])};
+    const __m512 kw[4] = {_mm512_set1_ps(Mk[4]), _mm512_set1_ps(Mk[1]), _mm512_set1_ps(Mk[2]), _mm512_set1_ps(Mk[3])};
+    __m512 g = _mm512_setzero_ps(), h[4] = {g, g, g, g};
+    for (int p = 0; p < n; p += 16) {
+        const __mmask16 m = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
+        __m512 a[4];
+        if (cdy) {
+            const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cdy + p)));
+            for (int i = 0; i < 4; i++)
+                a[i] = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, A + i * la + p), _mm512_permutexvar_ps(idx, t[i]));
+        } else {
+            __m512 yv[4], sy = _mm512_setzero_ps();
+            for (int i = 0; i < 4; i++) {
+                yv[i] = _mm512_maskz_loadu_ps(m, y + i * ly + p);
+                sy = _mm512_fmadd_ps(sw[i], yv[i], sy);
+            }
+            for (int i = 0; i < 4; i++)
+                a[i] = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, A + i * la + p), _mm512_fmadd_ps(es, yv[i], sy));
+        }
+        const __m512 sum = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
+        if (cdx) {
+            const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cdx + p)));
+            for (int i = 0; i < 4; i++) {
+                const __mmask16 has = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(1 << i)) & m;
+                g = _mm512_mask_add_ps(g, has, g, a[i]);
+                h[i] = _mm512_mask_add_ps(h[i], has, h[i], sum);
+            }
+        } else {
+            for (int i = 0; i < 4; i++) {
+                const __m512 xv = _mm512_maskz_loadu_ps(m, x + i * lx + p);
+                g = _mm512_fmadd_ps(a[i], xv, g);
+                h[i] = _mm512_fmadd_ps(sum, xv, h[i]);
+                if (up) _mm512_mask_storeu_ps(up + i * lu + p, m, _mm512_fmadd_ps(ek, a[i], _mm512_mul_ps(kw[i], sum)));
+            }
+        }
+    }
+    out[0] = _mm512_reduce_add_ps(g);
+    for (int i = 0; i < 4; i++) out[1 + i] = _mm512_reduce_add_ps(h[i]);
+}
+
+/* G[i][j] += sum_p m_i[p] [code_p allows j], m = A * S, for a tip child given by its
+ * codes: grad_four's sums with the tip's 0/1 planes as masks, so that none is read. */
+static inline void pv_grad_tip_pd(int n, const double *PV_RESTRICT A, const double *PV_RESTRICT S,
+                                  long ld, const uint8_t *PV_RESTRICT cd, double *G)
+{
+    __m512d acc[16];
+    for (int q = 0; q < 16; q++) acc[q] = _mm512_setzero_pd();
+    for (int p = 0; p < n; p += 8) {
+        const __m512i idx = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(cd + p)));
+        __mmask8 has[4];
+        for (int j = 0; j < 4; j++) has[j] = _mm512_test_epi64_mask(idx, _mm512_set1_epi64(1 << j));
+        for (int i = 0; i < 4; i++) {
+            const __m512d m = _mm512_mul_pd(_mm512_loadu_pd(A + i * ld + p), _mm512_loadu_pd(S + i * ld + p));
+            for (int j = 0; j < 4; j++) acc[4 * i + j] = _mm512_mask_add_pd(acc[4 * i + j], has[j], acc[4 * i + j], m);
+        }
+    }
+    _mm512_storeu_pd(G, _mm512_add_pd(_mm512_loadu_pd(G), pv_lane_sums8_pd(acc)));
+    _mm512_storeu_pd(G + 8, _mm512_add_pd(_mm512_loadu_pd(G + 8), pv_lane_sums8_pd(acc + 8)));
+}
+
+static inline void pv_grad_tip_ps(int n, const float *PV_RESTRICT A, const float *PV_RESTRICT S,
+                                  long ld, const uint8_t *PV_RESTRICT cd, double *G)
+{
+    __m512 acc[16];
+    for (int q = 0; q < 16; q++) acc[q] = _mm512_setzero_ps();
+    for (int p = 0; p < n; p += 16) {
+        const __mmask16 valid = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
+        const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cd + p)));
+        __mmask16 has[4];
+        for (int j = 0; j < 4; j++) has[j] = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(1 << j)) & valid;
+        for (int i = 0; i < 4; i++) {
+            const __m512 m = _mm512_mul_ps(_mm512_maskz_loadu_ps(valid, A + i * ld + p),
+                                           _mm512_maskz_loadu_ps(valid, S + i * ld + p));
+            for (int j = 0; j < 4; j++) acc[4 * i + j] = _mm512_mask_add_ps(acc[4 * i + j], has[j], acc[4 * i + j], m);
+        }
+    }
+    const __m512 sums = pv_lane_sums16_ps(acc);
+    _mm512_storeu_pd(G, _mm512_add_pd(_mm512_loadu_pd(G), _mm512_cvtps_pd(_mm512_castps512_ps256(sums))));
+    _mm512_storeu_pd(G + 8, _mm512_add_pd(_mm512_loadu_pd(G + 8),
+                                          _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sums), 1)))));
+}
+
 /* out = Mt @ tip for a tip given by its codes. */
 static inline void pv_tip_lookup_pd(int n, const double *Mt, const uint8_t *PV_RESTRICT cd,
                                     double *PV_RESTRICT out, long ld)
@@ -823,6 +966,29 @@ static inline void PV_FN(f81_backward_pair)(int n, const real *PV_RESTRICT A, lo
     PV_FN(f81_gradient)(g, h0, h1, h2, h3, G);
 }
 
+/* f81_backward_pair with the tips among sibling (cdy) and child (cdx) given by their
+ * codes: no tip plane is read (AVX-512; elsewhere the planes serve). */
+static inline void PV_FN(f81_backward_codes)(int n, const real *A, long la, const real *Ms,
+                                             const real *y, long ly, const uint8_t *cdy,
+                                             const real *Mk, const real *x, long lx,
+                                             const uint8_t *cdx, real *up, double *G)
+{
+#if PV_FOUR_ROWS
+    double sums[5];
+    if (sizeof(real) == 8)
+        pv_f81_pair_pd(n, (const double *)A, la, (const double *)Ms, (const double *)y, ly, cdy,
+                       (const double *)Mk, (const double *)x, lx, cdx, (double *)up, la, sums);
+    else
+        pv_f81_pair_ps(n, (const float *)A, la, (const float *)Ms, (const float *)y, ly, cdy,
+                       (const float *)Mk, (const float *)x, lx, cdx, (float *)up, la, sums);
+    PV_FN(f81_gradient)(sums[0], sums[1], sums[2], sums[3], sums[4], G);
+#else
+    (void)cdy;
+    (void)cdx;
+    PV_FN(f81_backward_pair)(n, A, la, Ms, y, ly, Mk, x, lx, up, G);
+#endif
+}
+
 /* The pre-order step to one child: message m = upper * sibling (4 planes), then
  * G += m (x) x and, for an internal child, its upper = m @ P. The child's partials x
  * are x * x2 * sx when x2 is given (its two contributions and its scale, or sx = NULL),
@@ -1152,8 +1318,10 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                                 long ly;
                                 const real *y = PV_FN(child_x)(pl, slot, node, first, 1 - k, c, p0, tips, part, node_sz, blk, &ly);
                                 const real *Ms = mats + (((long)pl->ch_edge[3 * node + 1 - k] * S + s) * C + c) * 16;
-                                PV_FN(f81_backward_pair)(n, A, blk, Ms, y, ly, M, x, lx, up,
-                                                         Ge + (edge - e0) * e_step + c * 16);
+                                PV_FN(f81_backward_codes)(n, A, blk, Ms, y, ly,
+                                                          PV_FN(child_codes)(pl, codes, node, 1 - k, p0),
+                                                          M, x, lx, PV_FN(child_codes)(pl, codes, node, k, p0), up,
+                                                          Ge + (edge - e0) * e_step + c * 16);
                                 continue;
                             }
                             const real *x2 = NULL, *sx = NULL;
@@ -1164,6 +1332,17 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                                 sx = rescaled[child] ? scl + child * blk : NULL;
                                 lx = blk;
                             }
+#if PV_FOUR_ROWS
+                            const uint8_t *cdx = PV_FN(child_codes)(pl, codes, node, k, p0);
+                            if (cdx && nch == 2 && !f81) { /* a tip child: G from its codes */
+                                double *Gk = Ge + (edge - e0) * e_step + c * 16;
+                                if (sizeof(real) == 8)
+                                    pv_grad_tip_pd(n, (const double *)A, (const double *)con[1 - k], blk, cdx, Gk);
+                                else
+                                    pv_grad_tip_ps(n, (const float *)A, (const float *)con[1 - k], blk, cdx, Gk);
+                                continue;
+                            }
+#endif
                             PV_FN(child_backward)(n, A, con[(k + 1) % nch], nch == 3 ? con[(k + 2) % nch] : NULL,
                                                   x, lx, x2, sx, M, up, msg, xbuf, blk, f81,
                                                   Ge + (edge - e0) * e_step + c * 16);
