@@ -332,3 +332,24 @@ def test_a_ladder_with_exchanges_still_samples_the_prior_at_beta_zero(problem):
     error = math.hypot(float(top.std() / samples.ess[-1].sqrt()),
                        float(alone.log_likelihood.std() / alone.ess.sum().sqrt()))
     assert abs(float(top.mean() - alone.log_likelihood.mean())) < 4 * error
+
+
+def test_ladder_error_counts_correlation_between_and_within_temperatures():
+    """The ladder estimators' standard error sums each draw's influence over the
+    temperatures first: independent temperatures add variances, temperatures that
+    move together add standard errors, and autocorrelation inflates both by
+    sqrt((1 + rho) / (1 - rho)) for an AR(1) series."""
+    from phylovi.marginal.estimators import _ladder_error
+
+    generator = torch.Generator().manual_seed(3)
+    n_temperatures, n_draws = 10, 20_000
+    noise = torch.randn(n_temperatures, n_draws, generator=generator, dtype=torch.float64)
+    independent = _ladder_error(noise)
+    assert independent == pytest.approx(math.sqrt(n_temperatures / n_draws), rel=0.05)
+    together = _ladder_error(noise[:1].expand(n_temperatures, -1))
+    assert together == pytest.approx(n_temperatures / math.sqrt(n_draws), rel=0.05)
+    rho, series = 0.8, noise.clone()
+    for t in range(1, n_draws):
+        series[:, t] = rho * series[:, t - 1] + math.sqrt(1 - rho**2) * noise[:, t]
+    assert _ladder_error(series) == pytest.approx(
+        math.sqrt(n_temperatures / n_draws * (1 + rho) / (1 - rho)), rel=0.15)
