@@ -726,79 +726,35 @@ static inline void PV_FN(general_node)(int n, const real *M0, const real *x, lon
     PV_FN(general_times)(n, M1, y, ly, L, R, o, ld);
 }
 
-/* o = L * (M1 @ y), R = M1 @ y kept when given, for an F81-family M1 (see f81_contribution). */
-static inline void PV_FN(f81_times)(int n, const real *M1, const real *PV_RESTRICT y, long ly,
-                                    const real *PV_RESTRICT L, real *PV_RESTRICT R,
-                                    real *PV_RESTRICT o, long ld)
-{
-    const real b0 = M1[4], b1 = M1[1], b2 = M1[2], b3 = M1[3], eb = M1[0] - M1[4];
-#pragma omp simd
-    for (int p = 0; p < n; p++) {
-        const real sb = b0 * y[p] + b1 * y[ly + p] + b2 * y[2 * ly + p] + b3 * y[3 * ly + p];
-        for (int i = 0; i < 4; i++) {
-            const real r = eb * y[i * ly + p] + sb;
-            if (R) R[i * ld + p] = r;
-            o[i * ld + p] = L[i * ld + p] * r;
-        }
-    }
-}
+#if PV_FOUR_ROWS
+/* Tips given by their codes (AVX-512 builds only: elsewhere the lookups would be
+ * scalar or gathers, and the planes' multiply-adds were not measured against them). */
 
 /* out = Mt @ tip for a tip given by its codes (4-bit state masks, bit j: state j). */
 static inline void PV_FN(tip_contribution)(int n, const real *Mt, const uint8_t *PV_RESTRICT cd,
                                            real *PV_RESTRICT out, long ld)
 {
-#if PV_FOUR_ROWS
-    if (sizeof(real) == 8) {
+    if (sizeof(real) == 8)
         pv_tip_lookup_pd(n, (const double *)Mt, cd, (double *)out, ld);
-        return;
-    }
-    if (sizeof(real) == 4) {
+    else
         pv_tip_lookup_ps(n, (const float *)Mt, cd, (float *)out, ld);
-        return;
-    }
-#endif
-    real T[64]; /* T[16 i + code] = (Mt @ the code's 0/1 vector)_i */
-    for (int i = 0; i < 4; i++) {
-        T[16 * i] = 0;
-        for (int code = 1; code < 16; code++)
-            T[16 * i + code] = T[16 * i + (code & (code - 1))] + Mt[4 * i + __builtin_ctz(code)];
-    }
-    for (int i = 0; i < 4; i++)
-        for (int p = 0; p < n; p++) out[i * ld + p] = T[16 * i + cd[p]];
 }
 
 /* A node's partials o = (Mt @ tip) * (M1 @ y) when one child is a tip given by its codes
- * cd: the other by its codes cd1 or its planes y. Lt and Ry keep the two contributions
- * when given; scratch (4 planes) stands in for Lt where the sweep is not fused. */
+ * cd, the other by its codes cd1 or its planes y, in one sweep; Lt and Ry keep the two
+ * contributions when given. */
 static inline void PV_FN(tip_node)(int f81, int n, const real *Mt, const uint8_t *cd,
                                    const real *M1, const real *y, long ly, const uint8_t *cd1,
-                                   real *Lt, real *Ry, real *o, real *scratch, long ld)
+                                   real *Lt, real *Ry, real *o, long ld)
 {
-#if PV_FOUR_ROWS
-    if (sizeof(real) == 8) {
+    if (sizeof(real) == 8)
         pv_tip_node_pd(n, (const double *)Mt, cd, (const double *)M1, (const double *)y, ly, cd1,
                        f81, (double *)Lt, (double *)Ry, (double *)o, ld);
-        return;
-    }
-    if (sizeof(real) == 4) {
+    else
         pv_tip_node_ps(n, (const float *)Mt, cd, (const float *)M1, (const float *)y, ly, cd1,
                        f81, (float *)Lt, (float *)Ry, (float *)o, ld);
-        return;
-    }
-#endif
-    real *t = Lt ? Lt : scratch;
-    PV_FN(tip_contribution)(n, Mt, cd, t, ld);
-    if (cd1) {
-        real *r = Ry ? Ry : o;
-        PV_FN(tip_contribution)(n, M1, cd1, r, ld);
-        for (int q = 0; q < 4; q++)
-            for (int p = 0; p < n; p++) o[q * ld + p] = t[q * ld + p] * r[q * ld + p];
-    } else if (f81) {
-        PV_FN(f81_times)(n, M1, y, ly, t, Ry, o, ld);
-    } else {
-        PV_FN(general_times)(n, M1, y, ly, t, Ry, o, ld);
-    }
 }
+#endif
 
 /* Adds to G the matrix alpha I + 1 (h - alpha)^T / 4, alpha = (g - sum h / 4) / 3: its
  * trace is g and its column sums are h (see f81_backward). */
@@ -1165,13 +1121,16 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                         real *PV_RESTRICT L = keep ? contrib + (2 * local) * node_sz + (long)c * 4 * blk : NULL;
                         real *PV_RESTRICT R = keep ? contrib + (2 * local + 1) * node_sz + (long)c * 4 * blk
                                                    : NULL;
+#if PV_FOUR_ROWS
                         const uint8_t *cd0 = PV_FN(child_codes)(pl, codes, node, 0, p0);
                         const uint8_t *cd1 = PV_FN(child_codes)(pl, codes, node, 1, p0);
                         if (cd0) { /* a tip's contribution is a table lookup */
-                            PV_FN(tip_node)(f81, n, M0, cd0, M1, x1, lx1, cd1, L, R, o, work, blk);
+                            PV_FN(tip_node)(f81, n, M0, cd0, M1, x1, lx1, cd1, L, R, o, blk);
                         } else if (cd1) {
-                            PV_FN(tip_node)(f81, n, M1, cd1, M0, x0, lx0, NULL, R, L, o, work, blk);
-                        } else if (f81) {
+                            PV_FN(tip_node)(f81, n, M1, cd1, M0, x0, lx0, NULL, R, L, o, blk);
+                        } else
+#endif
+                        if (f81) {
                             PV_FN(f81_node)(n, M0, x0, lx0, M1, x1, lx1, L, R, o, blk);
                         } else {
                             PV_FN(general_node)(n, M0, x0, lx0, M1, x1, lx1, L ? L : work, R, o, blk);
@@ -1179,12 +1138,14 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                         if (nch == 3) {
                             long lx2;
                             const real *x2 = PV_FN(child_x)(pl, slot, node, first, 2, c, p0, tips, part, node_sz, blk, &lx2);
-                            const uint8_t *cd2 = PV_FN(child_codes)(pl, codes, node, 2, p0);
                             const real *M2 = mats + (((long)pl->ch_edge[3 * node + 2] * S + s) * C + c) * 16;
                             real *t = contrib + (2L * max_nodes) * node_sz + (long)c * 4 * blk;
+#if PV_FOUR_ROWS
+                            const uint8_t *cd2 = PV_FN(child_codes)(pl, codes, node, 2, p0);
                             if (cd2)
                                 PV_FN(tip_contribution)(n, M2, cd2, t, blk);
                             else
+#endif
                                 PV_FN(product)(f81, n, M2, x2, lx2, t, blk);
 #pragma omp simd
                             for (int q = 0; q < 4 * blk; q++) o[q] *= t[q];
