@@ -276,7 +276,15 @@ def test_kernel_builds_wherever_a_compiler_exists(monkeypatch):
     assert cpu_kernel.available(), cpu_kernel.unavailable_reason()
 
 
+def _has_avx512() -> bool:
+    try:
+        return " avx512f" in open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+
+
 @needs_compiler
+@pytest.mark.skipif(not _has_avx512(), reason="tip codes are used by AVX-512 builds only")
 @pytest.mark.parametrize("model_string", ["F81+F{0.35,0.15,0.2,0.3}+G4{0.4}",
                                           "GTR{0.5,2,1.5,0.7,3}+F{0.35,0.15,0.2,0.3}+G4{0.7}"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
