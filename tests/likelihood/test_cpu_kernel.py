@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -278,7 +279,7 @@ def test_kernel_builds_wherever_a_compiler_exists(monkeypatch):
 
 def _has_avx512() -> bool:
     try:
-        return " avx512f" in open("/proc/cpuinfo").read()
+        return " avx512f" in Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
 
