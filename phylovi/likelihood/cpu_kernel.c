@@ -79,7 +79,7 @@ static int pv_thread_id(void)
 #endif
 }
 
-int pv_version(void) { return 6; }
+int pv_version(void) { return 7; }
 
 #if PV_FOUR_ROWS
 #include <immintrin.h>
@@ -464,6 +464,44 @@ static inline void pv_grad_tip_ps(int n, const float *PV_RESTRICT A, const float
     _mm512_storeu_pd(G, _mm512_add_pd(_mm512_loadu_pd(G), _mm512_cvtps_pd(_mm512_castps512_ps256(sums))));
     _mm512_storeu_pd(G + 8, _mm512_add_pd(_mm512_loadu_pd(G + 8),
                                           _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sums), 1)))));
+}
+
+/* d lnL / d t of a tip child's edge along one direction D = dP/dt of its matrix, when
+ * only the branch lengths need a gradient: sum_p sum_i m_i[p] (D @ code_p)_i, m = A * S,
+ * added to *g. D @ code is looked up from D's tables as M @ code is in tip_node: a
+ * permute and a multiply-add per row instead of grad_tip's 16 masked sums. */
+static inline void pv_grad_tip_dir_pd(int n, const double *PV_RESTRICT A, const double *PV_RESTRICT S,
+                                      long ld, const uint8_t *PV_RESTRICT cd, const double *D, double *g)
+{
+    __m512d lo[4], hi[4], acc[4];
+    pv_tables_pd(D, lo, hi);
+    for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_pd();
+    for (int p = 0; p < n; p += 8) {
+        const __m512i idx = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(cd + p)));
+        for (int i = 0; i < 4; i++) {
+            const __m512d m = _mm512_mul_pd(_mm512_loadu_pd(A + i * ld + p), _mm512_loadu_pd(S + i * ld + p));
+            acc[i] = _mm512_fmadd_pd(m, _mm512_permutex2var_pd(lo[i], idx, hi[i]), acc[i]);
+        }
+    }
+    *g += _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(acc[0], acc[1]), _mm512_add_pd(acc[2], acc[3])));
+}
+
+static inline void pv_grad_tip_dir_ps(int n, const float *PV_RESTRICT A, const float *PV_RESTRICT S,
+                                      long ld, const uint8_t *PV_RESTRICT cd, const float *D, double *g)
+{
+    __m512 t[4], acc[4];
+    pv_tables_ps(D, t);
+    for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_ps();
+    for (int p = 0; p < n; p += 16) {
+        const __mmask16 valid = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
+        const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cd + p)));
+        for (int i = 0; i < 4; i++) {
+            const __m512 m = _mm512_mul_ps(_mm512_maskz_loadu_ps(valid, A + i * ld + p),
+                                           _mm512_maskz_loadu_ps(valid, S + i * ld + p));
+            acc[i] = _mm512_fmadd_ps(m, _mm512_permutexvar_ps(idx, t[i]), acc[i]);
+        }
+    }
+    *g += _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
 }
 
 /* out = Mt @ tip for a tip given by its codes. */
@@ -1021,17 +1059,22 @@ static inline void PV_FN(child_backward)(int n, const real *PV_RESTRICT A,
  *   site_ll [B][S][P] out when given: each pattern's log-likelihood;
  *   jac_mats [B*n_edges][S][C][16], jac_other [B][S][5] (d/d frequencies, d/d pinv) out;
  *   f81: every matrix is of the F81 family and only moves within it (see f81_backward):
- *       jac_mats is then d lnL / d P on those directions only. */
+ *       jac_mats is then d lnL / d P on those directions only.
+ *   dmats [B*n_edges][S][C][16], jac_times [B*n_edges][S][C] out: instead of jac_mats
+ *       (not with f81), the derivative along one direction per matrix, <d lnL / d P, D>
+ *       with D = dmats' matrix (dP/dt when only the branch lengths need a gradient); a
+ *       tip child's edge then needs no 16 sums (see grad_tip_dir). */
 int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const real *tips,
                      const real *freq, const real *catw, double pinv, const real *weights,
                      const real *inv, int rescale, double *lnl, real *site_ll,
                      real *jac_mats, real *jac_other, int f81, const uint8_t *codes,
-                     int n_threads)
+                     const real *dmats, double *jac_times, int n_threads)
 {
     const int S = pl->n_samples, C = pl->n_categories, P = pl->n_patterns, Pp = pl->n_padded;
     const int blk = pl->block, B = pl->n_topologies;
     const int n_blocks = (Pp + blk - 1) / blk;
-    const int grad = jac_mats != NULL;
+    const int grad = jac_mats != NULL || jac_times != NULL;
+    const int dirs = grad && dmats != NULL && !f81;
     const int nt = pv_threads(n_threads);
     /* With a gradient and enough (topology, sample) pairs to keep every thread busy,
      * a task is one pair over all its blocks: it owns that pair's gradient rows and
@@ -1050,20 +1093,23 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
     const int32_t *slot = grad && !rebuild ? NULL : pl->slot;
     const long n_grad = grad ? (long)B * n_edges * S * C * 16 : 0;
     const long n_other = grad ? (long)B * S * 5 : 0;
+    const long n_dir = dirs ? (long)B * n_edges * S * C : 0; /* tip edges' directional sums */
     int max_nodes = 0;
     for (int b = 0; b < B; b++)
         if (pl->topo_off[b + 1] - pl->topo_off[b] > max_nodes)
             max_nodes = pl->topo_off[b + 1] - pl->topo_off[b];
-    const long n_pair = (long)n_edges * C * 16 + 5; /* one pair's rows: edges, then the 5 others */
+    /* one pair's rows: edges, the 5 others, then the tip edges' directional sums */
+    const long n_pair = (long)n_edges * C * 16 + 5 + (dirs ? (long)n_edges * C : 0);
+    const long per_thread = n_grad + n_other + n_dir;
     double *gacc = NULL;
-    if (grad && !owner && !(gacc = (double *)calloc((size_t)nt * (n_grad + n_other), sizeof(double))))
+    if (grad && !owner && !(gacc = (double *)calloc((size_t)nt * per_thread, sizeof(double))))
         return 1;
     const long node_sz = (long)C * 4 * blk;
     const double log_variable = log1p(-pinv), log_pinv = pinv > 0 ? log(pinv) : -INFINITY;
     int failed = 0;
 #pragma omp parallel num_threads(nt)
     {
-        double *G = grad && !owner ? gacc + (long)pv_thread_id() * (n_grad + n_other) : NULL;
+        double *G = grad && !owner ? gacc + (long)pv_thread_id() * per_thread : NULL;
         double *pair = owner ? (double *)malloc(sizeof(double) * (size_t)n_pair) : NULL;
         real *part = (real *)malloc(sizeof(real) * (size_t)(node_sz * max_nodes));
         real *scl = (real *)malloc(sizeof(real) * (size_t)(blk * max_nodes)); /* 1 / scale */
@@ -1087,7 +1133,10 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                 /* gradient of edge row `edge`, category c: Ge + (edge - e0) * e_step + c * 16 */
                 double *Ge = owner ? pair : G + (long)s * C * 16;
                 const long e0 = owner ? (long)b * n_edges : 0, e_step = owner ? (long)C * 16 : (long)S * C * 16;
-                double *other = !grad ? NULL : owner ? pair + n_pair - 5 : G + n_grad + bs * 5;
+                double *other = !grad ? NULL : owner ? pair + (long)n_edges * C * 16 : G + n_grad + bs * 5;
+                /* directional sum of tip edge `edge`, category c: Gt + (edge - e0) * t_step + c */
+                double *Gt = !dirs ? NULL : owner ? other + 5 : G + n_grad + n_other + (long)s * C;
+                const long t_step = owner ? C : (long)S * C;
                 if (owner) memset(pair, 0, sizeof(double) * (size_t)n_pair);
                 for (int kb = first_block; kb < end_block; kb++) {
                 const int p0 = kb * blk;
@@ -1295,6 +1344,17 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                             }
 #if PV_FOUR_ROWS
                             const uint8_t *cdx = PV_FN(child_codes)(pl, codes, node, k, p0);
+                            if (cdx && nch == 2 && !f81 && dirs) { /* a tip child, one direction */
+                                const real *D = dmats + ((edge * S + s) * C + c) * 16;
+                                double *gt = Gt + (edge - e0) * t_step + c;
+                                if (sizeof(real) == 8)
+                                    pv_grad_tip_dir_pd(n, (const double *)A, (const double *)con[1 - k], blk, cdx,
+                                                       (const double *)D, gt);
+                                else
+                                    pv_grad_tip_dir_ps(n, (const float *)A, (const float *)con[1 - k], blk, cdx,
+                                                       (const float *)D, gt);
+                                continue;
+                            }
                             if (cdx && nch == 2 && !f81) { /* a tip child: G from its codes */
                                 double *Gk = Ge + (edge - e0) * e_step + c * 16;
                                 if (sizeof(real) == 8)
@@ -1312,10 +1372,22 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                 }
                 } /* blocks */
                 if (owner) { /* the pair's rows, straight into the outputs */
-                    for (int e = 0; e < n_edges; e++)
-                        for (int q = 0; q < C * 16; q++)
-                            jac_mats[(((long)b * n_edges + e) * S + s) * C * 16 + q] = (real)pair[(long)e * C * 16 + q];
-                    for (int k = 0; k < 5; k++) jac_other[bs * 5 + k] = (real)other[k];
+                    for (int e = 0; e < n_edges; e++) {
+                        const long row = ((long)b * n_edges + e) * S + s;
+                        if (dirs) {
+                            for (int c = 0; c < C; c++) {
+                                const double *g = pair + ((long)e * C + c) * 16;
+                                const real *D = dmats + (row * C + c) * 16;
+                                double v = Gt[(long)e * C + c];
+                                for (int q = 0; q < 16; q++) v += g[q] * D[q];
+                                jac_times[row * C + c] = v;
+                            }
+                        } else {
+                            for (int q = 0; q < C * 16; q++) jac_mats[row * C * 16 + q] = (real)pair[(long)e * C * 16 + q];
+                        }
+                    }
+                    if (jac_other)
+                        for (int k = 0; k < 5; k++) jac_other[bs * 5 + k] = (real)other[k];
                 }
             }
         }
@@ -1328,11 +1400,28 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
         free(work);
         free(pd);
     }
-    if (grad && !owner && !failed) {
+    if (grad && !owner && !failed && dirs) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (long q = 0; q < n_dir; q++) { /* row q = (edge, s, c) */
+            double v = 0;
+            for (int t = 0; t < nt; t++) {
+                const double *g = gacc + (long)t * per_thread;
+                v += g[n_grad + n_other + q];
+                for (int k = 0; k < 16; k++) v += g[q * 16 + k] * dmats[q * 16 + k];
+            }
+            jac_times[q] = v;
+        }
+        if (jac_other)
+            for (long q = 0; q < n_other; q++) {
+                double v = 0;
+                for (int t = 0; t < nt; t++) v += gacc[(long)t * per_thread + n_grad + q];
+                jac_other[q] = (real)v;
+            }
+    } else if (grad && !owner && !failed) {
 #pragma omp parallel for schedule(static) num_threads(nt)
         for (long q = 0; q < n_grad + n_other; q++) {
             double v = 0;
-            for (int t = 0; t < nt; t++) v += gacc[(long)t * (n_grad + n_other) + q];
+            for (int t = 0; t < nt; t++) v += gacc[(long)t * per_thread + q];
             if (q < n_grad) jac_mats[q] = (real)v;
             else jac_other[q - n_grad] = (real)v;
         }

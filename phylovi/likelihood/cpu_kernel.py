@@ -138,14 +138,14 @@ def _compile() -> ctypes.CDLL:
                 raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
             os.replace(out, target)
     library = ctypes.CDLL(str(target))
-    if library.pv_version() != 6:
+    if library.pv_version() != 7:
         raise RuntimeError("cpu_kernel library version mismatch")
     for suffix in ("f64", "f32"):
         function = getattr(library, f"pv_loglik_{suffix}")
         function.restype = ctypes.c_int
         function.argtypes = [ctypes.POINTER(_Plan), ctypes.c_int] + [ctypes.c_void_p] * 4 + \
             [ctypes.c_double] + [ctypes.c_void_p] * 2 + [ctypes.c_int] + \
-            [ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+            [ctypes.c_void_p] * 4 + [ctypes.c_int] + [ctypes.c_void_p] * 3 + [ctypes.c_int]
     return library
 
 
@@ -371,7 +371,8 @@ def _ptr(tensor: torch.Tensor | None) -> int | None:
 
 def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights,
              invariant, rescale: bool, gradient: bool = False, sites: bool = False,
-             f81: bool = False, codes: torch.Tensor | None = None):
+             f81: bool = False, codes: torch.Tensor | None = None,
+             directions: torch.Tensor | None = None):
     """Log-likelihoods of every (topology, sample), and optionally more.
 
     Args:
@@ -392,6 +393,11 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
             gradient on that family's directions only (enough for the chain rule).
         codes: the tips as :func:`tip_code_rows`, which makes a tip's contribution in the
             post-order pass a table lookup; ``None``: computed from the planes.
+        directions: ``[B * n_edges, S, C, 4, 4]``, one direction ``D`` per matrix (not with
+            ``f81``): with ``gradient``, ``jac_matrices`` is then only the derivative along
+            each, ``<d lnL / d P, D>`` ``[B * n_edges, S, C]`` in float64, and the kernel
+            saves the 16 sums of every tip's edge. ``D = dP/dt`` gives the branch lengths'
+            gradient; ``jac_other`` is not computed.
 
     Returns:
         ``(lnL [B, S], sites or None, jac_matrices or None, jac_other or None)``
@@ -411,16 +417,27 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
     pattern_weights = as_input(pattern_weights)
     partial_sums = torch.empty((n_topologies, n_samples, -(-padded // block)), dtype=torch.float64)
     site = torch.empty((n_topologies, n_samples, n_patterns), dtype=dtype) if sites else None
-    jac_matrices = torch.empty_like(matrices) if gradient else None
-    jac_other = torch.empty((n_topologies, n_samples, 5), dtype=dtype) if gradient else None
+    if directions is not None:
+        assert not f81, "directional derivatives take the general path"
+        directions = directions.detach().to(dtype).contiguous()
+        assert directions.shape == matrices.shape, (directions.shape, matrices.shape)
+    directional = gradient and directions is not None
+    jac_matrices = jac_times = jac_other = None
+    if directional:
+        jac_times = torch.empty(matrices.shape[:3], dtype=torch.float64)
+    elif gradient:
+        jac_matrices = torch.empty_like(matrices)
+        jac_other = torch.empty((n_topologies, n_samples, 5), dtype=dtype)
     status = getattr(library, f"pv_loglik_{suffix}")(
         ctypes.byref(plan), schedule.n_edges, _ptr(matrices), _ptr(tips), _ptr(frequencies),
         _ptr(category_weights), float(pinv), _ptr(pattern_weights), _ptr(invariant),
         int(rescale), _ptr(partial_sums), _ptr(site), _ptr(jac_matrices), _ptr(jac_other),
-        int(f81), _ptr(codes), torch.get_num_threads())
+        int(f81), _ptr(codes), _ptr(directions if directional else None), _ptr(jac_times),
+        torch.get_num_threads())
     if status:
         raise MemoryError("cpu_kernel: out of memory")
-    return partial_sums.sum(-1).to(dtype), site, jac_matrices, jac_other
+    return (partial_sums.sum(-1).to(dtype), site,
+            jac_times if directional else jac_matrices, jac_other)
 
 
 class FusedLogLikelihood(torch.autograd.Function):
@@ -461,9 +478,11 @@ def fixed_model_log_likelihood(lengths, rates, eigenvalues, products, dtype, sch
     parameters fixed), from the eigen-products of the rate matrix.
 
     ``P(r_c t) = sum_k exp(lambda_k r_c t) E_k`` (``E_k`` the rows of ``products``), so
-    ``d lnL / d t = sum_c r_c sum_k lambda_k exp(lambda_k r_c t) <G, E_k>`` with ``G`` the
-    kernel's ``d lnL / d P``: a few tensor operations instead of autograd through the
-    construction of every matrix, which is most of a small tree's gradient call.
+    ``d lnL / d t = sum_c r_c <G, D_c>`` with ``G`` the kernel's ``d lnL / d P`` and
+    ``D_c = sum_k lambda_k exp(lambda_k r_c t) E_k``: a few tensor operations instead of
+    autograd through the construction of every matrix, which is most of a small tree's
+    gradient call. Outside the F81 family the kernel takes the ``D_c`` and returns
+    ``<G, D_c>`` itself (cheaper at tips); in it, its own family directions.
 
     Args:
         lengths: ``[B, S, n_edges]``, differentiable.
@@ -483,10 +502,13 @@ def _fixed_model_forward(lengths, rates, eigenvalues, products, dtype, schedule,
     times = lengths.detach().double().transpose(1, 2)[..., None] * rates  # [B, E, S, C]
     scaled = torch.exp(times[..., None] * eigenvalues)  # [B, E, S, C, 4]
     matrices = (scaled.reshape(-1, 4) @ products).to(dtype).reshape(-1, *times.shape[2:], 4, 4)
-    value, _, jac_matrices, _ = evaluate(
+    directions = None
+    if gradient and not f81:  # dP / d(r_c t), the kernel's direction for each matrix
+        directions = ((scaled * eigenvalues).reshape(-1, 4) @ products).reshape(matrices.shape)
+    value, _, jac, _ = evaluate(
         schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights, invariant,
-        rescale, gradient=gradient, f81=f81, codes=codes)
-    return value, jac_matrices, scaled
+        rescale, gradient=gradient, f81=f81, codes=codes, directions=directions)
+    return value, jac, scaled
 
 
 class _FixedModelLogLikelihood(torch.autograd.Function):
@@ -494,16 +516,19 @@ class _FixedModelLogLikelihood(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, lengths, rates, eigenvalues, products, *rest):
-        value, jac_matrices, scaled = _fixed_model_forward(lengths, rates, eigenvalues, products,
-                                                           *rest, gradient=True)
-        ctx.save_for_backward(jac_matrices, scaled, rates, eigenvalues, products)
+        value, jac, scaled = _fixed_model_forward(lengths, rates, eigenvalues, products, *rest,
+                                                  gradient=True)
+        ctx.save_for_backward(jac, scaled, rates, eigenvalues, products)
         ctx.lengths_dtype = lengths.dtype
         return value
 
     @staticmethod
     def backward(ctx, grad):
-        jac_matrices, scaled, rates, eigenvalues, products = ctx.saved_tensors
-        inner = (jac_matrices.reshape(-1, 16).double() @ products.T).reshape(scaled.shape)
-        per_time = (inner * scaled * eigenvalues).sum(-1)  # d lnL / d (r_c t)  [B, E, S, C]
+        jac, scaled, rates, eigenvalues, products = ctx.saved_tensors
+        if jac.dim() == 3:  # the kernel's derivatives along dP / d(r_c t) (not F81)
+            per_time = jac.reshape(scaled.shape[:-1])  # d lnL / d (r_c t)  [B, E, S, C]
+        else:  # d lnL / d P on the F81 family's directions
+            inner = (jac.reshape(-1, 16).double() @ products.T).reshape(scaled.shape)
+            per_time = (inner * scaled * eigenvalues).sum(-1)
         per_length = (per_time * rates).sum(-1) * grad.double()[:, None, :]  # [B, E, S]
         return (per_length.transpose(1, 2).to(ctx.lengths_dtype), *([None] * 14))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from pathlib import Path
@@ -138,10 +139,10 @@ def two_row_build(monkeypatch):
 @pytest.mark.parametrize("case", [CASES[3], CASES[6]])
 def test_two_row_sweeps_match_torch_kernel(case, two_row_build, monkeypatch):
     assert cpu_kernel.available(), cpu_kernel.unavailable_reason()
-    for dtype in (torch.float64, torch.float32):
-        value, grads, sites = evaluate(case, dtype, True, "c", monkeypatch, 11)
+    for dtype, fixed_model in itertools.product((torch.float64, torch.float32), (False, True)):
+        value, grads, sites = evaluate(case, dtype, True, "c", monkeypatch, 11, fixed_model)
         expected_value, expected_grads, expected_sites = evaluate(case, dtype, True, "torch",
-                                                                  monkeypatch, 11)
+                                                                  monkeypatch, 11, fixed_model)
         rtol = TOLERANCE[dtype]
         torch.testing.assert_close(value, expected_value, rtol=rtol, atol=0)
         torch.testing.assert_close(sites, expected_sites, rtol=rtol, atol=rtol)
@@ -313,3 +314,14 @@ def test_tip_codes_match_tip_planes(model_string, dtype):
         for a, b in zip(with_codes, with_planes):
             if a is not None:
                 torch.testing.assert_close(a, b, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+    if not substitution.is_f81:
+        # derivatives along one direction per matrix (what a fixed model's branch lengths
+        # need) equal the full d lnL / d P contracted with them, tips looked up or not
+        directions = torch.as_tensor(rng.normal(size=matrices.shape), dtype=dtype)
+        jac = cpu_kernel.evaluate(*arguments, gradient=True, codes=codes)[2]
+        expected = (jac.double() * directions.double()).sum((-1, -2))
+        for tip_codes in (codes, None):
+            along = cpu_kernel.evaluate(*arguments, gradient=True, codes=tip_codes,
+                                        directions=directions)[2]
+            torch.testing.assert_close(along, expected, rtol=50 * TOLERANCE[dtype],
+                                       atol=50 * TOLERANCE[dtype] * float(expected.abs().max()))
