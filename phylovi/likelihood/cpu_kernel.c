@@ -876,6 +876,29 @@ static inline const uint8_t *PV_FN(child_codes)(const pv_plan *pl, const uint8_t
     return codes && ref < 0 ? codes + (long)(-ref - 1) * pl->n_padded + p0 : NULL;
 }
 
+/* Contribution k (0 or 1) of category c at a node, for the pre-order pass: the one the
+ * post-order pass kept in `contrib`, or, for a tip child of a node of two children, whose
+ * contribution that pass does not store (a lookup costs less than the memory traffic:
+ * the kept contributions outgrow the caches), looked up again into buf. */
+static inline const real *PV_FN(kept_contribution)(const pv_plan *pl, const uint8_t *codes,
+                                                   const real *mats, int s, int node, int first,
+                                                   int k, int c, int p0, int n, const real *contrib,
+                                                   long node_sz, real *buf, int blk)
+{
+#if PV_FOUR_ROWS
+    const uint8_t *cd = PV_FN(child_codes)(pl, codes, node, k, p0);
+    if (cd && pl->node_nch[node] == 2) {
+        const int S = pl->n_samples, C = pl->n_categories;
+        PV_FN(tip_contribution)(n, mats + (((long)pl->ch_edge[3 * node + k] * S + s) * C + c) * 16, cd,
+                                buf, blk);
+        return buf;
+    }
+#else
+    (void)codes, (void)mats, (void)s, (void)p0, (void)n, (void)buf;
+#endif
+    return contrib + (2L * (node - first) + k) * node_sz + (long)c * 4 * blk;
+}
+
 /* grad_rows with the message rows built on the fly, m_i = A_i * S_i: a node of two
  * children never stores its messages (stores are what the kernel waits on). */
 static inline void PV_FN(grad_rows_m)(int n, const real *PV_RESTRICT A0, const real *PV_RESTRICT A1,
@@ -1115,7 +1138,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
         real *scl = (real *)malloc(sizeof(real) * (size_t)(blk * max_nodes)); /* 1 / scale */
         unsigned char *rescaled = (unsigned char *)calloc((size_t)max_nodes, 1); /* any sc != 1 */
         real *upper = grad ? (real *)malloc(sizeof(real) * (size_t)(node_sz * max_nodes)) : NULL;
-        real *work = (real *)malloc(sizeof(real) * (size_t)(12 * blk));
+        real *work = (real *)malloc(sizeof(real) * (size_t)(28 * blk)); /* see the pre-order pass */
         real *contrib = (real *)malloc(sizeof(real) * (size_t)(node_sz * (2 * max_nodes + 1)));
         double *pd = (double *)malloc(sizeof(double) * (size_t)(3 * blk));
         if (!part || !scl || !rescaled || !work || !pd || !contrib || (grad && !upper) || (owner && !pair)) {
@@ -1173,10 +1196,13 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
 #if PV_FOUR_ROWS
                         const uint8_t *cd0 = PV_FN(child_codes)(pl, codes, node, 0, p0);
                         const uint8_t *cd1 = PV_FN(child_codes)(pl, codes, node, 1, p0);
-                        if (cd0) { /* a tip's contribution is a table lookup */
-                            PV_FN(tip_node)(f81, n, M0, cd0, M1, x1, lx1, cd1, L, R, o, blk);
+                        /* a tip's contribution is a table lookup, which the pre-order pass
+                         * repeats rather than store it (except at the root: see kept_contribution) */
+                        if (cd0) {
+                            PV_FN(tip_node)(f81, n, M0, cd0, M1, x1, lx1, cd1, nch == 2 ? NULL : L,
+                                            cd1 && nch == 2 ? NULL : R, o, blk);
                         } else if (cd1) {
-                            PV_FN(tip_node)(f81, n, M1, cd1, M0, x0, lx0, NULL, R, L, o, blk);
+                            PV_FN(tip_node)(f81, n, M1, cd1, M0, x0, lx0, NULL, nch == 2 ? NULL : R, L, o, blk);
                         } else
 #endif
                         if (f81) {
@@ -1286,7 +1312,9 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                 if (!grad) continue;
                 for (int p = pe; p < n; p++) ap[p] = 0;
                 /* pre-order */
+                /* work: A, msg, xbuf, then the looked-up tip contributions (kept_contribution) */
                 real *PV_RESTRICT msg = work + 4 * blk, *PV_RESTRICT xbuf = work + 8 * blk;
+                real *looked_up = work + 12 * blk;
                 for (int node = last - 1; node >= first; node--) {
                     const int nch = pl->node_nch[node], local = node - first, is_root = node == last - 1;
                     const real *PV_RESTRICT sc = scl + local * blk;
@@ -1313,10 +1341,11 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                                     for (int p = 0; p < n; p++) work[i * blk + p] = u[i * blk + p] * sc[p];
                             }
                         }
-                        const real *con[3] = {
-                            contrib + (2 * local) * node_sz + (long)c * 4 * blk,
-                            contrib + (2 * local + 1) * node_sz + (long)c * 4 * blk,
-                            contrib + (2L * max_nodes) * node_sz + (long)c * 4 * blk};
+                        const real *con[3] = {NULL, NULL, contrib + (2L * max_nodes) * node_sz + (long)c * 4 * blk};
+                        if (!(f81 && nch == 2)) /* (that path keeps no contributions) */
+                            for (int k = 0; k < 2; k++)
+                                con[k] = PV_FN(kept_contribution)(pl, codes, mats, s, node, first, k, c, p0, n, contrib,
+                                                                  node_sz, looked_up + k * 4 * blk, blk);
                         for (int k = 0; k < nch; k++) {
                             const int ref = pl->ch_ref[3 * node + k];
                             const long edge = pl->ch_edge[3 * node + k];
@@ -1337,8 +1366,10 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                             const real *x2 = NULL, *sx = NULL;
                             if (ref >= 0 && rebuild) { /* the child's two contributions (only roots have three) x its scale */
                                 const int child = ref - first;
-                                x = contrib + (2 * child) * node_sz + (long)c * 4 * blk;
-                                x2 = contrib + (2 * child + 1) * node_sz + (long)c * 4 * blk;
+                                x = PV_FN(kept_contribution)(pl, codes, mats, s, ref, first, 0, c, p0, n, contrib,
+                                                             node_sz, looked_up + 8 * blk, blk);
+                                x2 = PV_FN(kept_contribution)(pl, codes, mats, s, ref, first, 1, c, p0, n, contrib,
+                                                              node_sz, looked_up + 12 * blk, blk);
                                 sx = rescaled[child] ? scl + child * blk : NULL;
                                 lx = blk;
                             }
