@@ -144,7 +144,7 @@ int main(int argc, char **argv) {
     for (int pass = 0; pass <= repeats; pass++) {  /* pass 0 is the warm-up */
         double start = now();
         int calls = 0;
-        do { /* each pass lasts >= 0.2 s, as likelihood.py's median_seconds */
+        do { /* each pass lasts >= 0.2 s, as likelihood.py's seconds_per_call */
             calls++;
             for (int s = 0; s < n_samples; s++) {
                 double lnl;

@@ -4,8 +4,9 @@
 
 For sim27 and sim100 (../shared/data/sim) x JC and GTR+G4 x float64/float32 x
 batch sizes 1, 10, 100, it times the log-likelihood alone and with its
-gradient with respect to all branch lengths, and prints a Markdown table of
-medians. One update = one internal node x pattern x rate category, so
+gradient with respect to all branch lengths, alternating the two in each of
+``--repeats`` rounds, and prints a Markdown table of medians (the gradient's
+cost is the median of the rounds' ratios). One update = one internal node x pattern x rate category, so
 updates per evaluation = (n_taxa - 1) x patterns x categories. A batch of B
 is B copies of the reference topology with independently jittered branch
 lengths (every copy is computed in full). Where a batch would not fit in
@@ -51,24 +52,29 @@ BEAGLE_REFERENCE = {("sim27", "JC"): 13585, ("sim27", "GTRG4"): 4850,
                     ("sim100", "JC"): 562, ("sim100", "GTRG4"): 143}
 
 
-def median_seconds(fn, repeats: int, min_seconds: float = 0.2) -> float:
-    """Median over ``repeats`` runs of the mean seconds per call, each run calling
-    ``fn`` for at least ``min_seconds``, so a millisecond call is not timed by one
-    sample that a scheduler hiccup can spoil."""
-    fn()  # warm-up: compiles, allocates, fills caches
-    times = []
-    for _ in range(repeats):
-        calls, start = 0, time.perf_counter()
-        while True:
-            fn()
-            calls += 1
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_seconds:
-                break
-        times.append(elapsed / calls)
-    return statistics.median(times)
+def seconds_per_call(fn, min_seconds: float = 0.2) -> float:
+    """Mean seconds per call over calls that last at least ``min_seconds`` in all, so
+    a millisecond call is not timed by one sample that a scheduler hiccup can spoil."""
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return elapsed / calls
+
+
+def paired_seconds(plain, gradient, repeats: int) -> tuple[float, float, float]:
+    """Medians over ``repeats`` rounds of the seconds per call of ``plain`` and of
+    ``gradient``, and the median of their per-round ratio. The two alternate within
+    each round, so a burst of load on this shared machine slows both sides of a
+    ratio instead of one."""
+    plain(), gradient()  # warm-up: compiles, allocates, fills caches
+    rounds = [(seconds_per_call(plain), seconds_per_call(gradient)) for _ in range(repeats)]
+    return (statistics.median(a for a, _ in rounds), statistics.median(b for _, b in rounds),
+            statistics.median(b / a for a, b in rounds))
 
 
 def run(data: str, model_name: str, dtype, batch_size: int, repeats: int, device: str,
@@ -102,11 +108,10 @@ def run(data: str, model_name: str, dtype, batch_size: int, repeats: int, device
             likelihood.log_likelihood(batch, part).sum().backward()
 
     updates = (patterns.n_taxa - 1) * patterns.n_patterns * model.n_categories * batch_size
-    plain = median_seconds(log_likelihood, repeats)
-    gradient = median_seconds(with_gradient, repeats)
+    plain, gradient, ratio = paired_seconds(log_likelihood, with_gradient, repeats)
     result = {"evals": batch_size / plain, "updates": updates / plain,
               "evals_grad": batch_size / gradient, "updates_grad": updates / gradient,
-              "ratio": gradient / plain, "chunk": chunk}
+              "ratio": ratio, "chunk": chunk}
     if (torchtree_python or beagle) and dtype == torch.float64:
         with torch.no_grad():
             expected = float(likelihood.log_likelihood(tree.topology, lengths[0]))

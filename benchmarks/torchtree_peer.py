@@ -54,7 +54,7 @@ def main() -> None:
     for name, fn in (("evals", plain), ("evals_grad", gradient)):
         fn()
         times = []
-        for _ in range(repeats):  # as likelihood.py's median_seconds: each run lasts >= 0.2 s
+        for _ in range(repeats):  # as likelihood.py's seconds_per_call: each run lasts >= 0.2 s
             calls, start = 0, time.perf_counter()
             while calls == 0 or time.perf_counter() - start < 0.2:
                 fn()
