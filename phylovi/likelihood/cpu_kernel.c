@@ -1086,7 +1086,8 @@ static inline void PV_FN(child_backward)(int n, const real *PV_RESTRICT A,
  *   dmats [B*n_edges][S][C][16], jac_times [B*n_edges][S][C] out: instead of jac_mats
  *       (not with f81), the derivative along one direction per matrix, <d lnL / d P, D>
  *       with D = dmats' matrix (dP/dt when only the branch lengths need a gradient); a
- *       tip child's edge then needs no 16 sums (see grad_tip_dir). */
+ *       tip child's edge then needs no 16 sums (see grad_tip_dir). The caller passes
+ *       jac_other = NULL then: the frequencies and pinv are not differentiated. */
 int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const real *tips,
                      const real *freq, const real *catw, double pinv, const real *weights,
                      const real *inv, int rescale, double *lnl, real *site_ll,
@@ -1442,12 +1443,6 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
             }
             jac_times[q] = v;
         }
-        if (jac_other)
-            for (long q = 0; q < n_other; q++) {
-                double v = 0;
-                for (int t = 0; t < nt; t++) v += gacc[(long)t * per_thread + n_grad + q];
-                jac_other[q] = (real)v;
-            }
     } else if (grad && !owner && !failed) {
 #pragma omp parallel for schedule(static) num_threads(nt)
         for (long q = 0; q < n_grad + n_other; q++) {

@@ -417,13 +417,12 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
     pattern_weights = as_input(pattern_weights)
     partial_sums = torch.empty((n_topologies, n_samples, -(-padded // block)), dtype=torch.float64)
     site = torch.empty((n_topologies, n_samples, n_patterns), dtype=dtype) if sites else None
-    if directions is not None:
-        assert not f81, "directional derivatives take the general path"
-        directions = directions.detach().to(dtype).contiguous()
-        assert directions.shape == matrices.shape, (directions.shape, matrices.shape)
     directional = gradient and directions is not None
     jac_matrices = jac_times = jac_other = None
     if directional:
+        assert not f81, "directional derivatives take the general path"
+        directions = directions.detach().to(dtype).contiguous()
+        assert directions.shape == matrices.shape, (directions.shape, matrices.shape)
         jac_times = torch.empty(matrices.shape[:3], dtype=torch.float64)
     elif gradient:
         jac_matrices = torch.empty_like(matrices)
