@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
-from phylovi.cli._common import HelpFormatter, add_common
+from phylovi.cli._common import HelpFormatter, add_common, to_json
 from phylovi.genotype.correct import DEFAULT_ALPHA, DEFAULT_BETA
 
 MATRIX_HELP = ("genotype matrix, TSV or CSV: a header (corner label, then mutation names), then "
@@ -65,7 +64,7 @@ def run_check(args) -> int:
         record["shape"] = "linear" if is_linear(values) else "branching"
         record["tree"] = perfect_phylogeny_tree(values, matrix.mutations, matrix.cells)
     if args.json:
-        print(json.dumps(record, indent=2))
+        print(to_json(record))
         return 0
     print(f"matrix\t{matrix.n_cells} cells x {matrix.n_mutations} mutations, "
           f"{record['missing']} missing (read as {args.missing_as})")
@@ -263,7 +262,7 @@ def run_predict(args) -> int:
              "probability": round(float(p), 6)}
             for path, m, p in zip(args.matrices, matrices, probabilities)]
     if args.json:
-        print(json.dumps({"task": args.task, "predictions": rows}, indent=2))
+        print(to_json({"task": args.task, "predictions": rows}))
         return 0
     column = "p_branching" if args.task == "branching" else "p_conflict"
     print(f"matrix\tcells\tmutations\t{column}")
@@ -297,7 +296,7 @@ def _write_eliminated(args, model, matrices) -> int:
                      "shape": "linear" if is_linear(result.matrix) else "branching",
                      "corrected": f"{prefix}_corrected.tsv", "tree": f"{prefix}_tree.nwk"})
     if args.json:
-        print(json.dumps({"task": "eliminate", "predictions": rows}, indent=2))
+        print(to_json({"task": "eliminate", "predictions": rows}))
         return 0
     print("\t".join(rows[0]))
     for row in rows:
@@ -347,7 +346,7 @@ def run_evaluate(args) -> int:
                             args.number, args.seed, args.baseline_number, args.time_limit,
                             args.prior)
     if args.json:
-        print(json.dumps(record, indent=2))
+        print(to_json(record))
     else:
         for key, value in record.items():
             print(f"{key}\t{value:.4g}" if isinstance(value, float) else f"{key}\t{value}")

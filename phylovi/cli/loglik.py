@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
+import sys
 
-from phylovi.cli._common import HelpFormatter, add_common, setup
+from phylovi.cli._common import HelpFormatter, add_common, setup, to_json
 
 MODEL_HELP = ("substitution model as an IQ-TREE string: JC, F81, K2P, HKY, TN, SYM or GTR, "
               "with values in braces, +F (empirical) / +FQ (equal) / +FO (estimated) / "
@@ -54,6 +54,9 @@ def run(args) -> int:
     if not args.optimize:
         model.free = ()
     value = optimize_model(likelihood, tree)
+    if value == -math.inf:  # P(0) is exactly the identity: see models.from_spectrum
+        print("phylovi: warning: the log-likelihood is -inf: the alignment is impossible on this "
+              "tree (zero-length branches join sequences that differ)", file=sys.stderr)
     record = {
         "log_likelihood": value,
         "model": model.to_string(),
@@ -67,7 +70,7 @@ def run(args) -> int:
         "device": args.device,
     }
     if args.json:
-        print(json.dumps(record, indent=2))
+        print(to_json(record))
     else:
         print(f"{value:.6f}")
         if not args.quiet:

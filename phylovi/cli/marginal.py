@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
-from phylovi.cli._common import HelpFormatter, add_common, setup
+from phylovi.cli._common import HelpFormatter, add_common, setup, to_json
 from phylovi.cli.loglik import MODEL_HELP
 from phylovi.cli.vi import PRIOR_HELP
 
@@ -100,7 +99,7 @@ def run(args) -> int:
         record["scores"] = _scores(rows, methods, args.replicates, topologies, reference,
                                    normalised, kl_and_split_rmsd)
     if args.json:
-        print(json.dumps(record, indent=2))
+        print(to_json(record))
         return 0
     _print_table(rows, ["topology", "method", "replicate", "log_marginal_likelihood", "std_error",
                         "likelihood_evals", "seconds"])

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
-from phylovi.cli._common import HelpFormatter
+from phylovi.cli._common import HelpFormatter, to_json
 
 METHOD_HELP = ("srf: sample relative frequencies; ccd: conditional clade distribution; "
                "sa: subsplit Bayesian network (SBN), rootings averaged; em: SBN fitted by EM "
@@ -123,7 +122,7 @@ def run_fit(args) -> int:
               "objective": info.objective[-1] if info.objective else None,
               "seconds": round(info.seconds, 3)}
     if args.json:
-        print(json.dumps(record, indent=2))
+        print(to_json(record))
     elif not args.quiet:
         em = ""
         if info.iterations:
@@ -181,7 +180,7 @@ def run_query(args) -> int:
         raise ConfigError(f"--sample must be at least 0, got {args.sample}")
     draws = posterior.sample(args.sample, seed=args.seed)
     if args.json:
-        print(json.dumps([t.to_newick() for t in draws], indent=2))
+        print(to_json([t.to_newick() for t in draws]))
     else:
         for topology in draws:
             print(topology.to_newick())
@@ -196,9 +195,9 @@ def run_kl(args) -> int:
                                   burnin=args.burnin, samples_per_file=args.samples_per_file)
     value = posterior.kl(reference)
     if args.json:
-        print(json.dumps({"kl": value, "model": args.model, "method": posterior.method,
-                          "reference": args.reference,
-                          "reference_topologies": len(reference.training)}, indent=2))
+        print(to_json({"kl": value, "model": args.model, "method": posterior.method,
+                       "reference": args.reference,
+                       "reference_topologies": len(reference.training)}))
     else:
         print(f"{value:.6g}")
     return 0
@@ -206,7 +205,7 @@ def run_kl(args) -> int:
 
 def _emit(args, columns: list[str], rows: list[dict]) -> int:
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(to_json(rows))
         return 0
     print("\t".join(columns))
     for row in rows:

@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from phylovi.likelihood.models import from_spectrum
+
 SOURCE = Path(__file__).with_name("cpu_kernel.c")
 FLAGS = ("-std=gnu99", "-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-shared",
          "-fPIC")
@@ -499,8 +501,9 @@ def _fixed_model_forward(lengths, rates, eigenvalues, products, dtype, schedule,
                          pinv, tips, category_weights, pattern_weights, invariant, rescale, f81,
                          codes, gradient):
     times = lengths.detach().double().transpose(1, 2)[..., None] * rates  # [B, E, S, C]
-    scaled = torch.exp(times[..., None] * eigenvalues)  # [B, E, S, C, 4]
-    matrices = (scaled.reshape(-1, 4) @ products).to(dtype).reshape(-1, *times.shape[2:], 4, 4)
+    exponents = times[..., None] * eigenvalues  # [B, E, S, C, 4]
+    scaled = torch.exp(exponents)
+    matrices = from_spectrum(exponents, products).to(dtype).reshape(-1, *times.shape[2:], 4, 4)
     directions = None
     if gradient and not f81:  # dP / d(r_c t), the kernel's direction for each matrix
         directions = ((scaled * eigenvalues).reshape(-1, 4) @ products).reshape(matrices.shape)

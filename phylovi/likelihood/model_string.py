@@ -18,13 +18,17 @@ SYM     AC, AG, AT, CG, CT[, GT]               equal
 GTR     AC, AG, AT, CG, CT[, GT]               empirical
 ======  =====================================  =====================
 
-Parameters a string leaves out start at a neutral value and are listed in
-:attr:`Model.free`, so a caller can estimate them (``phylovi loglik`` does, by
-maximum likelihood).
+JC, K2P and SYM have equal frequencies by definition, so, unlike IQ-TREE,
+which silently ignores a ``+F`` after them, a frequency component other than
+``+FQ`` is an error there (F81, HKY and GTR are their unequal-frequency
+forms). Each component may appear once. Parameters a string leaves out start
+at a neutral value and are listed in :attr:`Model.free`, so a caller can
+estimate them (``phylovi loglik`` does, by maximum likelihood).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -40,6 +44,10 @@ _ALIASES = {"JC": "JC", "JC69": "JC", "F81": "F81", "K2P": "K2P", "K80": "K2P", 
 _EQUAL_FREQUENCIES = {"JC", "K2P", "SYM"}
 _N_PARAMETERS = {"JC": (0,), "F81": (0,), "K2P": (1,), "HKY": (1,), "TN": (2,), "SYM": (5, 6),
                  "GTR": (5, 6)}
+_UNEQUAL_FORM = {"JC": "F81", "K2P": "HKY", "SYM": "GTR"}
+# More rate categories than this only cost time: the discrete Gamma with 64 is already
+# within 1e-4 of the continuous one on ordinary alignments.
+_MAX_CATEGORIES = 64
 _TOKEN = re.compile(r"\+?([A-Za-z][A-Za-z0-9]*)(\{[^{}]*\})?")
 
 
@@ -92,7 +100,8 @@ class Model:
             text += "{" + fmt(p["kappa"]) + "}"
         if "rates" in p:
             text += "{" + fmt(p["rates"][:5] / p["rates"][5]) + "}"
-        text += "+F{" + fmt(p["frequencies"]) + "}"
+        if self.base not in _EQUAL_FREQUENCIES:
+            text += "+F{" + fmt(p["frequencies"]) + "}"
         if "pinv" in p:
             text += "+I{" + fmt(p["pinv"]) + "}"
         if self.n_categories > 1:
@@ -146,7 +155,16 @@ def parse_model(text: str, patterns: SitePatterns | None = None,
         free.append("kappa" if "kappa" in parameters else "rates")
     frequencies = "equal" if base in _EQUAL_FREQUENCIES else "empirical"
     n_categories = 1
+    seen: set[str] = set()
     for name, values in tokens[1:]:
+        kind = "F" if name in ("F", "FQ", "FO") else "G" if re.fullmatch(r"G\d*", name) else name
+        if kind in seen:
+            raise ModelError(f"+{kind} appears more than once in {source!r}")
+        seen.add(kind)
+        if name in ("F", "FO") and base in _EQUAL_FREQUENCIES:
+            raise ModelError(f"{base} has equal base frequencies, so +{name} does not apply "
+                             f"(IQ-TREE ignores it); use {_UNEQUAL_FORM[base]} for unequal "
+                             f"frequencies, in {source!r}")
         if name in ("F", "FQ", "FO"):
             if name != "F" and values is not None:
                 raise ModelError(f"+{name} takes no values, in {source!r}")
@@ -159,8 +177,9 @@ def parse_model(text: str, patterns: SitePatterns | None = None,
                 free.append("pinv")
         elif re.fullmatch(r"G\d*", name):
             n_categories = int(name[1:] or 4)
-            if n_categories < 1:
-                raise ModelError(f"+G needs at least 1 category, in {source!r}")
+            if not 1 <= n_categories <= _MAX_CATEGORIES:
+                raise ModelError(f"+G takes 1 to {_MAX_CATEGORIES} categories, got "
+                                 f"{n_categories} in {source!r}")
             parameters["shape"] = tensor(values[0] if values else 1.0)
             if values is None:
                 free.append("shape")
@@ -179,9 +198,12 @@ def _numbers(braces: str | None, source: str) -> list[float] | None:
     if braces is None:
         return None
     try:
-        return [float(v) for v in braces[1:-1].split(",")]
+        values = [float(v) for v in braces[1:-1].split(",")]
     except ValueError:
         raise ModelError(f"cannot read the numbers {braces} in model {source!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise ModelError(f"the numbers {braces} in model {source!r} must be finite")
+    return values
 
 
 def _frequencies(spec, patterns, dtype, source) -> torch.Tensor:

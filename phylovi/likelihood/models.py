@@ -76,10 +76,9 @@ class SubstitutionModel:
             flat = q * times.reshape(-1, 1, 1)  # matrix_exp wants a contiguous batch
             return torch.linalg.matrix_exp(flat).reshape(*times.shape, 4, 4)
         _, eigenvalues, _, products = self._spectral(times.dtype, times.device)
-        scaled = torch.exp(times[..., None] * eigenvalues)  # [*batch, 4]
         # P_ij = sum_k left_ik right_kj exp(lambda_k t): one [N, 4] @ [4, 16] product, several
         # times faster than a batch of 4 x 4 products when N is large
-        return (scaled.reshape(-1, 4) @ products).reshape(*times.shape, 4, 4)
+        return from_spectrum(times[..., None] * eigenvalues, products).reshape(*times.shape, 4, 4)
 
     def eigensystem(self, dtype: torch.dtype = torch.float64, device=None):
         """``(left, eigenvalues, right)`` with ``P(t) = left @ diag(exp(eigenvalues t)) @ right``.
@@ -117,6 +116,19 @@ class SubstitutionModel:
 
     def __repr__(self) -> str:
         return f"SubstitutionModel({self.name})"
+
+
+def from_spectrum(exponents: torch.Tensor, products: torch.Tensor) -> torch.Tensor:
+    """Flattened ``P = sum_k exp(x_k) E_k`` ``[N, 16]`` from exponents ``x = lambda t``
+    ``[..., 4]`` and ``products`` ``[4, 16]`` (the E_k, which sum to the identity).
+
+    Written as ``I + sum_k expm1(x_k) E_k``: at t = 0 that is exactly the identity,
+    so a zero-length branch between different sequences gives a likelihood of exactly
+    0, not rounding noise of 1e-16; and a short branch keeps its off-diagonal
+    probabilities (about q_ij t) to full relative precision.
+    """
+    identity = torch.eye(4, dtype=products.dtype, device=products.device).reshape(16)
+    return torch.expm1(exponents).reshape(-1, 4) @ products + identity
 
 
 def gtr(exchangeabilities, frequencies, name: str = "GTR") -> SubstitutionModel:

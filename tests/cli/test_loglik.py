@@ -46,6 +46,23 @@ def test_loglik_json_record_with_estimated_parameters(small, capsys):
     assert record["log_likelihood"] >= json.loads(fixed_out)["log_likelihood"] - 1e-9
 
 
+@pytest.mark.parametrize("model", ["JC", "GTR{1,2,3,4,5}+F{0.1,0.2,0.3,0.4}+G4{0.5}"])
+def test_loglik_is_minus_infinity_where_zero_branches_join_different_sequences(tmp_path, capsys,
+                                                                              model):
+    # a and b differ at one site and are joined by branches of length 0: probability 0 exactly
+    (tmp_path / "aln.fasta").write_text(">a\nACGT\n>b\nCCGT\n>c\nACGA\n>d\nACGT\n")
+    (tmp_path / "tree.nwk").write_text("((a:0,b:0):0.1,c:0.1,d:0.1);")
+    code, out, err = run(["loglik", tmp_path / "aln.fasta", tmp_path / "tree.nwk", "-m", model,
+                          "--json"], capsys)
+    assert code == 0
+    assert json.loads(out)["log_likelihood"] is None  # strict JSON has no -Infinity
+    assert "impossible" in err and len(err.splitlines()) == 1
+    (tmp_path / "tree.nwk").write_text("((a:0,b:1e-6):0.1,c:0.1,d:0.1);")
+    code, out, _ = run(["loglik", tmp_path / "aln.fasta", tmp_path / "tree.nwk", "-m", model],
+                       capsys)
+    assert code == 0 and -40 < float(out.splitlines()[0]) < -20
+
+
 @pytest.mark.parametrize("change,fragment", [
     ({"model": "GTR+Q"}, "+Q"),
     ({"model": "HKY{1,2}"}, "HKY"),

@@ -35,6 +35,24 @@ def test_jc69_transition_probabilities_have_the_closed_form():
     torch.testing.assert_close(p[:, 0, 1], (1 - same) / 3)
 
 
+@pytest.mark.parametrize("text", ["JC", "HKY{3}+F{0.1,0.2,0.3,0.4}",
+                                  "GTR{1,2,3,4,5}+F{0.1,0.2,0.3,0.4}"])
+def test_transition_probabilities_keep_full_precision_on_short_branches(text):
+    # P(0) is exactly the identity (so zero-length branches between different
+    # sequences give probability 0, not rounding noise), and at t = 1e-12 the
+    # off-diagonal entries, about q_ij t, are right to 1e-9 relative: against the
+    # first two terms of the series I + Q t + Q^2 t^2 / 2, exact to 1e-24 there.
+    model = parse_model(text).substitution
+    zero = model.transition_matrices(torch.zeros(1, dtype=torch.float64))[0]
+    assert torch.equal(zero, torch.eye(4, dtype=torch.float64))
+    t = 1e-12
+    q = model.rate_matrix()
+    series = torch.eye(4, dtype=torch.float64) + q * t + q @ q * t**2 / 2
+    p = model.transition_matrices(torch.tensor([t], dtype=torch.float64))[0]
+    off = ~torch.eye(4, dtype=torch.bool)
+    torch.testing.assert_close(p[off], series[off], rtol=1e-9, atol=0)
+
+
 def test_k80_transition_probabilities_have_the_closed_form():
     kappa, t = 3.0, 0.4
     p = parse_model(f"K2P{{{kappa}}}").substitution.transition_matrices(
@@ -79,10 +97,24 @@ def test_parse_model_reads_iqtree_strings(text, base, n_categories, free):
                                        rtol=1e-5, atol=0)
 
 
-@pytest.mark.parametrize("text", ["", "XYZ", "GTR+Q", "HKY{1,2}", "GTR{1,2}", "JC+F{0.5,0.5}",
-                                  "JC+F{0.2,0.2,0.2,0.2}", "JC+I{1.5}", "JC+G{-1}", "K80{a}",
-                                  "JC++G", "HKY{0}", "JC+G0", "JC+FO{0.1,0.2,0.3,0.4}"])
+@pytest.mark.parametrize("text", ["", "XYZ", "GTR+Q", "HKY{1,2}", "GTR{1,2}", "F81+F{0.5,0.5}",
+                                  "F81+F{0.2,0.2,0.2,0.2}", "JC+I{1.5}", "JC+G{-1}", "K80{a}",
+                                  "JC++G", "HKY{0}", "JC+G0", "F81+FO{0.1,0.2,0.3,0.4}",
+                                  # not finite, or more categories than the kernel should take
+                                  "HKY{inf}", "HKY{1e400}", "GTR{1,2,3,4,nan}", "JC+G4{inf}",
+                                  "F81+F{nan,0.3,0.3,0.4}", "JC+G99999999999999999999{0.5}",
+                                  "JC+G65",
+                                  # a component twice
+                                  "JC+G4{0.5}+G4{2}", "JC+I{0.1}+I{0.4}", "HKY{2}+FQ+F{0.1,0.2,0.3,0.4}"])
 def test_parse_model_rejects_bad_strings(text):
     with pytest.raises(ModelError) as error:
         parse_model(text)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("text", ["JC+F", "JC+F{0.1,0.2,0.3,0.4}", "K80{2}+FO", "SYM+F"])
+def test_equal_frequency_models_refuse_frequencies_and_name_their_unequal_form(text):
+    # IQ-TREE silently keeps equal frequencies here; a user who wrote +F meant F81, HKY or GTR.
+    with pytest.raises(ModelError, match="F81|HKY|GTR"):
+        parse_model(text)
+    parse_model(text.split("+")[0] + "+FQ")  # equal frequencies said outright are fine

@@ -31,7 +31,7 @@ def simulate(tree, model_string, n_sites, seed):
 
 
 def test_simulated_frequencies_are_the_stationary_ones():
-    patterns = simulate(caterpillar_tree(8, 1), "JC+F{0.1,0.2,0.3,0.4}", 20000, seed=2)
+    patterns = simulate(caterpillar_tree(8, 1), "F81+F{0.1,0.2,0.3,0.4}", 20000, seed=2)
     np.testing.assert_allclose(empirical_frequencies(patterns), [0.1, 0.2, 0.3, 0.4], atol=0.01)
 
 
@@ -55,8 +55,8 @@ def test_maximum_likelihood_recovers_simulated_parameters():
 
 def test_maximum_likelihood_estimates_frequencies_with_fo():
     tree = caterpillar_tree(10, 7)
-    patterns = simulate(tree, "JC+F{0.1,0.2,0.3,0.4}", 4000, seed=8)
-    model = parse_model("JC+FO", patterns)
+    patterns = simulate(tree, "F81+F{0.1,0.2,0.3,0.4}", 4000, seed=8)
+    model = parse_model("F81+FO", patterns)
     assert model.free == ("frequencies",)
     optimize_model(TreeLikelihood(patterns, model), tree)
     estimate = model.parameters["frequencies"].numpy()
