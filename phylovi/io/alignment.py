@@ -193,11 +193,42 @@ def _parse_fasta(text: str, path: str | None) -> list[tuple[str, str]]:
 
 
 def _parse_nexus(text: str, path: str | None) -> list[tuple[str, str]]:
-    alignments = list(NexusIterator(io.StringIO(text)))
+    try:
+        alignments = list(NexusIterator(io.StringIO(text)))
+    except Exception:
+        # Strict NEXUS needs quotes around a name with '-' ('Homo-sapiens'), but many
+        # files leave them out and MrBayes reads them; so does the newick tree reader.
+        quoted = _quote_hyphenated_names(text)
+        if quoted == text:
+            raise
+        try:
+            alignments = list(NexusIterator(io.StringIO(quoted)))
+        except Exception:
+            alignments = list(NexusIterator(io.StringIO(text)))  # the original's error
     if not alignments:
         raise AlignmentError("the NEXUS file has no DATA or CHARACTERS matrix", path=path)
     # record.name is the name as written; Biopython renames duplicates in record.id.
     return [(record.name, str(record.seq)) for record in alignments[0]]
+
+
+_MATRIX = re.compile(r"(\bmatrix\b)(.*?)(;)", re.IGNORECASE | re.DOTALL)
+# A first word with a '-' and a character no sequence has (a letter outside IUPAC or a
+# digit) is a taxon name, not a row of gapped sequence.
+_HYPHENATED_NAME = re.compile(r"^(\s*)([^\s'\[]*-[^\s'\[]*)(?=\s)", re.MULTILINE)
+_SEQUENCE_CHARACTERS = set("ACGTURYKMSWBDHVNX?-.acgturykmswbdhvnx")
+
+
+def _quote_hyphenated_names(text: str) -> str:
+    def quote_row(row: re.Match) -> str:
+        word = row.group(2)
+        if set(word) <= _SEQUENCE_CHARACTERS:
+            return row.group(0)
+        return f"{row.group(1)}'{word}'"
+
+    def quote_matrix(block: re.Match) -> str:
+        return block.group(1) + _HYPHENATED_NAME.sub(quote_row, block.group(2)) + block.group(3)
+
+    return _MATRIX.sub(quote_matrix, text)
 
 
 class _RelaxedSequentialPhylipIterator(SequentialPhylipIterator):

@@ -187,6 +187,29 @@ def test_read_alignment_nexus_rna_reads_u():
     assert parse_alignment(text).sequences == ("ACGU", "ACGN", "UUUU")
 
 
+@pytest.mark.parametrize("interleave", [False, True])
+def test_read_alignment_nexus_unquoted_hyphenated_names(interleave):
+    # Strict NEXUS wants 'Homo-sapiens' quoted; files often leave the quotes out.
+    rows = [("Homo-sapiens", "ACGT--AC"), ("HIV-1", "ACGTTTAC"), ("Pan_troglodytes", "AC-TAAAC")]
+    if interleave:
+        matrix = "".join(f"{n} {q[:4]}\n" for n, q in rows) + "\n" + "".join(
+            f"{n} {q[4:]}\n" for n, q in rows)
+    else:  # each sequence over two lines, the second starting with a gap: not a name
+        matrix = "".join(f"{n} {q[:2]}\n{q[2:]}\n" for n, q in rows)
+    text = ("#NEXUS\nbegin data; dimensions ntax=3 nchar=8;\nformat datatype=dna gap=- "
+            f"{'interleave' if interleave else ''};\nmatrix\n{matrix};\nend;\n")
+    alignment = parse_alignment(text)
+    assert alignment.taxa.names == ("Homo-sapiens", "HIV-1", "Pan_troglodytes")
+    assert alignment.sequences == tuple(q for _, q in rows)
+
+
+def test_read_alignment_nexus_bad_character_still_named_after_hyphen_retry():
+    text = ("#NEXUS\nbegin data; dimensions ntax=2 nchar=4;\nformat datatype=dna;\nmatrix\n"
+            "Homo-sapiens ACJT\nPan ACGT\n;\nend;\n")
+    with pytest.raises(AlignmentError, match="J"):
+        parse_alignment(text)
+
+
 def test_read_alignment_lowercase_equals_uppercase():
     upper = parse_alignment(FASTA)
     lower = parse_alignment(FASTA.replace(SEQUENCES[2], SEQUENCES[2].lower()))
