@@ -9,8 +9,8 @@ from phylovi.cli._common import HelpFormatter, add_common, setup, to_json
 
 MODEL_HELP = ("substitution model as an IQ-TREE string: JC, F81, K2P, HKY, TN, SYM or GTR, "
               "with values in braces, +F (empirical) / +FQ (equal) / +FO (estimated) / "
-              "+F{a,c,g,t}, +I[{p}], +G[k][{alpha}]; "
-              "e.g. 'GTR{1,3,0.8,1.2,4}+F{0.3,0.2,0.2,0.3}+G4{0.5}'")
+              "+F{a,c,g,t} (not on JC, K2P, SYM: use F81, HKY, GTR), +I[{p}], "
+              "+G[k][{alpha}] (k up to 64); e.g. 'GTR{1,3,0.8,1.2,4}+F{0.3,0.2,0.2,0.3}+G4{0.5}'")
 
 
 def add_parser(subparsers) -> None:
@@ -18,7 +18,10 @@ def add_parser(subparsers) -> None:
         "loglik", help="log-likelihood of an alignment on a tree",
         description=("Print log p(alignment | tree, branch lengths, model). Model parameters "
                      "the model string leaves out (e.g. kappa in 'HKY', alpha in '+G') are "
-                     "estimated by maximum likelihood on the fixed tree, as IQ-TREE does."),
+                     "estimated by maximum likelihood on the fixed tree, as IQ-TREE does. "
+                     "Branch lengths of 0 are taken as given (IQ-TREE raises them to 1e-6): "
+                     "where they join sequences that differ the result is -inf (null in "
+                     "JSON), with a warning."),
         formatter_class=HelpFormatter)
     parser.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP")
     parser.add_argument("tree", help="tree with branch lengths: Newick or NEXUS")
