@@ -69,5 +69,10 @@ class ConfigError(InputError):
     """A bad command-line argument or configuration value."""
 
 
+class OutputError(InputError):
+    """An output path that cannot be written (no such folder, a folder in place of a
+    file, no permission)."""
+
+
 class PosteriorFileError(InputError):
     """A saved tree-posterior model that cannot be read."""

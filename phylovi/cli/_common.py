@@ -14,6 +14,7 @@ def add_common(parser: argparse.ArgumentParser, seed: bool = False, output: str 
     """Add the shared flags a subcommand needs."""
     if output is not None:
         parser.add_argument("-o", "--output", required=True, metavar="PATH", help=output)
+        parser.set_defaults(output_kind="file")
     if seed:
         parser.add_argument("--seed", type=int, default=1, help="random seed, for reproducible runs")
     if compute:
@@ -27,9 +28,15 @@ def add_common(parser: argparse.ArgumentParser, seed: bool = False, output: str 
 
 
 def setup(args) -> dict:
-    """Apply ``--threads`` and ``--seed``; return ``dtype`` and ``device`` for the kernel."""
+    """Check ``--output`` (see :func:`phylovi.io.atomic.check_output`; ``args.output_kind``
+    says what it names, a file prefix by default), apply ``--threads`` and ``--seed``; return
+    ``dtype`` and ``device`` for the kernel."""
     import torch
 
+    from phylovi.io.atomic import check_output
+
+    if getattr(args, "output", None) is not None:
+        check_output(args.output, getattr(args, "output_kind", "prefix"))
     if getattr(args, "threads", None) is not None:
         if args.threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {args.threads}")

@@ -105,8 +105,10 @@ def _add_kl(commands) -> None:
 
 
 def run_fit(args) -> int:
+    from phylovi.io.atomic import check_output
     from phylovi.sbn.posterior import TreePosterior
 
+    check_output(args.output)
     posterior = TreePosterior.fit(
         args.trees, method=args.method, alpha=args.alpha, burnin=args.burnin,
         samples_per_file=args.samples_per_file, rooted=args.rooted, tolerance=args.tolerance,

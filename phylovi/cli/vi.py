@@ -54,7 +54,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                         help="folder for the outputs (created if missing)")
     add_common(parser, seed=True)
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, output_kind="folder")
 
 
 def run(args) -> int:

@@ -4,7 +4,32 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
+
+from phylovi.errors import OutputError
+
+
+def check_output(path: str | os.PathLike, kind: str = "file") -> None:
+    """Raise :class:`OutputError` unless an output can be written at ``path``.
+
+    Commands call it before their work, so a long run does not end on a bad path.
+    ``kind`` is ``"file"``, ``"folder"`` (created if missing) or ``"prefix"`` (the
+    start of file names).
+    """
+    path = os.fspath(path)
+    if not path:
+        raise OutputError("the output path is empty")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        problem = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise OutputError(f"cannot write here: {folder!r} {problem}", path=path)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write here: no permission to write in {folder!r}", path=path)
+    if kind == "file" and os.path.isdir(path):
+        raise OutputError("is a folder, not a file to write", path=path)
+    if kind == "folder" and os.path.exists(path) and not os.path.isdir(path):
+        raise OutputError("exists and is not a folder", path=path)
 
 
 @contextlib.contextmanager
@@ -12,13 +37,27 @@ def write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-
     """Open a temporary file beside ``path``; on success rename it over ``path``.
 
     If the ``with`` block raises, the temporary file is removed and ``path`` is
-    left as it was.
+    left as it was. A symbolic link is followed (its target is replaced, the link
+    kept); a device or named pipe (``/dev/null``, ``/dev/stdout``) is written
+    directly, since it cannot be replaced. A path that cannot be written raises
+    :class:`OutputError`.
     """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".phylovi-", suffix=".tmp", dir=folder)
+    kwargs = {} if "b" in mode else {"encoding": encoding}
+    kind = os.stat(path).st_mode if os.path.exists(path) else stat.S_IFREG  # links followed
+    if stat.S_ISDIR(kind):
+        raise OutputError("is a folder, not a file to write", path=path)
+    if not stat.S_ISREG(kind):
+        with open(path, mode, **kwargs) as handle:
+            yield handle
+        return
+    path = os.path.realpath(path)  # replace a link's target, not the link
+    folder = os.path.dirname(path)
     try:
-        kwargs = {} if "b" in mode else {"encoding": encoding}
+        fd, tmp = tempfile.mkstemp(prefix=".phylovi-", suffix=".tmp", dir=folder)
+    except OSError as error:
+        raise OutputError(f"cannot write here: {error.strerror}", path=path) from None
+    try:
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
         # mkstemp makes the file private (0600); give it the permissions open() would.

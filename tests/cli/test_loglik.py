@@ -111,3 +111,9 @@ def test_simulate_bad_arguments_leave_no_file(small, capsys):
     assert code == 2 and "--sites" in err
     assert not (small / "x.fasta").exists()
     assert [p.name for p in small.iterdir() if p.name.startswith(".phylovi")] == []
+
+
+def test_simulate_into_a_missing_folder_is_one_line_and_exit_2(small, capsys):
+    code, _, err = run(["simulate", small / "tree.nwk", "-n", "5", "-o",
+                        small / "missing" / "out.fasta"], capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "does not exist" in err
