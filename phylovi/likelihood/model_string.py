@@ -181,7 +181,7 @@ def parse_model(text: str, patterns: SitePatterns | None = None,
                 raise ModelError(f"+G takes 1 to {_MAX_CATEGORIES} categories, got "
                                  f"{n_categories} in {source!r}")
             parameters["shape"] = tensor(values[0] if values else 1.0)
-            if values is None:
+            if values is None and n_categories > 1:  # one category has rate 1 whatever the shape
                 free.append("shape")
         else:
             raise ModelError(f"unknown model component '+{name}' in {source!r}; expected +F, "
