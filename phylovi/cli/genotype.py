@@ -7,6 +7,12 @@ import sys
 from phylovi.cli._common import HelpFormatter, add_common, to_json
 from phylovi.genotype.correct import DEFAULT_ALPHA, DEFAULT_BETA
 
+# Upper bounds on the sizes, checked before any work: the coalescent simulator needs
+# cells^2 bytes per matrix, and larger values only fail deep inside numpy.
+MAX_SIZE = 100_000
+MAX_NUMBER = 10_000_000
+MAX_SEED = 2**64 - 1  # torch.manual_seed takes no more
+
 MATRIX_HELP = ("genotype matrix, TSV or CSV: a header (corner label, then mutation names), then "
                "one row per cell (name, then 0, 1, or 3/NA/?/empty for missing)")
 
@@ -114,27 +120,57 @@ def _add_simulate(commands) -> None:
 
 
 def run_simulate(args) -> int:
-    from phylovi.errors import ConfigError
     from phylovi.genotype import GenotypeMatrix
     from phylovi.genotype.simulate import simulate
-    from phylovi.io.atomic import write
+    from phylovi.io.atomic import staged
 
-    if args.number < 1 or args.cells < 2 or args.mutations < 1:
-        raise ConfigError("need --number >= 1, --cells >= 2 and --mutations >= 1")
-    try:
-        batch = simulate(args.number, args.cells, args.mutations, args.alpha, args.beta,
-                         args.missing, args.linear_fraction, args.seed, args.prior)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    for k in range(len(batch)):
-        for kind, values in (("true", batch.true[k]), ("observed", batch.observed[k])):
-            GenotypeMatrix(values).write(f"{args.output}_{kind}_{k + 1}.tsv")
-    with write(f"{args.output}_labels.tsv") as handle:
-        handle.write("matrix\tshape\tobserved_conflict_free\n")
-        for k in range(len(batch)):
-            shape = "linear" if batch.linear[k] else "branching"
-            handle.write(f"{k + 1}\t{shape}\t{'yes' if batch.conflict_free[k] else 'no'}\n")
+    _check_sizes(args, number=1, cells=2, mutations=1)
+    _check_seed(args)
+    labels = f"{args.output}_labels.tsv"
+    matrices = {(kind, k): f"{args.output}_{kind}_{k + 1}.tsv"
+                for k in range(args.number) for kind in ("true", "observed")}
+    # All files or none; a path that cannot be written fails before the simulation.
+    with staged([*matrices.values(), labels]) as temporary:
+        try:
+            batch = simulate(args.number, args.cells, args.mutations, args.alpha, args.beta,
+                             args.missing, args.linear_fraction, args.seed, args.prior)
+        except MemoryError:
+            raise _too_large(args) from None
+        for (kind, k), path in matrices.items():
+            GenotypeMatrix(getattr(batch, kind)[k]).write(temporary[path])
+        with open(temporary[labels], "w", encoding="utf-8") as handle:
+            handle.write("matrix\tshape\tobserved_conflict_free\n")
+            for k in range(len(batch)):
+                shape = "linear" if batch.linear[k] else "branching"
+                handle.write(f"{k + 1}\t{shape}\t{'yes' if batch.conflict_free[k] else 'no'}\n")
     return 0
+
+
+def _check_sizes(args, **lowest) -> None:
+    """Each integer option named in ``lowest`` (``number=1`` for ``--number``) from its lowest
+    value to :data:`MAX_SIZE` (:data:`MAX_NUMBER` for numbers of matrices)."""
+    from phylovi.errors import ConfigError
+
+    for name, low in lowest.items():
+        high = MAX_NUMBER if name.endswith("number") else MAX_SIZE
+        value = getattr(args, name)
+        if not low <= value <= high:
+            raise ConfigError(f"--{name.replace('_', '-')} must be from {low} to {high}, "
+                              f"got {value}")
+
+
+def _check_seed(args) -> None:
+    from phylovi.errors import ConfigError
+
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be from 0 to 2**64 - 1, got {args.seed}")
+
+
+def _too_large(args):
+    from phylovi.errors import ConfigError
+
+    return ConfigError(f"not enough memory for --number {args.number} matrices of --cells "
+                       f"{args.cells} x --mutations {args.mutations}")
 
 
 def _add_train(commands) -> None:
@@ -182,8 +218,18 @@ def _range(kind):
 
 
 def run_train(args) -> int:
-    from phylovi.genotype.train import TrainSettings, train
+    from phylovi.errors import ConfigError
+    from phylovi.genotype.train import TrainSettings, train, training_device
 
+    _check_seed(args)
+    for name in ("cells", "mutations"):
+        if getattr(args, name)[1] > MAX_SIZE:
+            raise ConfigError(f"--{name} must be at most {MAX_SIZE}, got "
+                              f"{'..'.join(map(str, getattr(args, name)))}")
+    try:
+        training_device(args.device)
+    except ConfigError as error:
+        raise ConfigError(f"--device: {error}") from None
     settings = TrainSettings(task=args.task, cells=args.cells, mutations=args.mutations,
                              alpha=args.alpha, beta=args.beta, missing=args.missing,
                              prior=args.prior, steps=args.steps, batch_size=args.batch_size,
@@ -207,9 +253,11 @@ def _add_predict(commands) -> None:
                      "branching and noise print one probability per matrix. eliminate writes "
                      "PREFIX_corrected.tsv (missing entries filled) and PREFIX_tree.nwk (its "
                      "perfect phylogeny, mutations on edges) per matrix, with PREFIX from -o "
-                     "(and the input file's name when there are several), and prints what it "
-                     "changed. A network output that still conflicts is decoded onto a tree "
-                     "and reported as repaired."),
+                     "(and the input file's name when there are several, so those names must "
+                     "differ), and prints what it changed. A network output that still "
+                     "conflicts is decoded onto a tree and reported as repaired. A matrix too "
+                     "small to branch (under 2 cells or 2 mutations) or to conflict (under 3 "
+                     "cells or 2 mutations) gets the exact probability 0."),
         formatter_class=HelpFormatter)
     parser.add_argument("matrices", nargs="+", metavar="MATRIX", help=MATRIX_HELP)
     parser.add_argument("--mutations-as-rows", action="store_true",
@@ -252,12 +300,18 @@ def run_predict(args) -> int:
     if args.task == "eliminate" and args.output is None:
         raise ConfigError("--task eliminate writes matrices: give an output prefix with -o")
     _check_rates(args, ("alpha", "beta"))
+    prefixes = _output_prefixes(args.output, args.matrices) if args.task == "eliminate" else None
     model = _load_for(args.task, args.model)
     matrices = [GenotypeMatrix.read(path, mutations_as_rows=args.mutations_as_rows)
                 for path in args.matrices]
     if args.task == "eliminate":
-        return _write_eliminated(args, model, matrices)
+        return _write_eliminated(args, model, matrices, prefixes)
     probabilities = model.predict([m.values for m in matrices])
+    for path, m in zip(args.matrices, matrices):
+        if model.too_small((m.n_cells, m.n_mutations)):
+            print(f"phylovi: note: {path} ({m.n_cells} x {m.n_mutations}) is too small to "
+                  f"{'branch' if args.task == 'branching' else 'conflict'}; its probability "
+                  "is exactly 0", file=sys.stderr)
     rows = [{"matrix": path, "cells": m.n_cells, "mutations": m.n_mutations,
              "probability": round(float(p), 6)}
             for path, m, p in zip(args.matrices, matrices, probabilities)]
@@ -271,30 +325,53 @@ def run_predict(args) -> int:
     return 0
 
 
-def _write_eliminated(args, model, matrices) -> int:
+def _output_prefixes(output: str, inputs: list[str]) -> list[str]:
+    """The output prefix of each input of --task eliminate: ``-o`` for one input, else ``-o``
+    and the input's file stem, which must then differ between inputs (or their outputs would
+    overwrite each other)."""
     from pathlib import Path
 
+    from phylovi.errors import ConfigError
+
+    if len(inputs) == 1:
+        return [output]
+    first: dict[str, str] = {}
+    for path in inputs:
+        stem = Path(path).stem
+        if stem in first:
+            raise ConfigError(f"{first[stem]} and {path} would both write "
+                              f"{output}_{stem}_corrected.tsv and _tree.nwk; give the inputs "
+                              "distinct file names, or run them separately")
+        first[stem] = path
+    return [f"{output}_{Path(path).stem}" for path in inputs]
+
+
+def _write_eliminated(args, model, matrices, prefixes) -> int:
     from phylovi.genotype import (MISSING, GenotypeMatrix, conflicting_pairs, is_linear,
                                   perfect_phylogeny_tree)
-    from phylovi.io.atomic import write
+    from phylovi.io.atomic import staged
 
-    results = model.eliminate([m.values for m in matrices], args.alpha, args.beta)
     rows = []
-    for path, matrix, result in zip(args.matrices, matrices, results):
-        prefix = args.output if len(matrices) == 1 else f"{args.output}_{Path(path).stem}"
-        corrected = GenotypeMatrix(result.matrix, matrix.cells, matrix.mutations)
-        corrected.write(f"{prefix}_corrected.tsv", mutations_as_rows=args.mutations_as_rows)
-        with write(f"{prefix}_tree.nwk") as handle:
-            handle.write(perfect_phylogeny_tree(result.matrix, matrix.mutations, matrix.cells) + "\n")
-        observed = matrix.values
-        known = observed != MISSING
-        rows.append({"matrix": path, "cells": matrix.n_cells, "mutations": matrix.n_mutations,
-                     "conflicting_pairs_before": len(conflicting_pairs(matrix.filled(0))),
-                     "ones_added": int(((result.matrix == 1) & (observed == 0)).sum()),
-                     "ones_removed": int(((result.matrix == 0) & (observed == 1)).sum()),
-                     "missing_filled": int((~known).sum()), "repaired": result.repaired,
-                     "shape": "linear" if is_linear(result.matrix) else "branching",
-                     "corrected": f"{prefix}_corrected.tsv", "tree": f"{prefix}_tree.nwk"})
+    outputs = [f"{prefix}_{name}" for prefix in prefixes for name in ("corrected.tsv", "tree.nwk")]
+    # All files or none; a path that cannot be written fails before the network runs.
+    with staged(outputs) as temporary:
+        results = model.eliminate([m.values for m in matrices], args.alpha, args.beta)
+        for prefix, path, matrix, result in zip(prefixes, args.matrices, matrices, results):
+            corrected = GenotypeMatrix(result.matrix, matrix.cells, matrix.mutations)
+            corrected.write(temporary[f"{prefix}_corrected.tsv"],
+                            mutations_as_rows=args.mutations_as_rows)
+            with open(temporary[f"{prefix}_tree.nwk"], "w", encoding="utf-8") as handle:
+                handle.write(perfect_phylogeny_tree(result.matrix, matrix.mutations,
+                                                    matrix.cells) + "\n")
+            observed = matrix.values
+            known = observed != MISSING
+            rows.append({"matrix": path, "cells": matrix.n_cells, "mutations": matrix.n_mutations,
+                         "conflicting_pairs_before": len(conflicting_pairs(matrix.filled(0))),
+                         "ones_added": int(((result.matrix == 1) & (observed == 0)).sum()),
+                         "ones_removed": int(((result.matrix == 0) & (observed == 1)).sum()),
+                         "missing_filled": int((~known).sum()), "repaired": result.repaired,
+                         "shape": "linear" if is_linear(result.matrix) else "branching",
+                         "corrected": f"{prefix}_corrected.tsv", "tree": f"{prefix}_tree.nwk"})
     if args.json:
         print(to_json({"task": "eliminate", "predictions": rows}))
         return 0
@@ -327,7 +404,9 @@ def _add_evaluate(commands) -> None:
     parser.add_argument("--baseline-number", type=int, default=100,
                         help="matrices given to the classical baseline (it is slow)")
     parser.add_argument("--time-limit", type=float, default=10.0,
-                        help="seconds per matrix for the baseline's integer program")
+                        help="seconds per matrix for the baseline's integer program; when it "
+                        "is hit, the best matrix found (or a greedy one, if none) makes the call "
+                        "and the matrix counts in baseline_time_limited")
     parser.add_argument("--json", action="store_true", help="print JSON")
     add_common(parser, seed=True, compute=False)
     parser.set_defaults(run=run_evaluate)
@@ -337,14 +416,19 @@ def run_evaluate(args) -> int:
     from phylovi.errors import ConfigError
     from phylovi.genotype.evaluate import evaluate_model
 
-    if args.number < 2 or args.cells < 2 or args.mutations < 1 or args.baseline_number < 1:
-        raise ConfigError("need --number >= 2, --cells >= 2, --mutations >= 1 and "
-                          "--baseline-number >= 1")
+    _check_sizes(args, number=2, cells=2, mutations=1, baseline_number=1)
+    _check_seed(args)
     _check_rates(args, ("alpha", "beta", "missing"))
+    if not args.time_limit >= 0:  # also refuses NaN
+        raise ConfigError(f"--time-limit must be a non-negative number of seconds, "
+                          f"got {args.time_limit}")
     model = _load_for(args.task, args.model)
-    record = evaluate_model(model, args.cells, args.mutations, args.alpha, args.beta, args.missing,
-                            args.number, args.seed, args.baseline_number, args.time_limit,
-                            args.prior)
+    try:
+        record = evaluate_model(model, args.cells, args.mutations, args.alpha, args.beta,
+                                args.missing, args.number, args.seed, args.baseline_number,
+                                args.time_limit, args.prior)
+    except MemoryError:
+        raise _too_large(args) from None
     if args.json:
         print(to_json(record))
     else:

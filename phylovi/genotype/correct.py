@@ -15,7 +15,8 @@ the PhISCS objective. Two ways to find it:
   ``linear=True`` a pair may not show both 10 and 01, so the columns nest:
   the most likely *linear* matrix (the LPPF problem Phyolin solves).
   The program has ``3 n m (m-1) / 2`` constraints, so it is for small and
-  medium matrices; a time limit returns the best matrix found so far.
+  medium matrices; a time limit returns the best matrix found so far (or, if
+  it found none, :func:`tree_decode`'s).
 - :func:`likelihood_ratio_branching`: the classical branching call, from the
   two programs above: branching when the most likely conflict-free matrix
   beats the most likely linear one by more than a threshold. (The shape of
@@ -27,7 +28,9 @@ the PhISCS objective. Two ways to find it:
   the mutation tree one mutation at a time, largest expected column first,
   attaching each to the node that most raises the likelihood when every
   cell sits at its best node; each cell then carries the mutations on its
-  node's root path. The result is conflict-free by construction.
+  node's root path. The result is conflict-free by construction. With
+  ``linear=True`` each mutation goes below the previous one, so the tree is a
+  path and the columns nest.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+
+from phylovi.errors import ConfigError, GenotypeMatrixError
 
 
 DEFAULT_ALPHA, DEFAULT_BETA = 0.001, 0.1
@@ -90,7 +95,10 @@ def most_likely_correction(observed: np.ndarray, alpha: float, beta: float, line
         alpha, beta: false-positive and false-negative rates.
         linear: restrict to matrices whose columns are pairwise nested.
         time_limit: seconds for the solver; past it the best matrix found is returned,
-            with ``optimal=False``.
+            with ``optimal=False`` (:func:`tree_decode`'s if the solver found none).
+
+    Raises:
+        ConfigError: ``time_limit`` is negative or NaN.
     """
     log_one, log_zero = entry_log_likelihoods(observed, alpha, beta)
     return most_likely_under(log_one, log_zero, linear, time_limit)
@@ -103,6 +111,8 @@ def most_likely_under(log_one: np.ndarray, log_zero: np.ndarray, linear: bool = 
     are fixed to the finite one."""
     from scipy.optimize import Bounds, LinearConstraint, milp
 
+    if time_limit is not None and not time_limit >= 0:
+        raise ConfigError(f"time_limit must be a non-negative number of seconds, got {time_limit}")
     started = time.perf_counter()
     m = log_one.shape[1]
     # Identical rows may share one corrected row: giving both the better of their two rows keeps
@@ -115,7 +125,7 @@ def most_likely_under(log_one: np.ndarray, log_zero: np.ndarray, linear: bool = 
     n_x = n * m
     fixed_one, fixed_zero = np.isneginf(distinct_zero), np.isneginf(distinct_one)
     if (fixed_one & fixed_zero).any():
-        raise ValueError("an entry is impossible under both values")
+        raise GenotypeMatrixError("an entry is impossible under both values")
     # Minimise the negative log-likelihood; an entry's cost is its log-ratio (the rest is constant).
     ratio = np.where(fixed_one | fixed_zero, 0.0, distinct_one - distinct_zero)
     cost_x = -(ratio * counts[:, None]).ravel()
@@ -133,6 +143,12 @@ def most_likely_under(log_one: np.ndarray, log_zero: np.ndarray, linear: bool = 
                   integrality=np.ones(n_variables), bounds=Bounds(lower_bound, upper_bound), constraints=constraints, options=options)
     if result.status == 2:   # infeasible: zero error rates fix every entry, and they conflict
         return Correction(None, -math.inf, optimal=True, seconds=time.perf_counter() - started)
+    if result.x is None and result.status == 1:
+        # The time limit came before any feasible matrix: fall back on the greedy decoding,
+        # so that a caller (the baseline of `phylovi genotype evaluate`) still gets an answer.
+        fallback = tree_decode(log_one, log_zero, linear).matrix
+        return Correction(fallback, score(fallback, log_one, log_zero), optimal=False,
+                          seconds=time.perf_counter() - started)
     if result.x is None:
         raise RuntimeError(f"the integer program found no solution ({result.message})")
     corrected = np.round(result.x[:n_x]).astype(np.int8).reshape(n, m)[inverse.reshape(-1)]
@@ -188,7 +204,8 @@ class BranchingCall:
 
     Attributes:
         branching: the call.
-        log_likelihood_gap: best conflict-free minus best linear log-likelihood (>= 0).
+        log_likelihood_gap: best conflict-free minus best linear log-likelihood (>= 0 when
+            both programs are optimal).
         optimal: both programs were solved to optimality.
         seconds: wall time of both.
     """
@@ -211,8 +228,9 @@ def likelihood_ratio_branching(observed: np.ndarray, alpha: float, beta: float,
                          best.seconds + linear.seconds)
 
 
-def tree_decode(log_one: np.ndarray, log_zero: np.ndarray) -> Correction:
-    """A conflict-free matrix with high ``sum(X * log_one + (1 - X) * log_zero)``, greedily.
+def tree_decode(log_one: np.ndarray, log_zero: np.ndarray, linear: bool = False) -> Correction:
+    """A conflict-free (with ``linear``, nested) matrix with high
+    ``sum(X * log_one + (1 - X) * log_zero)``, greedily.
 
     See the module docstring. ``O(n m^2)`` time; never worse than the all-zero matrix.
     """
@@ -232,7 +250,7 @@ def tree_decode(log_one: np.ndarray, log_zero: np.ndarray) -> Correction:
         # Attaching under node v: cells may move to the new node, scoring node_score[:, v] + gain.
         candidate = node_score[:, : len(placed) + 1] + gain[:, column:column + 1]
         totals = np.maximum(candidate, best_now[:, None]).sum(0)
-        where = int(np.argmax(totals))
+        where = len(placed) if linear else int(np.argmax(totals))
         placed.append(column)
         node_score[:, len(placed)] = candidate[:, where]
         parent[len(placed)] = where

@@ -12,7 +12,9 @@ The baseline for each task is what a user would run without a network:
   (:func:`~phylovi.genotype.correct.most_likely_correction`), scored per entry against A.
 
 The integer program is slow on large matrices, so it runs on the first
-``n_baseline`` matrices only, each with a time limit (counted when hit).
+``n_baseline`` matrices only, each with a time limit (counted when hit; the
+call is then the best matrix found, or the greedy
+:func:`~phylovi.genotype.correct.tree_decode` if the program found none).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from phylovi.errors import GenotypeMatrixError
+from phylovi.errors import ConfigError, GenotypeMatrixError
 from phylovi.genotype import perfect_phylogeny
 from phylovi.io.genotype import (
     MISSING,
@@ -97,7 +97,8 @@ class GenotypeMatrix:
             mutations_as_rows: write mutations x cells (SCITE's layout).
 
         Raises:
-            GenotypeMatrixError: the file cannot be written.
+            OutputError: the folder is missing or read-only, or ``path`` is a folder.
+            GenotypeMatrixError: the file cannot be written otherwise.
         """
         write_genotype_table(path, self._values, self._cells, self._mutations, mutations_as_rows)
 
@@ -128,9 +129,13 @@ class GenotypeMatrix:
         return self._values == MISSING
 
     def filled(self, missing_as: int) -> np.ndarray:
-        """A complete 0/1 int8 copy ``[n_cells, n_mutations]``, missing set to ``missing_as``."""
+        """A complete 0/1 int8 copy ``[n_cells, n_mutations]``, missing set to ``missing_as``.
+
+        Raises:
+            ConfigError: ``missing_as`` is neither 0 nor 1.
+        """
         if missing_as not in (0, 1):
-            raise ValueError(f"missing_as must be 0 or 1, got {missing_as!r}")
+            raise ConfigError(f"missing_as must be 0 or 1, got {missing_as!r}")
         return np.where(self.missing, np.int8(missing_as), self._values)
 
     def is_perfect_phylogeny(self, missing_as: int | None = None) -> bool:
@@ -192,7 +197,7 @@ class GenotypeMatrix:
         X = self._complete(missing_as)
         try:
             return function(X)
-        except ValueError:
+        except GenotypeMatrixError:
             pairs = perfect_phylogeny.conflicting_pairs(X)
             if len(pairs) == 0:
                 raise

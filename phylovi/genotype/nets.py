@@ -268,9 +268,11 @@ class GenotypeModel:
         try:
             # weights_only: a model file holds tensors and plain settings, never code to run.
             saved = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(saved, dict):   # e.g. a bare tensor saved with torch.save
+                raise TypeError(f"the file holds a {type(saved).__name__}, not a model")
             model = ARCHITECTURES[saved["task"]](saved["width"])
             model.load_state_dict(saved["state_dict"])
-        except (OSError, KeyError, RuntimeError, EOFError, TypeError,
+        except (OSError, KeyError, IndexError, ValueError, RuntimeError, EOFError, TypeError,
                 pickle.UnpicklingError) as error:
             raise ConfigError(f"{path}: not a phylovi genotype model from `phylovi genotype "
                               f"train`, or one of another phylovi version ({type(error).__name__})"
@@ -287,6 +289,9 @@ class GenotypeClassifier(GenotypeModel):
     they fit a linear and a branching tree equally well (an all-zero row or
     column never conflicts), so they carry no evidence about the shape, and
     real data can hold many of them (normal cells) where simulations hold few.
+
+    A matrix too small to branch or to conflict (:meth:`too_small`) gets the exact
+    answer, 0, rather than the network's.
     """
 
     def predict(self, matrices, batch_size: int = 1024) -> np.ndarray:
@@ -294,11 +299,20 @@ class GenotypeClassifier(GenotypeModel):
         of any sizes (0, 1 and 3 for missing)."""
         out = []
         with torch.no_grad():
-            for batch, mask, _ in _batches(matrices, batch_size):
+            for batch, mask, sizes in _batches(matrices, batch_size):
                 if self.task == "branching":
                     mask = _informative(batch, mask)
-                out.append(torch.sigmoid(self.model(batch, mask)).numpy())
+                p = torch.sigmoid(self.model(batch, mask)).numpy()
+                p[np.array([self.too_small(size) for size in sizes])] = 0.0
+                out.append(p)
         return np.concatenate(out) if out else np.zeros(0)
+
+    def too_small(self, shape: tuple[int, int]) -> bool:
+        """Whether a matrix of ``shape`` (cells, mutations) cannot branch or conflict, whatever
+        its entries: branching needs two disjoint non-empty columns (2 cells, 2 mutations), a
+        conflict three cells showing 11, 10 and 01 at two mutations (3 cells, 2 mutations)."""
+        n_cells, n_mutations = shape
+        return n_mutations < 2 or n_cells < (2 if self.task == "branching" else 3)
 
 
 def _informative(batch: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -31,6 +31,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from phylovi.errors import GenotypeMatrixError
+
 
 def conflicting_pairs(X) -> np.ndarray:
     """Column pairs that break the rooted three-gametes rule.
@@ -46,6 +48,9 @@ def conflicting_pairs(X) -> np.ndarray:
     Returns:
         int64 array ``[n_conflicts, 2]`` of column pairs ``(p, q)`` with
         ``p < q``, in lexicographic order.
+
+    Raises:
+        GenotypeMatrixError: ``X`` is not a 2-D 0/1 matrix (as for every test here).
     """
     X = _binary(X).astype(np.float64)  # BLAS matmul; counts are exact below 2**53
     n11 = np.rint(X.T @ X).astype(np.int64)
@@ -80,7 +85,7 @@ def is_linear(X) -> bool:
         X: conflict-free 0/1 matrix ``[n_cells, n_mutations]``.
 
     Raises:
-        ValueError: ``X`` has conflicts, so it is neither linear nor branching.
+        GenotypeMatrixError: ``X`` has conflicts, so it is neither linear nor branching.
     """
     tree = _tree_of(X)  # sorted by decreasing count: a chain is a path 0 <- 1 <- 2 ...
     return bool(np.array_equal(tree.parent, np.arange(len(tree.parent)) - 1))
@@ -107,7 +112,7 @@ def mutation_tree_parents(X) -> np.ndarray:
         or -1 for the root.
 
     Raises:
-        ValueError: ``X`` has conflicts.
+        GenotypeMatrixError: ``X`` has conflicts.
     """
     X = _binary(X)
     tree = _tree_of(X)
@@ -134,7 +139,7 @@ def perfect_phylogeny_tree(X, mutations: Sequence[str] | None = None,
         cells: names of the rows; default ``cell1, cell2, ...``.
 
     Raises:
-        ValueError: ``X`` has conflicts, or a name list has the wrong length.
+        GenotypeMatrixError: ``X`` has conflicts, or a name list has the wrong length.
     """
     X = _binary(X)
     n_cells, n_mutations = X.shape
@@ -215,7 +220,7 @@ def _gusfield(X: np.ndarray) -> _Gusfield:
 def _tree_of(X) -> _Gusfield:
     tree = _gusfield(_binary(X))
     if not tree.conflict_free:
-        raise ValueError("the matrix has conflicting columns (it is not a perfect "
+        raise GenotypeMatrixError("the matrix has conflicting columns (it is not a perfect "
                          "phylogeny), so it has no mutation tree")
     return tree
 
@@ -224,13 +229,14 @@ def _binary(X) -> np.ndarray:
     """``X`` as a bool array, after checking it is a 2-D 0/1 matrix."""
     X = np.asarray(X)
     if X.ndim != 2:
-        raise ValueError(f"a genotype matrix is 2-D [n_cells, n_mutations], got shape {X.shape}")
+        raise GenotypeMatrixError("a genotype matrix is 2-D [n_cells, n_mutations], "
+                                  f"got shape {X.shape}")
     if X.dtype == bool:
         return X
     binary = X.astype(bool)
     if (binary != X).any():
         i, j = np.argwhere(binary != X)[0]
-        raise ValueError(f"the exact tests need a complete 0/1 matrix; entry [{i}, {j}] "
+        raise GenotypeMatrixError(f"the exact tests need a complete 0/1 matrix; entry [{i}, {j}] "
                          f"is {X[i, j].item()!r}")
     return binary
 
@@ -240,7 +246,7 @@ def _names(names: Sequence[str] | None, n: int, prefix: str, kind: str) -> list[
         return [f"{prefix}{k + 1}" for k in range(n)]
     names = [str(name) for name in names]
     if len(names) != n:
-        raise ValueError(f"got {len(names)} {kind} names for {n} {kind}s")
+        raise GenotypeMatrixError(f"got {len(names)} {kind} names for {n} {kind}s")
     return names
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from phylovi.errors import ConfigError
 from phylovi.genotype.matrix import MISSING
 
 
@@ -60,7 +61,7 @@ def coalescent_matrices(n_matrices: int, n_cells: int, n_mutations: int,
                         rng: np.random.Generator) -> np.ndarray:
     """``[N, n, m]`` conflict-free matrices of mutations dropped on coalescent genealogies."""
     if n_cells < 2:
-        raise ValueError("a genealogy needs at least 2 cells")
+        raise ConfigError(f"a genealogy needs at least 2 cells, got {n_cells}")
     n_nodes = 2 * n_cells - 1
     rows = np.arange(n_matrices)[:, None]
     below = np.zeros((n_matrices, n_nodes, n_cells), dtype=bool)  # cells under each node
@@ -175,17 +176,27 @@ def simulate(n_matrices: int, n_cells: int, n_mutations: int, alpha: float = 0.0
         missing: probability that an entry is missing (3).
         linear_fraction: the fraction of matrices made linear (see :func:`linear_like`);
             the others come straight from the tree prior and are mostly branching.
-        seed: an int or a ``numpy.random.Generator``; the same seed gives the same batch.
+        seed: a non-negative int or a ``numpy.random.Generator``; the same seed gives the
+            same batch.
         prior: ``"coalescent"`` (the paper's), ``"clonal"`` or ``"mixed"`` (see the module notes).
+
+    Raises:
+        ConfigError: a size, rate, seed or prior out of range; the message names it.
     """
     from phylovi.genotype.perfect_phylogeny import batch_is_conflict_free, batch_is_linear
 
+    for name, value, low in (("n_matrices", n_matrices, 0), ("n_cells", n_cells, 2),
+                             ("n_mutations", n_mutations, 1)):
+        if value < low:
+            raise ConfigError(f"{name} must be at least {low}, got {value}")
     for name, rate in (("alpha", alpha), ("beta", beta), ("missing", missing),
                        ("linear_fraction", linear_fraction)):
         if not 0 <= rate <= 1:
-            raise ValueError(f"{name} must be in [0, 1], got {rate}")
+            raise ConfigError(f"{name} must be in [0, 1], got {rate}")
     if prior not in PRIORS:
-        raise ValueError(f"unknown prior {prior!r}; valid priors: {', '.join(PRIORS)}")
+        raise ConfigError(f"unknown prior {prior!r}; valid priors: {', '.join(PRIORS)}")
+    if isinstance(seed, (int, np.integer)) and seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     if prior == "coalescent":
         true = coalescent_matrices(n_matrices, n_cells, n_mutations, rng)

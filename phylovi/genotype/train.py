@@ -76,6 +76,30 @@ class TrainSettings:
         for name in ("steps", "batch_size", "validate_every", "n_validation", "width"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2**64:  # torch.manual_seed takes no more
+            raise ConfigError(f"seed must be from 0 to 2**64 - 1, got {self.seed}")
+
+
+def training_device(name: str | None) -> torch.device:
+    """The torch device called ``name`` (default: cuda if torch sees one, else cpu).
+
+    Raises:
+        ConfigError: ``name`` is not cpu or cuda[:N], or names a CUDA device torch does not see.
+    """
+    from phylovi.errors import ConfigError
+
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {name!r}; expected cpu or cuda[:N]")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r} was asked for, but torch sees "
+                          f"{torch.cuda.device_count()} CUDA devices")
+    return device
 
 
 def labelled_batch(task: str, size: int, n_cells: int, n_mutations: int, alpha: float, beta: float,
@@ -180,30 +204,44 @@ def train(settings: TrainSettings, output: str | os.PathLike, device: str | None
     Writes ``output`` (the model), ``output + ".checkpoint"`` (kept, to resume
     or extend), and ``output + ".csv"`` / ``.png`` with the validation curve.
     Returns the final validation metrics.
+
+    Raises:
+        ConfigError: bad settings or device, or a checkpoint that is damaged or was made with
+            other settings.
+        OutputError: an output that cannot be written, found before training (the model and
+            its curve appear together or not at all).
     """
-    from phylovi.io.atomic import write as atomic_write
+    from phylovi.errors import OutputError
+    from phylovi.io.atomic import staged
 
     settings.check()
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = training_device(device)
     output = os.fspath(output)
     checkpoint_path = output + ".checkpoint"
+    if os.path.isdir(checkpoint_path):
+        raise OutputError("is a folder, not a checkpoint file to write", checkpoint_path)
+    with staged([output, output + ".csv", output + ".png"]) as temporary:
+        model, curve = _optimise(settings, checkpoint_path, device, resume, progress)
+        with open(temporary[output], "wb") as handle:
+            torch.save({"task": settings.task, "width": settings.width,
+                        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                        "settings": asdict(settings), "curve": curve}, handle)
+        _write_curve(curve, temporary[output + ".csv"], temporary[output + ".png"])
+    return curve[-1]
+
+
+def _optimise(settings: TrainSettings, checkpoint_path: str, device: torch.device, resume: bool,
+              progress: bool) -> tuple[torch.nn.Module, list[dict]]:
+    """The trained model and its validation curve, checkpointed to ``checkpoint_path``."""
+    from phylovi.io.atomic import write as atomic_write
+
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     model = ARCHITECTURES[settings.task](settings.width).to(device)
     optimizer = torch.optim.Adam(model.parameters(), settings.learning_rate)
     curve, step, elapsed = [], 0, 0.0
     if resume and os.path.exists(checkpoint_path):
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if {**state["settings"], "steps": settings.steps} != asdict(settings):
-            from phylovi.errors import ConfigError
-
-            raise ConfigError(f"{checkpoint_path}: the checkpoint was made with other settings; "
-                              "delete it, or resume with the same settings (only --steps may grow)")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, curve, elapsed = state["step"], state["curve"], state["seconds"]
-        rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
+        step, curve, elapsed = _resume(checkpoint_path, settings, model, optimizer, rng, device)
     validation = validation_set(settings)
     started = time.perf_counter() - elapsed
     bar = _progress(settings.steps, step, progress)
@@ -232,12 +270,40 @@ def train(settings: TrainSettings, output: str | os.PathLike, device: str | None
             with atomic_write(checkpoint_path, "wb") as handle:
                 torch.save(state, handle)
     bar.close()
-    with atomic_write(output, "wb") as handle:
-        torch.save({"task": settings.task, "width": settings.width,
-                    "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                    "settings": asdict(settings), "curve": curve}, handle)
-    _write_curve(curve, output)
-    return curve[-1]
+    return model, curve
+
+
+CHECKPOINT_KEYS = ("model", "optimizer", "step", "curve", "seconds", "settings", "numpy_rng",
+                   "torch_rng")
+
+
+def _resume(path: str, settings: TrainSettings, model, optimizer, rng, device):
+    """Load the checkpoint at ``path`` into the model, optimiser and random states; return its
+    ``(step, curve, seconds)``."""
+    from phylovi.errors import ConfigError
+
+    def damaged(problem: str) -> ConfigError:
+        return ConfigError(f"not a usable `phylovi genotype train` checkpoint ({problem}); "
+                           "delete it to start afresh", path)
+
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise damaged(type(error).__name__) from None
+    if not isinstance(state, dict) or not all(key in state for key in CHECKPOINT_KEYS):
+        raise damaged("entries are missing")
+    if not isinstance(state["settings"], dict) or (
+            {**state["settings"], "steps": settings.steps} != asdict(settings)):
+        raise ConfigError("the checkpoint was made with other settings; delete it, or resume "
+                          "with the same settings (only --steps may grow)", path)
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        return int(state["step"]), list(state["curve"]), float(state["seconds"])
+    except (RuntimeError, ValueError, TypeError, KeyError) as error:
+        raise damaged(type(error).__name__) from None
 
 
 def fit(model: torch.nn.Module, observed: np.ndarray, labels: np.ndarray, epochs: int,
@@ -245,7 +311,7 @@ def fit(model: torch.nn.Module, observed: np.ndarray, labels: np.ndarray, epochs
         device: str | None = None) -> torch.nn.Module:
     """Fit ``model`` to a fixed labelled set by binary cross-entropy and Adam, in shuffled
     mini-batches, as the paper trained its fixed-size networks (Keras' default batch of 32)."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = training_device(device)
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)   # dropout masks
@@ -264,10 +330,8 @@ def fit(model: torch.nn.Module, observed: np.ndarray, labels: np.ndarray, epochs
     return model.eval()
 
 
-def _write_curve(curve: list[dict], output: str) -> None:
-    from phylovi.io.atomic import write as atomic_write
-
-    with atomic_write(output + ".csv", "w") as handle:
+def _write_curve(curve: list[dict], csv_path: str, png_path: str) -> None:
+    with open(csv_path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(curve[0]))
         writer.writeheader()
         writer.writerows(curve)
@@ -287,7 +351,7 @@ def _write_curve(curve: list[dict], output: str) -> None:
     right.set(xlabel="step", ylim=(max(0.0, min(r["accuracy"] for r in curve) - 0.05), 1.0))
     right.legend()
     figure.tight_layout()
-    with atomic_write(output + ".png", "wb") as handle:
+    with open(png_path, "wb") as handle:
         figure.savefig(handle, format="png", dpi=100)
     plt.close(figure)
 

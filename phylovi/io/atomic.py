@@ -1,11 +1,15 @@
-"""Write output files atomically, so a failed run never leaves half a file."""
+"""Write output files atomically, so a failed run never leaves half a file, and a command
+that writes several files (matrices and their labels, a model and its curve) leaves all of
+them or none (:func:`staged`): a later step would read a partial set as a finished run."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 import tempfile
+from collections.abc import Iterable
 
 from phylovi.errors import OutputError
 
@@ -69,3 +73,69 @@ def write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def staged(paths: Iterable[str | os.PathLike]):
+    """Temporary files for ``paths``, renamed over them together when the block ends.
+
+    The temporary files are made on entry, so a missing or read-only folder, or
+    a folder in place of a file, raises before the block does any work. If the
+    block raises, they are removed and ``paths`` are left as they were. A
+    symbolic link is followed (its target is replaced, the link kept); a device
+    or named pipe is written through, since it cannot be replaced.
+
+    Yields:
+        ``{path: temporary path}``, with ``path`` as given; write each file to its
+        temporary path (plainly, or with :func:`phylovi.io.atomic.write`).
+
+    Raises:
+        OutputError: a path cannot be written; the message names it.
+    """
+    temporaries: dict[str, str] = {}
+    targets: dict[str, str] = {}
+    try:
+        for path in map(os.fspath, paths):
+            if path in temporaries:
+                continue
+            if not path:
+                raise OutputError("the output path is empty")
+            target = os.path.realpath(path)
+            if os.path.isdir(target):
+                raise OutputError("is a folder, not a file to write", path)
+            try:
+                fd, temporaries[path] = tempfile.mkstemp(prefix=".phylovi-", suffix=".tmp",
+                                                         dir=os.path.dirname(target))
+            except OSError as error:
+                raise OutputError(f"cannot write here: {error.strerror or error}", path) from None
+            os.close(fd)
+            targets[path] = target
+        yield dict(temporaries)
+        _rename_all([(temporaries[path], targets[path], path) for path in targets])
+    finally:
+        for temporary in temporaries.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+
+
+def _rename_all(moves: list[tuple[str, str, str]]) -> None:
+    """Rename each temporary over its target; if one fails, remove those already renamed, so
+    that no partial set is left."""
+    umask = os.umask(0)
+    os.umask(umask)
+    done = []
+    try:
+        for temporary, target, path in moves:
+            if os.path.exists(target) and not os.path.isfile(target):  # /dev/null, a pipe
+                with open(temporary, "rb") as source, open(target, "wb") as sink:
+                    shutil.copyfileobj(source, sink)
+                continue
+            # mkstemp makes the file private (0600); give it the permissions open() would.
+            os.chmod(temporary, 0o666 & ~umask)
+            os.replace(temporary, target)
+            done.append(target)
+    except OSError as error:
+        for target in done:
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+        raise OutputError(f"cannot write here: {error.strerror or error}", path) from None

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phylovi.errors import GenotypeMatrixError
+from phylovi.errors import ConfigError, GenotypeMatrixError
 from phylovi.io import atomic
 
 MISSING = 3
@@ -41,7 +41,7 @@ def read_genotype_table(path: str | os.PathLike, mutations_as_rows: bool = False
     """
     path = os.fspath(path)
     if sep is not None and (not isinstance(sep, str) or len(sep) != 1 or sep in '"\r\n'):
-        raise ValueError(f"sep must be one character, got {sep!r}")
+        raise ConfigError(f"sep must be one character, got {sep!r}")
     rows = _split_rows(_read_text(path), path, sep)
     if not rows:
         raise GenotypeMatrixError("the genotype file is empty", path)

@@ -16,6 +16,7 @@ import io
 import math
 import numbers
 import os
+import re
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ _DENDROPY_OPTIONS = dict(
     extract_comment_metadata=False,
 )
 _STRING = "<newick string>"
+# What may come before a tree's first '(': a byte-order mark, blanks and comments ([&R]).
+_PREAMBLE = re.compile(r"(?:\ufeff|\s|\[[^\]]*\])*")
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def read_trees(path: str | os.PathLike, taxa: TaxonOrder | None = None,
     """
     path = os.fspath(path)
     _check_burnin(burnin, path)
-    text = _read_text(path)
+    text = read_text(path)
     if not text.strip():
         raise TreeFileError("the tree file is empty", path=path)
     return _parse(text, path, _choose_format(text, path, format), taxa, burnin)
@@ -127,7 +130,7 @@ def read_tree(path_or_newick: str | os.PathLike, taxa: TaxonOrder | None = None,
         TreeFileError: as :func:`read_trees`, or when there is not exactly one tree.
     """
     if is_newick_string(path_or_newick):
-        text = path_or_newick
+        text = path_or_newick.lstrip("\ufeff")
         sample = _parse(text, None, _choose_format(text, _STRING, format), taxa, 0.0)
     else:
         sample = read_trees(path_or_newick, taxa, format)
@@ -138,8 +141,10 @@ def read_tree(path_or_newick: str | os.PathLike, taxa: TaxonOrder | None = None,
 
 
 def is_newick_string(value) -> bool:
-    """True for a string that is Newick text rather than a path: it starts with '(' and names no file."""
-    return isinstance(value, str) and value.lstrip().startswith("(") and not os.path.exists(value)
+    """True for a string that is Newick text rather than a path: it names no file and starts
+    with '(' (after any comments such as ``[&R]``)."""
+    return (isinstance(value, str) and _PREAMBLE.sub("", value, count=1).startswith("(")
+            and not os.path.exists(value))
 
 
 def read_rooted_topology(path_or_newick: str | os.PathLike, taxa: TaxonOrder | None = None,
@@ -191,7 +196,8 @@ def _check_burnin(burnin, path: str) -> None:
         raise ConfigError(f"burn-in must be a fraction in [0, 1), got {burnin!r}", path=path)
 
 
-def _read_text(path: str) -> str:
+def read_text(path: str) -> str:
+    """The text of a tree file (UTF-8, a byte-order mark dropped), or a TreeFileError."""
     try:
         with open(path, encoding="utf-8-sig") as handle:
             return handle.read()
@@ -211,10 +217,10 @@ def _choose_format(text: str, path: str, format: str | None) -> str:
             raise ConfigError(f"unknown tree format {format!r}, expected one of {FORMATS}",
                               path=path)
         return format
-    start = text.lstrip()
+    start = text.lstrip("\ufeff \t\r\n")
     if start[:6].upper() == "#NEXUS":
         return "nexus"
-    if start.startswith("("):
+    if _PREAMBLE.sub("", start, count=1).startswith("("):
         return "newick"
     extension = os.path.splitext(path)[1].lower()
     if extension in _EXTENSIONS:

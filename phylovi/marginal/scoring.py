@@ -13,44 +13,59 @@ import os
 
 import numpy as np
 
-from phylovi.errors import TreeFileError
-from phylovi.io.trees import read_tree
+from phylovi.errors import InputError, TreeFileError
+from phylovi.io.trees import is_newick_string, read_text, read_tree, read_trees
 from phylovi.trees.taxa import TaxonOrder
 from phylovi.trees.topology import Topology
 
 
 def read_credible_set(path: str | os.PathLike, taxa: TaxonOrder
                       ) -> tuple[list[Topology], np.ndarray | None]:
-    """Topologies of a file of ``PROBABILITY<TAB>NEWICK`` lines (the study's format) or plain Newick lines.
+    """Topologies of a file of ``PROBABILITY<TAB>NEWICK`` lines (the study's format), of plain
+    Newick lines, or of a NEXUS tree file.
 
-    Returns the topologies and their probabilities (None for plain Newick).
+    Returns the topologies and their probabilities (None unless every line has one).
 
     Raises:
-        TreeFileError: a line that is neither form, or a mix of the two.
+        TreeFileError: an unreadable file, a line that is neither form, a mix of the two,
+            or probabilities that are negative, not finite or all zero.
+        TaxonMismatchError: a tree whose taxa are not ``taxa`` (naming the line).
     """
     path = os.fspath(path)
+    text = read_text(path)
+    if text.lstrip()[:6].upper() == "#NEXUS":
+        return [tree.topology for tree in read_trees(path, taxa).trees], None
     topologies, probabilities = [], []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.strip()
-            if not line:
-                continue
-            first, _, rest = line.partition("\t")
-            if rest:
-                try:
-                    probabilities.append(float(first))
-                except ValueError:
-                    raise TreeFileError(f"expected PROBABILITY<TAB>NEWICK, got {first!r}",
-                                        path=path, line=number) from None
-                line = rest.strip()
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        first, _, rest = line.partition("\t")
+        if rest:
             try:
-                topologies.append(read_tree(line, taxa).topology)
-            except TreeFileError as error:
-                raise TreeFileError(error.message, path=path, line=number) from None
+                probability = float(first)
+            except ValueError:
+                raise TreeFileError(f"expected PROBABILITY<TAB>NEWICK, got {first!r}",
+                                    path=path, line=number) from None
+            if not (math.isfinite(probability) and probability >= 0):
+                raise TreeFileError(f"the probability {first} is not a number >= 0",
+                                    path=path, line=number)
+            probabilities.append(probability)
+            line = rest.strip()
+        if not is_newick_string(line):
+            raise TreeFileError("expected a Newick tree, starting with '('", path=path,
+                                line=number)
+        try:
+            topologies.append(read_tree(line, taxa).topology)
+        except InputError as error:  # name this file and line, not "<newick string>"
+            error.path, error.line = path, number
+            raise
     if not topologies:
         raise TreeFileError("no topologies in the file", path=path)
     if probabilities and len(probabilities) != len(topologies):
         raise TreeFileError("some lines have a probability and some do not", path=path)
+    if probabilities and not sum(probabilities) > 0:
+        raise TreeFileError("the probabilities are all zero", path=path)
     return topologies, (np.array(probabilities) if probabilities else None)
 
 

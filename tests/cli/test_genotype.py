@@ -106,3 +106,161 @@ def test_a_file_that_is_not_a_model_fails_with_one_line(tmp_path, capsys):
     code = main(["genotype", "predict", str(matrix), "--task", "branching", "--model", str(matrix)])
     err = capsys.readouterr().err
     assert code == 2 and "not a phylovi genotype model" in err and err.count("\n") == 1
+
+
+def _fails(capsys, argv, *fragments) -> str:
+    """Run ``phylovi argv``; assert exit code 2 and one error line holding ``fragments``."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("phylovi: error: ") and err.count("\n") == 1, err
+    assert all(fragment in err for fragment in fragments), err
+    return err
+
+
+def _names(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+TRAIN = ["genotype", "train", "--task", "branching", "--steps", "2", "--batch-size", "2",
+         "--width", "4", "--cells", "3", "--mutations", "3", "-q"]
+MATRIX = "cell\tm1\tm2\nc1\t1\t0\nc2\t0\t1\nc3\t1\t1\n"
+
+
+def test_eliminate_refuses_two_inputs_with_one_file_stem(tmp_path, capsys):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "out").mkdir()
+    for path in (tmp_path / "ok.tsv", tmp_path / "sub" / "ok.tsv"):
+        path.write_text(MATRIX)
+    first, second = str(tmp_path / "ok.tsv"), str(tmp_path / "sub" / "ok.tsv")
+    _fails(capsys, ["genotype", "predict", "--task", "eliminate", "-o", str(tmp_path / "out" / "r"),
+                    first, second], first, second)
+    assert _names(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("blocked", ["p_observed_2.tsv", "p_labels.tsv"])
+def test_simulate_writes_all_files_or_none(tmp_path, capsys, blocked):
+    (tmp_path / blocked).mkdir()
+    _fails(capsys, ["genotype", "simulate", "--cells", "4", "--mutations", "3", "-n", "2", "-o",
+                    str(tmp_path / "p")], blocked, "is a folder")
+    assert _names(tmp_path) == [blocked]
+
+
+def test_simulate_into_a_missing_folder_fails_with_one_line(tmp_path, capsys):
+    _fails(capsys, ["genotype", "simulate", "-o", str(tmp_path / "absent" / "p")],
+           "absent/p_true_1.tsv", "No such file or directory")
+
+
+def test_simulate_out_of_memory_fails_with_one_line(tmp_path, capsys, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr("phylovi.genotype.simulate.simulate", out_of_memory)
+    _fails(capsys, ["genotype", "simulate", "--cells", "90000", "-o", str(tmp_path / "p")],
+           "not enough memory", "--cells 90000")
+    assert _names(tmp_path) == []
+
+
+@pytest.mark.parametrize("blocked,fragment", [("p_tree.nwk", "is a folder"),
+                                              ("absent", "cannot write here")])
+def test_eliminate_writes_the_matrix_and_its_tree_or_neither(tmp_path, capsys, blocked, fragment):
+    matrix = tmp_path / "m.tsv"
+    matrix.write_text(MATRIX)
+    prefix = tmp_path / "p" if blocked == "p_tree.nwk" else tmp_path / "absent" / "p"
+    (tmp_path / "p_tree.nwk").mkdir()
+    _fails(capsys, ["genotype", "predict", "--task", "eliminate", "-o", str(prefix), str(matrix)],
+           fragment)
+    assert _names(tmp_path) == ["m.tsv", "p_tree.nwk"]
+
+
+@pytest.mark.parametrize("output,fragment", [("folder", "is a folder"),
+                                             ("absent/m.pt", "cannot write here")])
+def test_train_checks_its_output_before_training(tmp_path, capsys, monkeypatch, output, fragment):
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before checking the output")
+
+    monkeypatch.setattr("phylovi.genotype.train._optimise", no_training)
+    (tmp_path / "folder").mkdir()
+    _fails(capsys, [*TRAIN, "-o", str(tmp_path / output)], output, fragment)
+    assert _names(tmp_path) == ["folder"] and _names(tmp_path / "folder") == []
+
+
+@pytest.mark.parametrize("device,fragment", [("gpu", "unknown device 'gpu'"),
+                                             ("cuda:99", "torch sees")])
+def test_train_refuses_a_bad_device(tmp_path, capsys, device, fragment):
+    _fails(capsys, [*TRAIN, "--device", device, "-o", str(tmp_path / "m.pt")], "--device", fragment)
+    assert _names(tmp_path) == []
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+@pytest.mark.parametrize("command", [
+    TRAIN + ["--device", "cpu", "-o", "{tmp}/m.pt"],
+    ["genotype", "evaluate", "--task", "branching", "-n", "4", "--cells", "5", "--mutations", "5"],
+    ["genotype", "simulate", "-o", "{tmp}/s"],
+])
+def test_a_seed_out_of_range_is_refused(tmp_path, capsys, command, seed):
+    argv = [part.replace("{tmp}", str(tmp_path)) for part in command]
+    _fails(capsys, [*argv, "--seed", seed], "--seed", seed)
+    assert _names(tmp_path) == []
+
+
+@pytest.mark.parametrize("command", [
+    ["genotype", "simulate", "-o", "{tmp}/s"],
+    ["genotype", "evaluate", "--task", "branching", "-n", "4"],
+])
+@pytest.mark.parametrize("option", ["--cells", "--mutations", "--number"])
+def test_huge_sizes_are_refused_up_front(tmp_path, capsys, command, option):
+    argv = [part.replace("{tmp}", str(tmp_path)) for part in command]
+    _fails(capsys, [*argv, option, "99999999999999999999"], option, "99999999999999999999")
+    assert _names(tmp_path) == []
+
+
+@pytest.mark.parametrize("task", ["branching", "eliminate"])
+def test_evaluate_counts_a_time_limit_hit_before_any_solution(capsys, task):
+    assert main(["genotype", "evaluate", "--task", task, "-n", "2", "--baseline-number", "1",
+                 "--cells", "30", "--mutations", "20", "--time-limit", "0", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["baseline_matrices"] == 1 and record["baseline_time_limited"] == 1
+
+
+@pytest.mark.parametrize("limit", ["-1", "nan"])
+def test_evaluate_refuses_a_negative_or_nan_time_limit(capsys, limit):
+    _fails(capsys, ["genotype", "evaluate", "--task", "branching", "-n", "4", "--time-limit",
+                    limit], "--time-limit", limit)
+
+
+def test_a_model_file_holding_a_bare_tensor_fails_with_one_line(tmp_path, capsys):
+    import torch
+
+    matrix, model = tmp_path / "m.tsv", tmp_path / "tensor.pt"
+    matrix.write_text(MATRIX)
+    torch.save(torch.zeros(3), model)
+    _fails(capsys, ["genotype", "predict", str(matrix), "--task", "branching", "--model",
+                    str(model)], str(model), "not a phylovi genotype model")
+
+
+def test_train_on_a_damaged_checkpoint_fails_with_one_line(tmp_path, capsys):
+    checkpoint = tmp_path / "m.pt.checkpoint"
+    checkpoint.write_bytes(b"\x9c not a checkpoint")
+    _fails(capsys, [*TRAIN, "--device", "cpu", "-o", str(tmp_path / "m.pt")], str(checkpoint),
+           "delete it")
+    assert _names(tmp_path) == ["m.pt.checkpoint"]
+
+
+@pytest.mark.parametrize("task", ["branching", "noise"])
+def test_matrices_too_small_to_branch_or_conflict_get_exactly_zero(tmp_path, capsys, task):
+    paths = []
+    for name, text in (("one.tsv", "cell\tm1\nc1\t1\n"),
+                       ("onemut.tsv", "cell\tm1\na\t1\nb\t0\nc\t1\n"),
+                       ("onecell.tsv", "cell\tm1\tm2\nc1\t1\t1\n")):
+        (tmp_path / name).write_text(text)
+        paths.append(str(tmp_path / name))
+    assert main(["genotype", "predict", "--task", task, "--json", *paths]) == 0
+    captured = capsys.readouterr()
+    assert [row["probability"] for row in json.loads(captured.out)["predictions"]] == [0, 0, 0]
+    assert captured.err.count("phylovi: note: ") == 3 and "exactly 0" in captured.err
+
+
+def test_train_refuses_a_huge_size_range(tmp_path, capsys):
+    _fails(capsys, [*TRAIN, "--cells", "3..99999999999999999999", "-o", str(tmp_path / "m.pt")],
+           "--cells", "99999999999999999999")
+    assert _names(tmp_path) == []

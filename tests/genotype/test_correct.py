@@ -13,10 +13,12 @@ from itertools import combinations, product
 import numpy as np
 import pytest
 
+from phylovi.errors import ConfigError, GenotypeMatrixError
 from phylovi.genotype.correct import (
     entry_log_likelihoods,
     most_likely_correction,
     most_likely_under,
+    score,
     tree_decode,
 )
 from phylovi.genotype.simulate import simulate
@@ -95,7 +97,7 @@ def test_zero_rates_fix_the_entries_they_make_certain():
     observed = np.array([[1, 1], [1, 0], [0, 1]], dtype=np.int8)
     corrected = most_likely_correction(observed, 0.0, 0.2).matrix
     assert (corrected[observed == 1] == 1).all() and _laminar(corrected)
-    with pytest.raises(ValueError, match="impossible"):
+    with pytest.raises(GenotypeMatrixError, match="impossible"):
         most_likely_under(np.array([[-np.inf]]), np.array([[-np.inf]]))
 
 
@@ -112,6 +114,40 @@ def test_greedy_decoding_is_conflict_free_on_arbitrary_scores():
         n, m = rng.integers(2, 30, 2)
         log_one, log_zero = rng.normal(size=(2, n, m))
         assert _laminar(tree_decode(log_one, log_zero).matrix)
+
+
+def test_linear_greedy_decoding_nests_the_columns():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        n, m = rng.integers(2, 30, 2)
+        log_one, log_zero = rng.normal(size=(2, n, m))
+        linear = tree_decode(log_one, log_zero, linear=True)
+        assert _chain(linear.matrix)
+        assert linear.log_likelihood >= score(np.zeros((n, m)), log_one, log_zero)
+
+
+@pytest.mark.parametrize("linear", [False, True])
+def test_a_time_limit_before_any_solution_falls_back_on_the_greedy_decoding(linear):
+    observed = simulate(1, 30, 20, 0.002, 0.1, seed=1).observed[0]
+    fit = most_likely_correction(observed, 0.002, 0.1, linear=linear, time_limit=0)
+    assert not fit.optimal
+    assert (_chain if linear else _laminar)(fit.matrix)
+    log_one, log_zero = entry_log_likelihoods(observed, 0.002, 0.1)
+    assert fit.log_likelihood == pytest.approx(score(fit.matrix, log_one, log_zero))
+
+
+def test_a_time_limit_still_gives_a_branching_call():
+    from phylovi.genotype.correct import likelihood_ratio_branching
+
+    observed = simulate(1, 30, 20, 0.002, 0.1, seed=1).observed[0]
+    call = likelihood_ratio_branching(observed, 0.002, 0.1, time_limit=0)
+    assert not call.optimal and np.isfinite(call.log_likelihood_gap)
+
+
+@pytest.mark.parametrize("time_limit", [-1.0, float("nan")])
+def test_a_negative_or_nan_time_limit_is_refused(time_limit):
+    with pytest.raises(ConfigError, match="time_limit"):
+        most_likely_correction(np.zeros((3, 2), dtype=np.int8), 0.01, 0.1, time_limit=time_limit)
 
 
 def test_likelihood_ratio_call_follows_the_exhaustive_gap(every_3x4):

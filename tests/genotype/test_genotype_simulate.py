@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from phylovi.errors import ConfigError
 from phylovi.genotype.perfect_phylogeny import batch_is_conflict_free, batch_is_linear
 from phylovi.genotype.simulate import clonal_matrices, coalescent_matrices, linear_like, simulate
 
@@ -99,7 +100,21 @@ def test_the_same_seed_gives_the_same_matrices():
 
 
 def test_bad_rates_are_rejected():
-    with pytest.raises(ValueError, match="beta"):
+    with pytest.raises(ConfigError, match="beta"):
         simulate(1, 5, 5, beta=1.5)
-    with pytest.raises(ValueError, match="valid priors: coalescent, clonal, mixed"):
+    with pytest.raises(ConfigError, match="valid priors: coalescent, clonal, mixed"):
         simulate(1, 5, 5, prior="yule")
+
+
+@pytest.mark.parametrize("arguments,fragment", [
+    ((1, 1, 5), "n_cells must be at least 2"), ((1, 5, 0), "n_mutations must be at least 1"),
+    ((-1, 5, 5), "n_matrices must be at least 0"),
+])
+def test_bad_sizes_are_rejected(arguments, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        simulate(*arguments, prior="clonal")
+
+
+def test_a_negative_seed_is_rejected():
+    with pytest.raises(ConfigError, match="seed must be a non-negative integer, got -1"):
+        simulate(1, 5, 5, seed=-1)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from phylovi.errors import GenotypeMatrixError, InputError
+from phylovi.errors import ConfigError, GenotypeMatrixError, InputError
 from phylovi.genotype import MISSING_MARKERS, GenotypeMatrix, conflicting_pairs
 
 
@@ -229,9 +229,10 @@ def test_write_then_read_gives_back_the_matrix(tmp_path, mutations_as_rows):
     np.testing.assert_array_equal(again.values, matrix.values)
 
 
-def test_write_failure_is_a_genotype_error_and_leaves_nothing(tmp_path):
+def test_write_failure_is_one_line_naming_the_file_and_leaves_nothing(tmp_path):
     path = tmp_path / "absent" / "out.tsv"
-    with pytest.raises(GenotypeMatrixError, match="cannot write the genotype file") as caught:
+    # An OutputError from phylovi.io.atomic (a GenotypeMatrixError before it existed).
+    with pytest.raises(InputError, match="cannot write") as caught:
         GenotypeMatrix([[0]]).write(path)
     assert_one_line(caught.value, path, None, None)
     assert os.listdir(tmp_path) == []
@@ -260,8 +261,11 @@ def test_missing_entries_need_missing_as():
     assert matrix.is_linear(missing_as=1)
     assert matrix.tree(missing_as=1) == "((z,(x,y)a)b);"
     assert matrix.filled(0).tolist() == [[1, 1], [1, 0], [0, 1]]
-    with pytest.raises(ValueError, match="missing_as must be 0 or 1"):
+    with pytest.raises(ConfigError, match="missing_as must be 0 or 1"):
         matrix.is_perfect_phylogeny(missing_as=3)
+    with pytest.raises(ConfigError, match="missing_as must be 0 or 1, got 2") as caught:
+        matrix.filled(2)
+    assert isinstance(caught.value, ValueError)  # older `except ValueError` still works
 
 
 def test_linear_and_tree_of_a_conflicting_matrix_name_a_pair():

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from phylovi.genotype.nets import EntrySetNet, PairSetNet, pad, pair_features
+from phylovi.errors import ConfigError
+from phylovi.genotype.nets import (
+    EntrySetNet,
+    GenotypeClassifier,
+    GenotypeModel,
+    PairSetNet,
+    pad,
+    pair_features,
+)
 from phylovi.genotype.simulate import simulate
 
 
@@ -87,3 +96,22 @@ def test_entry_logits_start_from_the_observation_likelihood_ratio():
     one, zero = np.log((1 - alpha) / alpha), np.log(beta / (1 - beta))
     expected = torch.tensor([[one, zero, 0.0], [zero, one, one]], dtype=torch.float64)
     assert torch.allclose(logits, expected, atol=1e-12)
+
+
+def test_a_matrix_too_small_to_branch_or_conflict_gets_exactly_zero():
+    torch.manual_seed(0)
+    shapes = [(1, 1), (1, 2), (2, 1), (3, 1), (2, 5), (2, 2), (3, 2), (6, 5)]
+    matrices = [np.ones(shape, dtype=np.int8) for shape in shapes]
+    matrices[-1][0] = 0
+    branching = GenotypeClassifier(PairSetNet(width=8), "branching").predict(matrices)
+    noise = GenotypeClassifier(PairSetNet(width=8), "noise").predict(matrices)
+    # Branching needs 2 cells and 2 mutations; a conflict 3 cells and 2 mutations.
+    assert branching[:4].tolist() == [0, 0, 0, 0] and np.all(branching[5:] > 0)
+    assert noise[:6].tolist() == [0] * 6 and np.all(noise[6:] > 0)
+
+
+def test_a_file_holding_a_bare_tensor_is_not_a_model(tmp_path):
+    path = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), path)
+    with pytest.raises(ConfigError, match="tensor.pt: not a phylovi genotype model"):
+        GenotypeModel.load(path)

@@ -14,6 +14,7 @@ import dendropy
 import numpy as np
 import pytest
 
+from phylovi.errors import GenotypeMatrixError
 from phylovi.genotype import (
     conflicting_pairs,
     is_linear,
@@ -99,7 +100,7 @@ def check_against_sets(X, mutations=None, cells=None) -> bool:
     assert is_perfect_phylogeny(X) == free, X
     assert conflicting_pairs(X).tolist() == [list(pair) for pair in expected], X
     if not free:
-        with pytest.raises(ValueError):
+        with pytest.raises(GenotypeMatrixError):
             is_linear(X)
         return False
     assert is_linear(X) == reference_is_chain(X), X
@@ -224,16 +225,25 @@ def test_long_path_needs_no_recursion():
 def test_conflicting_matrix_has_no_tree():
     X = np.array([[1, 1], [1, 0], [0, 1]])
     for function in (is_linear, linear_or_branching, mutation_tree_parents, perfect_phylogeny_tree):
-        with pytest.raises(ValueError, match="conflicting"):
+        with pytest.raises(GenotypeMatrixError, match="conflicting") as caught:
             function(X)
+        assert isinstance(caught.value, ValueError)  # older `except ValueError` still works
 
 
 @pytest.mark.parametrize("X", [np.array([1, 0]), np.zeros((2, 2, 2)), np.array([[0, 3]]),
                                np.array([[0.5, 1]])])
 def test_bad_matrices_are_refused(X):
-    for function in (conflicting_pairs, is_perfect_phylogeny):
-        with pytest.raises(ValueError):
+    for function in (conflicting_pairs, is_perfect_phylogeny, is_linear, perfect_phylogeny_tree):
+        with pytest.raises(GenotypeMatrixError):
             function(X)
+
+
+def test_a_wrong_number_of_names_is_refused():
+    X = np.array([[1, 0], [0, 0]])
+    with pytest.raises(GenotypeMatrixError, match="got 1 mutation names for 2 mutations"):
+        perfect_phylogeny_tree(X, ["m1"], ["a", "b"])
+    with pytest.raises(GenotypeMatrixError, match="got 3 cell names for 2 cells"):
+        perfect_phylogeny_tree(X, ["m1", "m2"], ["a", "b", "c"])
 
 
 def test_bool_and_int_inputs_agree():

@@ -6,11 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from phylovi.errors import ConfigError
+from phylovi.errors import ConfigError, OutputError
 from phylovi.genotype.nets import GenotypeClassifier, GenotypeCorrector, GenotypeModel
 from phylovi.genotype.perfect_phylogeny import batch_is_conflict_free, is_perfect_phylogeny
 from phylovi.genotype.simulate import simulate
-from phylovi.genotype.train import TrainSettings, auc, calibration_error, labelled_batch, train
+from phylovi.genotype.train import (
+    TrainSettings,
+    auc,
+    calibration_error,
+    labelled_batch,
+    train,
+    training_device,
+)
 
 TINY = dict(cells=(4, 8), mutations=(4, 6), steps=6, batch_size=16, validate_every=3,
             n_validation=250, width=8, seed=3)
@@ -89,3 +96,62 @@ def test_trained_eliminator_loads_and_predicts(tmp_path):
     corrected = model.predict(observed)
     assert corrected.shape == (3, 6, 5)
     assert all(is_perfect_phylogeny(x) for x in corrected)
+
+
+@pytest.mark.parametrize("content", [b"\x9c garbage", "dict without entries", "bare tensor"])
+def test_a_damaged_checkpoint_is_named_and_nothing_is_written(tmp_path, content):
+    output = tmp_path / "m.pt"
+    checkpoint = tmp_path / "m.pt.checkpoint"
+    if isinstance(content, bytes):
+        checkpoint.write_bytes(content)
+    else:
+        torch.save({"model": {}} if content.startswith("dict") else torch.zeros(2), checkpoint)
+    with pytest.raises(ConfigError, match="not a usable .* checkpoint") as caught:
+        train(TrainSettings(**TINY), output, device="cpu", progress=False)
+    assert str(caught.value).startswith(f"{checkpoint}: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt.checkpoint"]
+
+
+@pytest.mark.parametrize("where", ["absent/m.pt", "folder"])
+def test_an_output_that_cannot_be_written_fails_before_training(tmp_path, where, monkeypatch):
+    (tmp_path / "folder").mkdir()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before checking the output")
+
+    monkeypatch.setattr("phylovi.genotype.train._optimise", no_training)
+    with pytest.raises(OutputError, match="cannot write here|is a folder"):
+        train(TrainSettings(**TINY), tmp_path / where, device="cpu", progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["folder"]
+    assert list((tmp_path / "folder").iterdir()) == []
+
+
+def test_a_folder_in_place_of_the_checkpoint_fails_before_training(tmp_path):
+    (tmp_path / "m.pt.checkpoint").mkdir()
+    with pytest.raises(OutputError, match="m.pt.checkpoint: is a folder"):
+        train(TrainSettings(**TINY), tmp_path / "m.pt", device="cpu", progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt.checkpoint"]
+
+
+def test_a_failed_training_leaves_only_its_checkpoint(tmp_path, monkeypatch):
+    def fail_on_the_curve(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("phylovi.genotype.train._write_curve", fail_on_the_curve)
+    with pytest.raises(OSError):
+        train(TrainSettings(**TINY), tmp_path / "m.pt", device="cpu", progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt.checkpoint"]  # to resume from
+
+
+@pytest.mark.parametrize("name,fragment", [("gpu", "unknown device 'gpu'"),
+                                           ("meta", "unknown device 'meta'"),
+                                           ("cuda:99", "torch sees")])
+def test_a_bad_device_is_refused(name, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        training_device(name)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64])
+def test_a_seed_torch_cannot_take_is_refused(seed, tmp_path):
+    with pytest.raises(ConfigError, match="seed must be from 0 to 2\\*\\*64 - 1"):
+        train(TrainSettings(**{**TINY, "seed": seed}), tmp_path / "x.pt", progress=False)

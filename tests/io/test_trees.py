@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from phylovi.errors import ConfigError, PhyloviError, TaxonMismatchError, TreeFileError
+from phylovi.errors import ConfigError, OutputError, PhyloviError, TaxonMismatchError, TreeFileError
 from phylovi.io.trees import TreeSample, read_tree, read_trees, write_newick
 from phylovi.trees import TaxonOrder, Topology, Tree
 from phylovi.trees.bitset import mask_of, normalize_split
@@ -115,7 +115,9 @@ def test_read_trees_detects_format(tmp_path, name, text, format, n_trees):
 
 def test_read_trees_unclear_format_is_an_error(tmp_path):
     with pytest.raises(TreeFileError, match="cannot tell the tree format"):
-        read_trees(write(tmp_path, "trees.txt", "[&R] ((a,b),(c,d));"))
+        read_trees(write(tmp_path, "trees.txt", "[&R] a tree: ((a,b),(c,d));"))
+    # a comment before the tree does not hide it
+    assert len(read_trees(write(tmp_path, "tree.txt", "[&R] ((a,b),(c,d));")).trees) == 1
     with pytest.raises(ConfigError, match="unknown tree format 'phylip'"):
         read_trees(write(tmp_path, "x.nwk", "(a,b,(c,d));"), format="phylip")
 
@@ -358,7 +360,7 @@ def test_write_newick_writes_unknown_lengths_as_topology(tmp_path):
 
 def test_write_newick_failures(tmp_path):
     tree = read_tree("(a,b,(c,d));")
-    with pytest.raises(TreeFileError, match="cannot write"):
+    with pytest.raises(OutputError, match="cannot write"):
         write_newick(tmp_path / "absent" / "out.nwk", [tree])
     with pytest.raises(TypeError):
         write_newick(tmp_path / "out.nwk", ["(a,b,(c,d));"])

@@ -271,6 +271,43 @@ def test_cli_scores_a_credible_set(problem, capsys, tmp_path):
     assert score["kl"] >= 0 and 0 <= score["split_rmsd"] <= 1
 
 
+@pytest.mark.parametrize("content,fragment", [
+    (None, "no such tree file"),
+    (b"\x89PNG\x00\xff", "not UTF-8"),
+    ("-0.5\t((a,c),b,(d,e));\n0.5\t((a,b),c,(d,e));\n", "-0.5"),
+    ("0\t((a,c),b,(d,e));\n0\t((a,b),c,(d,e));\n", "all zero"),
+    ("nan\t((a,c),b,(d,e));\n", "nan"),
+    ("0.5\t((a,c),b,(d,e));\n0.5\t((a,b),c,(d,x));\n", "set.tsv:2"),  # names the line
+    ("0.5\t((a,c),b,(d,e));\n((a,b),c,(d,e));\n", "some lines"),
+    ("hello\n", "expected a Newick tree"),
+])
+def test_cli_bad_credible_set_fails_cleanly(problem, capsys, tmp_path, content, fragment):
+    _, folder = problem
+    credible = tmp_path / "set.tsv"
+    if isinstance(content, bytes):
+        credible.write_bytes(content)
+    elif content is not None:
+        credible.write_text(content)
+    code = main(["marginal", str(folder / "aln.fasta"), "--topologies", str(credible),
+                 "--method", "ml", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("content", [
+    "\ufeff0.7\t((a,c),b,(d,e));\n0.3\t[&U] ((a,b),c,(d,e));\n",  # byte-order mark, comment
+    "#NEXUS\nbegin trees;\ntree one = ((a,c),b,(d,e));\ntree two = ((a,b),c,(d,e));\nend;\n",
+])
+def test_cli_reads_credible_sets_with_comments_and_in_nexus(problem, capsys, tmp_path, content):
+    _, folder = problem
+    credible = tmp_path / "set.tsv"
+    credible.write_text(content, encoding="utf-8")
+    code = main(["marginal", str(folder / "aln.fasta"), "--topologies", str(credible),
+                 "--method", "ml", "-q"])
+    out = capsys.readouterr().out
+    assert code == 0 and "\n2\tml\t" in out and "\n3\tml\t" not in out  # both trees read
+
+
 def test_chains_start_from_a_map_branch_collapsed_below_the_samplers_range(problem):
     """A MAP branch of 1e-14 (log -32) lies where the sampler sees a diverged trajectory;
     the chains must still move (they once stayed at their start and gss returned NaN)."""
