@@ -27,6 +27,15 @@ def add_common(parser: argparse.ArgumentParser, seed: bool = False, output: str 
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
+MAX_THREADS = 1024
+MAX_SEED = 2**64 - 1  # torch's generators take no more
+
+
+def check_seed(seed: int) -> None:
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be from 0 to 2**64 - 1, got {seed}")
+
+
 def setup(args) -> dict:
     """Check ``--output`` (see :func:`phylovi.io.atomic.check_output`; ``args.output_kind``
     says what it names, a file prefix by default), apply ``--threads`` and ``--seed``; return
@@ -38,17 +47,20 @@ def setup(args) -> dict:
     if getattr(args, "output", None) is not None:
         check_output(args.output, getattr(args, "output_kind", "prefix"))
     if getattr(args, "threads", None) is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+        if not 1 <= args.threads <= MAX_THREADS:
+            raise ConfigError(f"--threads must be from 1 to {MAX_THREADS}, got {args.threads}")
         torch.set_num_threads(args.threads)
     if getattr(args, "seed", None) is not None:
+        check_seed(args.seed)
         torch.manual_seed(args.seed)
     if not hasattr(args, "device"):
         return {}
     try:
         device = torch.device(args.device)
     except RuntimeError:
-        raise ConfigError(f"unknown --device {args.device!r}; expected cpu or cuda[:N]") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown --device {args.device!r}; expected cpu or cuda[:N]")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for, but torch sees no CUDA device")
     return {"dtype": getattr(torch, args.dtype), "device": device}

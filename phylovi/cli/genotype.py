@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from phylovi.cli._common import HelpFormatter, add_common, to_json
+from phylovi.cli._common import HelpFormatter, add_common, check_seed, to_json
 from phylovi.genotype.correct import DEFAULT_ALPHA, DEFAULT_BETA
 
 # Upper bounds on the sizes, checked before any work: the coalescent simulator needs
 # cells^2 bytes per matrix, and larger values only fail deep inside numpy.
 MAX_SIZE = 100_000
 MAX_NUMBER = 10_000_000
-MAX_SEED = 2**64 - 1  # torch.manual_seed takes no more
 
 MATRIX_HELP = ("genotype matrix, TSV or CSV: a header (corner label, then mutation names), then "
                "one row per cell (name, then 0, 1, or 3/NA/?/empty for missing)")
@@ -160,10 +159,7 @@ def _check_sizes(args, **lowest) -> None:
 
 
 def _check_seed(args) -> None:
-    from phylovi.errors import ConfigError
-
-    if not 0 <= args.seed <= MAX_SEED:
-        raise ConfigError(f"--seed must be from 0 to 2**64 - 1, got {args.seed}")
+    check_seed(args.seed)
 
 
 def _too_large(args):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from phylovi.cli._common import HelpFormatter, to_json
+from phylovi.cli._common import HelpFormatter, check_seed, to_json
 
 METHOD_HELP = ("srf: sample relative frequencies; ccd: conditional clade distribution; "
                "sa: subsplit Bayesian network (SBN), rootings averaged; em: SBN fitted by EM "
@@ -180,6 +180,7 @@ def run_query(args) -> int:
         return _emit(args, ["support", "size", "taxa"], rows)
     if args.sample < 0:
         raise ConfigError(f"--sample must be at least 0, got {args.sample}")
+    check_seed(args.seed)
     draws = posterior.sample(args.sample, seed=args.seed)
     if args.json:
         print(to_json([t.to_newick() for t in draws]))

@@ -21,6 +21,9 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+MAX_SITES = 10**8  # a byte per taxon and site, and far beyond any alignment
+
+
 def run(args) -> int:
     import torch
 
@@ -30,8 +33,8 @@ def run(args) -> int:
     from phylovi.likelihood.model_string import parse_model
     from phylovi.likelihood.simulate import simulate_alignment
 
-    if args.sites < 1:
-        raise ConfigError(f"--sites must be at least 1, got {args.sites}")
+    if not 1 <= args.sites <= MAX_SITES:
+        raise ConfigError(f"--sites must be from 1 to {MAX_SITES}, got {args.sites}")
     setup(args)
     tree = read_tree(args.tree)
     if any(b != b for b in tree.branch_lengths):

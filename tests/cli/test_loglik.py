@@ -117,3 +117,17 @@ def test_simulate_into_a_missing_folder_is_one_line_and_exit_2(small, capsys):
     code, _, err = run(["simulate", small / "tree.nwk", "-n", "5", "-o",
                         small / "missing" / "out.fasta"], capsys)
     assert code == 2 and len(err.splitlines()) == 1 and "does not exist" in err
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["simulate", "TREE", "-n", "5", "--seed", str(2**64), "-o", "OUT"], "--seed"),
+    (["simulate", "TREE", "-n", "5", "--seed", "-1", "-o", "OUT"], "--seed"),
+    (["simulate", "TREE", "-n", str(10**20), "-o", "OUT"], "--sites"),
+    (["loglik", "ALN", "TREE", "--threads", str(10**20)], "--threads"),
+    (["loglik", "ALN", "TREE", "--device", "meta"], "--device"),
+])
+def test_shared_options_out_of_range_are_one_line_and_exit_2(small, capsys, argv, fragment):
+    paths = {"TREE": small / "tree.nwk", "ALN": small / "aln.fasta", "OUT": small / "out.fasta"}
+    code, _, err = run([paths.get(a, a) for a in argv], capsys)
+    assert code == 2 and fragment in err and len(err.splitlines()) == 1
+    assert not (small / "out.fasta").exists()
