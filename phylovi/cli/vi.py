@@ -71,8 +71,8 @@ def run(args) -> int:
     for name in ("samples", "steps", "window", "is_samples", "checkpoint_every"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if not args.lr > 0 or not args.tolerance >= 0:
-        raise ConfigError("--lr must be positive and --tolerance non-negative")
+    if not 0 < args.lr < math.inf or not 0 <= args.tolerance < math.inf:
+        raise ConfigError("--lr must be positive and --tolerance non-negative (both finite)")
     if args.gradient == "score" and (args.bound != "elbo" or args.samples < 2):
         raise ConfigError("--gradient score needs --bound elbo and --samples of at least 2")
     kernel = setup(args)

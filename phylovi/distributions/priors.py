@@ -64,6 +64,9 @@ _PATTERNS = {
     "gamma": re.compile(rf"gamma\({_NUMBER},{_NUMBER}\)$"),
     "gammadir": re.compile(rf"gammadir\({_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}\)$"),
 }
+_PARAMETER_RANGE = (1e-6, 1e6)
+
+
 def parse_prior(text: str, n_edges: int, internal: torch.Tensor | None = None,
                 dtype: torch.dtype = torch.float64, device=None) -> Distribution:
     """A branch-length prior over ``[*batch, n_edges]`` from its string.
@@ -74,7 +77,7 @@ def parse_prior(text: str, n_edges: int, internal: torch.Tensor | None = None,
         internal: ``[n_edges]`` bool, which branches are internal (for gammadir's c).
 
     Raises:
-        ConfigError: an unknown or malformed prior, or a parameter that is not positive.
+        ConfigError: an unknown or malformed prior, or a parameter outside [1e-6, 1e6].
     """
     compact = text.strip().lower().replace(" ", "")
     for name, pattern in _PATTERNS.items():
@@ -85,8 +88,10 @@ def parse_prior(text: str, n_edges: int, internal: torch.Tensor | None = None,
     else:
         raise ConfigError(f"unknown prior {text!r}; expected exp(RATE), gamma(SHAPE,RATE) "
                           "or gammadir(aT,bT,a,c)")
-    if any(not v > 0 for v in values):
-        raise ConfigError(f"every parameter of the prior {text!r} must be positive")
+    # Beyond this range a prior's mean branch length is absurd and its density overflows.
+    if any(not _PARAMETER_RANGE[0] <= v <= _PARAMETER_RANGE[1] for v in values):
+        raise ConfigError(f"every parameter of the prior {text!r} must be from "
+                          f"{_PARAMETER_RANGE[0]:g} to {_PARAMETER_RANGE[1]:g}")
     ones = torch.ones(n_edges, dtype=dtype, device=device)
     if name == "exp":
         return Independent(Exponential(values[0] * ones), 1)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 
@@ -115,8 +116,13 @@ def _settings_of(method: str, methods: Sequence[str], settings: dict) -> dict:
 
 def _check(method: str, settings: dict) -> None:
     for name, value in settings.items():
-        if name.startswith("n_") and (not isinstance(value, int) or value < 1):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{method}: {name} must be a finite number, got {value!r}")
+        if (name.startswith("n_") or name.startswith("max_")) and (
+                not isinstance(value, int) or value < 1):
             raise ConfigError(f"{method}: {name} must be a positive integer, got {value!r}")
+    if "tolerance" in settings and not settings["tolerance"] > 0:
+        raise ConfigError(f"{method}: tolerance must be positive")
     if "n_live" in settings and settings["n_live"] < 2:
         raise ConfigError(f"{method}: nested sampling needs at least 2 live points")
     if "n_temperatures" in settings and settings["n_temperatures"] < 2:

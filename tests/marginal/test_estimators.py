@@ -11,6 +11,7 @@ import torch
 from torch.distributions import Gamma, Independent
 
 from phylovi.cli import main
+from phylovi.errors import ConfigError
 from phylovi.io.alignment import read_alignment
 from phylovi.io.trees import read_tree
 from phylovi.likelihood.model_string import parse_model
@@ -248,6 +249,9 @@ def test_tempered_chain_at_beta_zero_samples_the_prior(problem):
     (["--set", "gss.n_live=3", "--method", "gss"], "gss has no setting 'n_live'"),
     (["--set", "ss.n_samples=3", "--method", "gss"], "'ss' is not among the methods run"),
     (["--model", "HKY"], "kappa"),
+    (["--set", "ladder_shape=inf", "--method", "ss"], "finite"),
+    (["--set", "tolerance=0", "--method", "nested"], "tolerance must be positive"),
+    (["--prior", "exp(1e400)", "--method", "map"], "prior"),
 ])
 def test_cli_bad_settings_fail_cleanly(argv, fragment, problem, capsys):
     _, folder = problem
@@ -390,3 +394,11 @@ def test_ladder_error_counts_correlation_between_and_within_temperatures():
         series[:, t] = rho * series[:, t - 1] + math.sqrt(1 - rho**2) * noise[:, t]
     assert _ladder_error(series) == pytest.approx(
         math.sqrt(n_temperatures / n_draws * (1 + rho) / (1 - rho)), rel=0.15)
+
+
+@pytest.mark.parametrize("settings", [{"ladder_shape": "x"}, {"n_samples": 2.5},
+                                      {"n_temperatures": float("nan")}])
+def test_api_bad_settings_raise_the_package_error(problem, settings):
+    posterior, _ = problem
+    with pytest.raises(ConfigError):
+        estimate(posterior, "ss", seed=1, **settings)
