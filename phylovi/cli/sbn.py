@@ -195,7 +195,8 @@ def run_kl(args) -> int:
 
     posterior = TreePosterior.load(args.model)
     reference = TreePosterior.fit(args.reference, method="srf", taxa=posterior.taxa,
-                                  burnin=args.burnin, samples_per_file=args.samples_per_file)
+                                  burnin=args.burnin, samples_per_file=args.samples_per_file,
+                                  rooted=posterior.rooted)  # compare like with like
     value = posterior.kl(reference)
     if args.json:
         print(to_json({"kl": value, "model": args.model, "method": posterior.method,

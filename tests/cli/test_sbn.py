@@ -88,6 +88,21 @@ def test_kl_against_a_reference_file(files, capsys):
     assert code == 0 and json.loads(out)["kl"] == pytest.approx(expected, rel=1e-12)
 
 
+def test_kl_of_a_rooted_model_uses_a_rooted_reference(files, capsys):
+    # Three rooted trees, two rootings of one unrooted topology: the rooted SRF of the
+    # first two files' trees is 2/3 and 1/3; the reference has them at 1/2 and 1/2.
+    (files / "rooted.nwk").write_text("[&R] ((a,b),(c,(d,e)));\n[&R] ((a,b),(c,(d,e)));\n"
+                                      "[&R] (((a,b),c),(d,e));\n")
+    (files / "reference.nwk").write_text("[&R] ((a,b),(c,(d,e)));\n[&R] (((a,b),c),(d,e));\n")
+    model = files / "rooted.json"
+    run(["sbn", "fit", files / "rooted.nwk", "--rooted", "--method", "srf", "-o", model], capsys)
+    code, out, err = run(["sbn", "kl", model, "--reference", files / "reference.nwk", "--json"],
+                         capsys)
+    expected = 0.5 * math.log(0.5 / (2 / 3)) + 0.5 * math.log(0.5 / (1 / 3))
+    assert code == 0, err
+    assert json.loads(out)["kl"] == pytest.approx(expected, rel=1e-12)
+
+
 @pytest.mark.parametrize("content,fragment", [
     ("((a,b),c,(d,x));\n", "'x'"),
     ("((a,b,c),(d,e));\n", "binary"),
