@@ -88,18 +88,24 @@ def run(args) -> int:
                           n_particles=args.samples, max_steps=args.steps, lr=args.lr,
                           tolerance=args.tolerance, window=args.window,
                           is_samples=args.is_samples)
-    os.makedirs(args.output, exist_ok=True)
     checkpoint = os.path.join(args.output, "checkpoint.pt")
-    vi = BranchLengthVI(likelihood, topology, prior, settings)
-    if args.resume:
-        if not os.path.exists(checkpoint):
-            raise ConfigError(f"--resume: no checkpoint at {checkpoint}")
-        vi.resume(checkpoint)
-    result = vi.fit(checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
-                    progress=not args.quiet)
-    record = write_outputs(args.output, result, topology, {
-        "alignment": args.alignment, "tree": args.tree, "model": model.to_string(),
-        "prior": args.prior, "seed": args.seed, "dtype": args.dtype, "device": args.device})
+    if args.resume and not os.path.exists(checkpoint):
+        raise ConfigError(f"--resume: no checkpoint at {checkpoint}")
+    created = not os.path.exists(args.output)
+    os.makedirs(args.output, exist_ok=True)
+    try:
+        vi = BranchLengthVI(likelihood, topology, prior, settings)
+        if args.resume:
+            vi.resume(checkpoint)
+        result = vi.fit(checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
+                        progress=not args.quiet)
+        record = write_outputs(args.output, result, topology, {
+            "alignment": args.alignment, "tree": args.tree, "model": model.to_string(),
+            "prior": args.prior, "seed": args.seed, "dtype": args.dtype, "device": args.device})
+    except BaseException:
+        if created and not os.listdir(args.output):  # a checkpoint stays, for --resume
+            os.rmdir(args.output)
+        raise
     if not args.quiet:
         state = "converged" if result.converged else "stopped at --steps"
         print(f"{result.method}: {state} after {result.steps} steps, ELBO {result.elbo:.3f}; "

@@ -12,6 +12,7 @@ point estimates optimised jointly.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import sys
@@ -29,7 +30,7 @@ from phylovi.trees.topology import Topology
 from phylovi.vi.bounds import bound_loss, importance_sampling
 from phylovi.vi.families import MeanField
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: records the inputs (see _inputs_digest)
 
 
 @dataclass
@@ -95,6 +96,7 @@ class BranchLengthVI:
         self.prior = prior
         self.settings = settings or VISettings()
         self.free = FreeParameters(likelihood.model)
+        self.inputs = _inputs_digest(likelihood, prior, topology.n_edges)
         self.n_likelihood_evals = 0
         self.q = MeanField(self.settings.family, self.map_branch_lengths())
         parameters = list(self.q.parameters()) + list(self.free.tensors.values())
@@ -120,14 +122,19 @@ class BranchLengthVI:
         optimizer = torch.optim.LBFGS([log_lengths], max_iter=iterations, tolerance_change=1e-9,
                                       line_search_fn="strong_wolfe")
 
+        # Some priors (gammadir with a small tree-length shape) have no MAP: on a short
+        # alignment the joint density grows without bound as every length shrinks to 0.
+        # The search stays within 1e-8 to 100, which is all a starting point needs.
+        low, high = math.log(1e-8), math.log(100.0)
+
         def closure():
             optimizer.zero_grad()
-            loss = -self.log_joint(log_lengths.exp().unsqueeze(0)).sum()
+            loss = -self.log_joint(log_lengths.clamp(low, high).exp().unsqueeze(0)).sum()
             loss.backward()
             return loss
 
         optimizer.step(closure)
-        return log_lengths.detach().exp()
+        return log_lengths.detach().clamp(low, high).exp()
 
     def fit(self, checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 500,
             progress: bool = False) -> VIResult:
@@ -195,7 +202,7 @@ class BranchLengthVI:
             "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
             "rng": torch.get_rng_state(), "trace": self.trace, "converged": self.converged,
             "seconds": self.seconds, "n_likelihood_evals": self.n_likelihood_evals,
-            "edges": list(self.topology.edges),
+            "edges": list(self.topology.edges), "inputs": self.inputs,
         }
         with atomic.write(path, "wb") as handle:
             torch.save(state, handle)
@@ -215,6 +222,9 @@ class BranchLengthVI:
         if state["settings"] != asdict(self.settings) or state["edges"] != list(self.topology.edges):
             raise ConfigError("the checkpoint was written with other settings or another tree",
                               path=os.fspath(path))
+        if state["inputs"] != self.inputs:
+            raise ConfigError("the checkpoint was written for another alignment, model or prior",
+                              path=os.fspath(path))
         self.q.load_state_dict(state["q"])
         with torch.no_grad():
             for name, value in state["free"].items():
@@ -225,6 +235,21 @@ class BranchLengthVI:
         self.step, self.trace = state["step"], [tuple(x) for x in state["trace"]]
         self.converged, self.seconds = state["converged"], state["seconds"]
         self.n_likelihood_evals = state["n_likelihood_evals"]
+
+
+def _inputs_digest(likelihood: TreeLikelihood, prior: Distribution, n_edges: int) -> str:
+    """A fingerprint of the alignment, the model as given and the prior, so that a run does
+    not resume from another's checkpoint. A prior is known by its log density at a few
+    fixed points (distributions have no canonical text form)."""
+    patterns = likelihood.patterns
+    probes = torch.tensor([[0.01], [0.1], [1.0]], dtype=torch.float64).expand(3, n_edges)
+    with torch.no_grad():
+        density = prior.log_prob(probes.to(likelihood.device, likelihood.dtype)).double().tolist()
+    digest = hashlib.sha256()
+    for part in (repr(tuple(patterns.taxa.names)), patterns.codes.tobytes(),
+                 patterns.weights.tobytes(), likelihood.model.to_string(), repr(density)):
+        digest.update(part if isinstance(part, bytes) else part.encode())
+    return digest.hexdigest()
 
 
 def _progress_bar(enabled: bool, total: int, initial: int):

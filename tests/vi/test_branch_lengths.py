@@ -122,6 +122,10 @@ def test_a_killed_run_resumes_to_the_same_summary(tmp_path, capsys, monkeypatch)
     assert abs(resumed["log_marginal_likelihood"] - whole["log_marginal_likelihood"]) < 4 * se + 1e-9
     for a, b in zip(whole["branches"], resumed["branches"]):
         assert b["mean"] == pytest.approx(a["mean"], rel=0.05)
+    # a checkpoint belongs to its inputs: another prior may not resume from it
+    code, _, err = run_vi([*common, "-o", tmp_path / "killed", "--resume", "--prior", "exp(5)"],
+                          capsys)
+    assert code == 2 and "another alignment, model or prior" in err
 
 
 def test_outputs_are_written(tmp_path, capsys):
@@ -152,4 +156,17 @@ def test_bad_arguments_fail_cleanly(argv, fragment, tmp_path, capsys):
     code, _, err = run_vi(["vi", EXAMPLE / "example.fasta", EXAMPLE / "example.nwk", "-o", out,
                            *argv], capsys)
     assert code == 2 and fragment in err and err.count("\n") == 1
-    assert not (out / "summary.json").exists()
+    assert not out.exists()  # not even an empty folder
+
+
+def test_a_prior_without_a_map_still_starts_on_a_short_alignment(tmp_path, capsys):
+    # gammadir(1, 0.1, 1, 1): on 10 sites the joint density grows without bound as every
+    # branch shrinks to 0, so the starting-point search must stay in range.
+    (tmp_path / "aln.fasta").write_text(">A\nACGTACGTAA\n>B\nACGTACGTTA\n>C\nACGAACGTTA\n"
+                                        ">D\nACGAACCTTA\n")
+    (tmp_path / "tree.nwk").write_text("((A:0.1,B:0.1):0.05,C:0.1,D:0.1);")
+    code, _, err = run_vi(["vi", tmp_path / "aln.fasta", tmp_path / "tree.nwk", "--prior",
+                           "gammadir(1,0.1,1,1)", "--steps", 20, "--window", 5, "--is-samples",
+                           20, "-q", "-o", tmp_path / "run"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 20
