@@ -349,8 +349,18 @@ class TreePosterior:
             fit = record["fit"]
             info = FitInfo(fit["n_trees"], fit["n_topologies"], fit["iterations"],
                            list(fit["objective"]), fit["converged"], fit["seconds"])
-            return cls(taxa, record["method"], network, training,
-                       np.array(record["training"]["probability"], dtype=np.float64),
+            probabilities = np.array(record["training"]["probability"], dtype=np.float64)
+            if record["method"] not in METHODS:
+                raise ValueError(f"unknown method {record['method']!r}")
+            if probabilities.shape != (len(training),):
+                raise ValueError(f"{len(training)} training topologies but "
+                                 f"{probabilities.size} probabilities")
+            tables = [probabilities] if network is None else [
+                probabilities, network.rootsplit_probs, network.pcsp_probs]
+            if any(not (np.isfinite(t).all() and (t >= 0).all() and (t <= 1 + 1e-9).all())
+                   for t in tables):
+                raise ValueError("a probability is not a number in [0, 1]")
+            return cls(taxa, record["method"], network, training, probabilities,
                        float(record["alpha"]), info, rooted)
         except PhyloviError as error:
             raise PosteriorFileError(f"corrupt model: {error}", path=path) from None

@@ -236,6 +236,29 @@ def test_bad_trees_raise_phylovi_errors(sample6, tmp_path):
         TreePosterior.load(bad)
 
 
+@pytest.mark.parametrize("method", ["srf", "sa"])
+@pytest.mark.parametrize("damage", ["nan", "negative", "short", "method"])
+def test_load_rejects_damaged_probabilities_and_methods(sample6, tmp_path, method, damage):
+    import json
+
+    chosen, _, _ = sample6
+    path = tmp_path / "model.json"
+    TreePosterior.fit(chosen, method=method).save(path)
+    record = json.loads(path.read_text())
+    probabilities = record["training"]["probability"]
+    if damage == "nan":
+        probabilities[0] = float("nan")
+    elif damage == "negative":
+        probabilities[0] = -0.5
+    elif damage == "short":
+        probabilities.pop()
+    else:
+        record["method"] = "bogus"
+    path.write_text(json.dumps(record))
+    with pytest.raises(PosteriorFileError, match="corrupt model"):
+        TreePosterior.load(path)
+
+
 @pytest.fixture
 def rooted5(enumerate_rooted_topologies):
     every = enumerate_rooted_topologies(5)
