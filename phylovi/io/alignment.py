@@ -188,7 +188,9 @@ def _parse_fasta(text: str, path: str | None) -> list[tuple[str, str]]:
         if not words:
             raise AlignmentError("a FASTA header has no taxon name", path=path,
                                  line=_fasta_position(text, index)[0])
-        records.append((words[0], sequence))  # the name is the first word, as in Biopython
+        # the name is the first word, as in Biopython; any blank inside a sequence (a tab
+        # from a spreadsheet) is layout, as spaces already are for Biopython
+        records.append((words[0], "".join(sequence.split())))
     return records
 
 

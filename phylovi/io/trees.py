@@ -337,6 +337,8 @@ def _parse_error(error: Exception, format: str, where: str, number: int) -> Tree
     elif isinstance(error, NewickReader.NewickReaderDuplicateTaxonError):
         # DendroPy's own message is a paragraph about its options.
         detail = f"taxon {str(error.message).rsplit(': ', 1)[-1]!r} appears more than once"
+    elif "terminating semicolon" in str(getattr(error, "message", "")):
+        detail = "the tree ends before its closing ';'"  # not DendroPy's advice on its options
     else:
         detail = getattr(error, "message", None) or str(error) or type(error).__name__
         detail = str(detail).strip().splitlines()[0][:200]
@@ -415,7 +417,7 @@ def _length(node, mask: int, taxa: TaxonOrder, what: str, where: str) -> float:
     if length is None:
         return math.nan
     length = float(length)
-    if length < 0 or math.isinf(length):
+    if not length >= 0 or math.isinf(length):  # a written "nan" too: not a missing length
         raise TreeFileError(f"{what} has branch length {length!r} above "
                             f"{_clade_name(mask, taxa)}, expected a finite length >= 0",
                             path=where)

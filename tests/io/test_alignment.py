@@ -210,6 +210,10 @@ def test_read_alignment_nexus_bad_character_still_named_after_hyphen_retry():
         parse_alignment(text)
 
 
+def test_read_alignment_fasta_blanks_inside_sequences_are_layout():
+    assert parse_alignment(">a\nAC\tGT\n>b\nAC GT\n").sequences == ("ACGT", "ACGT")
+
+
 def test_read_alignment_lowercase_equals_uppercase():
     upper = parse_alignment(FASTA)
     lower = parse_alignment(FASTA.replace(SEQUENCES[2], SEQUENCES[2].lower()))

@@ -498,3 +498,12 @@ def test_shared_simulated_tree(shared, name, n_taxa):
     # The file may be rooted: its two root edges become one, keeping the total.
     assert tree.branch_lengths.sum() == pytest.approx(in_text, rel=1e-12)
     assert np.all(tree.branch_lengths >= 0)
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("((a:0.1,b:0.2):0.05,c:0.3,d:0.1", "ends before its closing ';'"),
+    ("((a:nan,b:0.2):0.05,c:0.3,d:0.1);", "branch length nan"),
+])
+def test_read_tree_messages_say_what_is_wrong(tmp_path, text, fragment):
+    with pytest.raises(TreeFileError, match=fragment):
+        read_tree(write(tmp_path, "tree.nwk", text))
