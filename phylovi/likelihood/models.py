@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 _EIGENSYSTEMS: dict = {}  # SubstitutionModel.eigensystem's cache
+_IDENTITY: dict = {}  # from_spectrum's flattened 4 x 4 identity, by dtype and device
 
 # Position of each exchangeability in the upper triangle of the 4x4 matrix.
 _PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
@@ -127,8 +128,10 @@ def from_spectrum(exponents: torch.Tensor, products: torch.Tensor) -> torch.Tens
     0, not rounding noise of 1e-16; and a short branch keeps its off-diagonal
     probabilities (about q_ij t) to full relative precision.
     """
-    identity = torch.eye(4, dtype=products.dtype, device=products.device).reshape(16)
-    return torch.expm1(exponents).reshape(-1, 4) @ products + identity
+    key = (products.dtype, products.device)
+    if key not in _IDENTITY:
+        _IDENTITY[key] = torch.eye(4, dtype=products.dtype, device=products.device).reshape(16)
+    return torch.addmm(_IDENTITY[key], torch.expm1(exponents).reshape(-1, 4), products)
 
 
 def gtr(exchangeabilities, frequencies, name: str = "GTR") -> SubstitutionModel:

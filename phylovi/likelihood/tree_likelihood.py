@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from phylovi.errors import PhyloviError
+from phylovi.errors import ConfigError, PhyloviError
 from phylovi.likelihood import cpu_kernel
 from phylovi.likelihood.model_string import Model
 from phylovi.likelihood.patterns import SitePatterns, constant_pattern_states
@@ -40,7 +40,10 @@ class TreeLikelihood:
         self.patterns = patterns
         self.model = model
         self.dtype = dtype
-        self.device = torch.device(device or "cpu")
+        try:
+            self.device = torch.device(device or "cpu")
+        except RuntimeError:
+            raise ConfigError(f"unknown device {device!r}; expected cpu or cuda[:N]") from None
         like = dict(dtype=dtype, device=self.device)
         self.tip_codes = torch.as_tensor(patterns.codes.astype("int64"), device=self.device)
         self.code_table = code_table(**like)
@@ -114,7 +117,7 @@ class TreeLikelihood:
         batch = self.batch(topologies)
         lengths = branch_lengths.unsqueeze(0) if isinstance(topologies, Topology) else branch_lengths
         if lengths.shape[0] != len(batch) or lengths.shape[-1] != batch.n_edges:
-            raise ValueError(f"branch lengths of shape {tuple(branch_lengths.shape)} do not fit "
+            raise ConfigError(f"branch lengths of shape {tuple(branch_lengths.shape)} do not fit "
                              f"{len(batch)} topologies of {batch.n_edges} edges")
         sample_shape = lengths.shape[1:-1]
         return batch, lengths.reshape(len(batch), -1, batch.n_edges), sample_shape

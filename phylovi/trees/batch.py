@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from phylovi.errors import TreeFileError
+from phylovi.errors import ConfigError, TreeFileError
 from phylovi.trees.bitset import bits_of, lowest_bit, normalize_split
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class TopologyBatch:
     def __init__(self, topologies: "list[Topology]"):
         topologies = list(topologies)
         if not topologies:
-            raise ValueError("a topology batch needs at least one topology")
+            raise ConfigError("a topology batch needs at least one topology")
         taxa = topologies[0].taxa
         for topology in topologies[1:]:
             topology.taxa.require_same_set(taxa, "the first topology", "another topology")

@@ -208,6 +208,9 @@ class Tree:
         if lengths.shape != (self.topology.n_edges,):
             raise TreeFileError(
                 f"expected {self.topology.n_edges} branch lengths, got shape {lengths.shape}")
+        if (lengths < 0).any() or np.isinf(lengths).any():  # NaN stands for a missing length
+            raise TreeFileError(f"branch lengths must be finite and >= 0, got {lengths.min():g}"
+                                if (lengths < 0).any() else "branch lengths must be finite")
         object.__setattr__(self, "branch_lengths", lengths)
 
     @property

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from phylovi.errors import TaxonMismatchError, TreeFileError
+from phylovi.errors import ConfigError, TaxonMismatchError, TreeFileError
 from phylovi.io.trees import read_rooted_topology, read_tree
 from phylovi.trees import RootedTopology, TaxonOrder, Topology, TopologyBatch, Tree
 from phylovi.trees.bitset import bits_of, is_trivial_split, lowest_bit, mask_of, normalize_split
@@ -250,6 +250,10 @@ def test_tree_rejects_wrong_number_of_lengths():
     with pytest.raises(TreeFileError, match="expected 5 branch lengths"):
         Tree(topology, np.ones(4))
     assert Tree(topology, [1, 2, 3, 4, 5]).branch_lengths.dtype == np.float64
+    for bad in ([1, 2, 3, 4, -5], [1, 2, 3, 4, np.inf]):
+        with pytest.raises(TreeFileError):
+            Tree(topology, bad)
+    assert np.isnan(Tree(topology, [1, 2, 3, 4, np.nan]).branch_lengths[-1])  # missing
 
 
 # --- batches ---
@@ -263,7 +267,7 @@ def test_topology_batch_rejects_mismatched_taxa():
     assert caught.value.only_left == ("e",) and caught.value.only_right == ("d",)
     with pytest.raises(TreeFileError, match="different orders"):
         TopologyBatch([one, other_order])
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         TopologyBatch([])
     batch = TopologyBatch([one, one])
     assert len(batch) == 2 and batch.n_taxa == 4 and batch.n_edges == 5
