@@ -34,15 +34,19 @@ def write_outputs(folder: str, result: VIResult, topology: Topology, inputs: dic
         "tree_length_mean": sum(means),
         "branches": branches,
     }
-    with atomic.write(os.path.join(folder, "summary.json")) as handle:
-        json.dump(record, handle, indent=2, allow_nan=True)
-        handle.write("\n")
-    with atomic.write(os.path.join(folder, "posterior_mean.nwk")) as handle:
-        handle.write(topology.to_newick(means) + "\n")
-    with atomic.write(os.path.join(folder, "elbo.csv")) as handle:
-        handle.write("step,bound,seconds\n")
-        handle.writelines(f"{step},{value!r},{seconds:.4f}\n" for step, value, seconds in result.trace)
-    plot_trace(os.path.join(folder, "elbo.png"), result)
+    summary, tree, trace, plot = (os.path.join(folder, name) for name in (
+        "summary.json", "posterior_mean.nwk", "elbo.csv", "elbo.png"))
+    with atomic.staged([summary, tree, trace, plot]) as temporary:  # all four or none
+        with open(temporary[summary], "w", encoding="utf-8") as handle:
+            json.dump(record, handle, indent=2, allow_nan=True)
+            handle.write("\n")
+        with open(temporary[tree], "w", encoding="utf-8") as handle:
+            handle.write(topology.to_newick(means) + "\n")
+        with open(temporary[trace], "w", encoding="utf-8") as handle:
+            handle.write("step,bound,seconds\n")
+            handle.writelines(f"{step},{value!r},{seconds:.4f}\n"
+                              for step, value, seconds in result.trace)
+        plot_trace(temporary[plot], result)
     return record
 
 
