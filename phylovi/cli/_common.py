@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
 
 from phylovi.errors import ConfigError
 
@@ -75,17 +73,3 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
             return action.help
         return super()._get_help_string(action)
 
-
-def to_json(record) -> str:
-    """``record`` as JSON, with infinities and NaN written as null (strict JSON has no
-    -Infinity, and jq, R and JavaScript reject it)."""
-    def finite(value):
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {key: finite(item) for key, item in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [finite(item) for item in value]
-        return value
-
-    return json.dumps(finite(record), indent=2, allow_nan=False)

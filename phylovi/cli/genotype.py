@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from phylovi.cli._common import HelpFormatter, add_common, check_seed, to_json
+from phylovi.cli._common import HelpFormatter, add_common, check_seed
 from phylovi.genotype.correct import DEFAULT_ALPHA, DEFAULT_BETA
+from phylovi.io.records import to_json
 
 # Upper bounds on the sizes, checked before any work: the coalescent simulator needs
 # cells^2 bytes per matrix, and larger values only fail deep inside numpy.

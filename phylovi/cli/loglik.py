@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import sys
 
-from phylovi.cli._common import HelpFormatter, add_common, setup, to_json
+from phylovi.cli._common import HelpFormatter, add_common, setup
+from phylovi.io.records import to_json
 
 MODEL_HELP = ("substitution model as an IQ-TREE string: JC, F81, K2P, HKY, TN, SYM or GTR, "
               "with values in braces, +F (empirical) / +FQ (equal) / +FO (estimated) / "

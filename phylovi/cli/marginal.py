@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from phylovi.cli._common import HelpFormatter, add_common, setup, to_json
+from phylovi.cli._common import HelpFormatter, add_common, setup
 from phylovi.cli.loglik import MODEL_HELP
 from phylovi.cli.vi import PRIOR_HELP
+from phylovi.io.records import to_json
 
 METHOD_NAMES = ("gss", "ss", "ps", "mps", "bridge", "hm", "shm", "nested", "nmc", "cpo", "ppd",
                 "laplus-gamma", "laplus-lognormal", "laplus-betaprime", "glis", "vbis", "elbo",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from phylovi.cli._common import HelpFormatter, check_seed, to_json
+from phylovi.cli._common import HelpFormatter, check_seed
+from phylovi.io.records import to_json
 
 METHOD_HELP = ("srf: sample relative frequencies; ccd: conditional clade distribution; "
                "sa: subsplit Bayesian network (SBN), rootings averaged; em: SBN fitted by EM "

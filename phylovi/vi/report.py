@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
 from phylovi.io import atomic
+from phylovi.io.records import to_json
 from phylovi.trees.topology import Topology
 from phylovi.vi.branch_lengths import VIResult
 
@@ -38,8 +38,7 @@ def write_outputs(folder: str, result: VIResult, topology: Topology, inputs: dic
         "summary.json", "posterior_mean.nwk", "elbo.csv", "elbo.png"))
     with atomic.staged([summary, tree, trace, plot]) as temporary:  # all four or none
         with open(temporary[summary], "w", encoding="utf-8") as handle:
-            json.dump(record, handle, indent=2, allow_nan=True)
-            handle.write("\n")
+            handle.write(to_json(record) + "\n")
         with open(temporary[tree], "w", encoding="utf-8") as handle:
             handle.write(topology.to_newick(means) + "\n")
         with open(temporary[trace], "w", encoding="utf-8") as handle:
