@@ -125,7 +125,7 @@ def run_simulate(args) -> int:
     from phylovi.io.atomic import staged
 
     _check_sizes(args, number=1, cells=2, mutations=1)
-    _check_seed(args)
+    check_seed(args.seed)
     labels = f"{args.output}_labels.tsv"
     matrices = {(kind, k): f"{args.output}_{kind}_{k + 1}.tsv"
                 for k in range(args.number) for kind in ("true", "observed")}
@@ -157,10 +157,6 @@ def _check_sizes(args, **lowest) -> None:
         if not low <= value <= high:
             raise ConfigError(f"--{name.replace('_', '-')} must be from {low} to {high}, "
                               f"got {value}")
-
-
-def _check_seed(args) -> None:
-    check_seed(args.seed)
 
 
 def _too_large(args):
@@ -218,7 +214,7 @@ def run_train(args) -> int:
     from phylovi.errors import ConfigError
     from phylovi.genotype.train import TrainSettings, train, training_device
 
-    _check_seed(args)
+    check_seed(args.seed)
     for name in ("cells", "mutations"):
         if getattr(args, name)[1] > MAX_SIZE:
             raise ConfigError(f"--{name} must be at most {MAX_SIZE}, got "
@@ -414,7 +410,7 @@ def run_evaluate(args) -> int:
     from phylovi.genotype.evaluate import evaluate_model
 
     _check_sizes(args, number=2, cells=2, mutations=1, baseline_number=1)
-    _check_seed(args)
+    check_seed(args.seed)
     _check_rates(args, ("alpha", "beta", "missing"))
     if not args.time_limit >= 0:  # also refuses NaN
         raise ConfigError(f"--time-limit must be a non-negative number of seconds, "
