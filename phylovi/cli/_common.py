@@ -40,6 +40,7 @@ def setup(args) -> dict:
     ``dtype`` and ``device`` for the kernel."""
     import torch
 
+    from phylovi.devices import resolve_device
     from phylovi.io.atomic import check_output
 
     if getattr(args, "output", None) is not None:
@@ -54,13 +55,9 @@ def setup(args) -> dict:
     if not hasattr(args, "device"):
         return {}
     try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"unknown --device {args.device!r}; expected cpu or cuda[:N]")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but torch sees no CUDA device")
+        device = resolve_device(args.device)
+    except ConfigError as error:
+        raise ConfigError(f"--device: {error}") from None
     return {"dtype": getattr(torch, args.dtype), "device": device}
 
 

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from phylovi.devices import resolve_device
 from phylovi.genotype.nets import ARCHITECTURES
 from phylovi.genotype.simulate import PRIORS, simulate
 
@@ -84,22 +85,9 @@ def training_device(name: str | None) -> torch.device:
     """The torch device called ``name`` (default: cuda if torch sees one, else cpu).
 
     Raises:
-        ConfigError: ``name`` is not cpu or cuda[:N], or names a CUDA device torch does not see.
+        ConfigError: see :func:`phylovi.devices.resolve_device`.
     """
-    from phylovi.errors import ConfigError
-
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"unknown device {name!r}; expected cpu or cuda[:N]")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(f"device {name!r} was asked for, but torch sees "
-                          f"{torch.cuda.device_count()} CUDA devices")
-    return device
+    return resolve_device(name, default="auto")
 
 
 def labelled_batch(task: str, size: int, n_cells: int, n_mutations: int, alpha: float, beta: float,

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from phylovi.devices import resolve_device
 from phylovi.errors import ConfigError, PhyloviError
 from phylovi.likelihood import cpu_kernel
 from phylovi.likelihood.model_string import Model
@@ -40,10 +41,7 @@ class TreeLikelihood:
         self.patterns = patterns
         self.model = model
         self.dtype = dtype
-        try:
-            self.device = torch.device(device or "cpu")
-        except RuntimeError:
-            raise ConfigError(f"unknown device {device!r}; expected cpu or cuda[:N]") from None
+        self.device = resolve_device(device)
         like = dict(dtype=dtype, device=self.device)
         self.tip_codes = torch.as_tensor(patterns.codes.astype("int64"), device=self.device)
         self.code_table = code_table(**like)
