@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import stat
 import tempfile
 from collections.abc import Iterable
 
@@ -38,41 +36,15 @@ def check_output(path: str | os.PathLike, kind: str = "file") -> None:
 
 @contextlib.contextmanager
 def write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
-    """Open a temporary file beside ``path``; on success rename it over ``path``.
+    """Open ``path`` for writing as :func:`staged` does: the file appears, whole, only if
+    the ``with`` block ends without an exception.
 
-    If the ``with`` block raises, the temporary file is removed and ``path`` is
-    left as it was. A symbolic link is followed (its target is replaced, the link
-    kept); a device or named pipe (``/dev/null``, ``/dev/stdout``) is written
-    directly, since it cannot be replaced. A path that cannot be written raises
-    :class:`OutputError`.
+    Raises:
+        OutputError: ``path`` cannot be written; the message names it.
     """
-    path = os.fspath(path)
     kwargs = {} if "b" in mode else {"encoding": encoding}
-    kind = os.stat(path).st_mode if os.path.exists(path) else stat.S_IFREG  # links followed
-    if stat.S_ISDIR(kind):
-        raise OutputError("is a folder, not a file to write", path=path)
-    if not stat.S_ISREG(kind):
-        with open(path, mode, **kwargs) as handle:
-            yield handle
-        return
-    path = os.path.realpath(path)  # replace a link's target, not the link
-    folder = os.path.dirname(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".phylovi-", suffix=".tmp", dir=folder)
-    except OSError as error:
-        raise OutputError(f"cannot write here: {error.strerror}", path=path) from None
-    try:
-        with os.fdopen(fd, mode, **kwargs) as handle:
-            yield handle
-        # mkstemp makes the file private (0600); give it the permissions open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with staged([path]) as temporary, open(temporary[os.fspath(path)], mode, **kwargs) as handle:
+        yield handle
 
 
 @contextlib.contextmanager
@@ -83,7 +55,8 @@ def staged(paths: Iterable[str | os.PathLike]):
     a folder in place of a file, raises before the block does any work. If the
     block raises, they are removed and ``paths`` are left as they were. A
     symbolic link is followed (its target is replaced, the link kept); a device
-    or named pipe is written through, since it cannot be replaced.
+    or named pipe (``/dev/null``, ``/dev/stdout``) is written directly, since it
+    cannot be replaced.
 
     Yields:
         ``{path: temporary path}``, with ``path`` as given; write each file to its
@@ -96,13 +69,16 @@ def staged(paths: Iterable[str | os.PathLike]):
     targets: dict[str, str] = {}
     try:
         for path in map(os.fspath, paths):
-            if path in temporaries:
+            if path in temporaries or path in targets:
                 continue
             if not path:
                 raise OutputError("the output path is empty")
             target = os.path.realpath(path)
             if os.path.isdir(target):
                 raise OutputError("is a folder, not a file to write", path)
+            if os.path.exists(target) and not os.path.isfile(target):
+                targets[path] = target  # a device or a pipe: no temporary beside it
+                continue
             try:
                 fd, temporaries[path] = tempfile.mkstemp(prefix=".phylovi-", suffix=".tmp",
                                                          dir=os.path.dirname(target))
@@ -110,8 +86,8 @@ def staged(paths: Iterable[str | os.PathLike]):
                 raise OutputError(f"cannot write here: {error.strerror or error}", path) from None
             os.close(fd)
             targets[path] = target
-        yield dict(temporaries)
-        _rename_all([(temporaries[path], targets[path], path) for path in targets])
+        yield {path: temporaries.get(path, targets[path]) for path in targets}
+        _rename_all([(temporaries[path], targets[path], path) for path in temporaries])
     finally:
         for temporary in temporaries.values():
             with contextlib.suppress(FileNotFoundError):
@@ -126,10 +102,6 @@ def _rename_all(moves: list[tuple[str, str, str]]) -> None:
     done = []
     try:
         for temporary, target, path in moves:
-            if os.path.exists(target) and not os.path.isfile(target):  # /dev/null, a pipe
-                with open(temporary, "rb") as source, open(target, "wb") as sink:
-                    shutil.copyfileobj(source, sink)
-                continue
             # mkstemp makes the file private (0600); give it the permissions open() would.
             os.chmod(temporary, 0o666 & ~umask)
             os.replace(temporary, target)
