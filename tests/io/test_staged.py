@@ -68,3 +68,12 @@ def test_a_named_pipe_is_written_through_not_replaced(tmp_path):
     reader.join(10)
     assert received == ["text"] and stat.S_ISFIFO(os.stat(pipe).st_mode)
     assert sorted(os.listdir(tmp_path)) == ["b.tsv", "pipe"]
+
+
+def test_a_device_gets_no_temporary_file_beside_it():
+    """A non-root user cannot make a file in /dev: the device itself is written."""
+    with staged(["/dev/null"]) as temporary:
+        assert temporary == {"/dev/null": "/dev/null"}
+        with open(temporary["/dev/null"], "w") as handle:
+            handle.write("text")
+    assert not stat.S_ISREG(os.stat("/dev/null").st_mode)
