@@ -143,14 +143,13 @@ def most_likely_under(log_one: np.ndarray, log_zero: np.ndarray, linear: bool = 
                   integrality=np.ones(n_variables), bounds=Bounds(lower_bound, upper_bound), constraints=constraints, options=options)
     if result.status == 2:   # infeasible: zero error rates fix every entry, and they conflict
         return Correction(None, -math.inf, optimal=True, seconds=time.perf_counter() - started)
-    if result.x is None and result.status == 1:
-        # The time limit came before any feasible matrix: fall back on the greedy decoding,
-        # so that a caller (the baseline of `phylovi genotype evaluate`) still gets an answer.
+    if result.x is None:
+        # The time limit (or a solver failure) came before any feasible matrix: fall back on
+        # the greedy decoding, marked not optimal, so that a caller (the baseline of
+        # `phylovi genotype evaluate`) still gets an answer.
         fallback = tree_decode(log_one, log_zero, linear).matrix
         return Correction(fallback, score(fallback, log_one, log_zero), optimal=False,
                           seconds=time.perf_counter() - started)
-    if result.x is None:
-        raise RuntimeError(f"the integer program found no solution ({result.message})")
     corrected = np.round(result.x[:n_x]).astype(np.int8).reshape(n, m)[inverse.reshape(-1)]
     return Correction(corrected, score(corrected, log_one, log_zero), optimal=result.status == 0,
                       seconds=time.perf_counter() - started)

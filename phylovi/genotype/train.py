@@ -36,6 +36,10 @@ from phylovi.genotype.simulate import PRIORS, simulate
 TASKS = tuple(ARCHITECTURES)
 
 
+# The largest batch, validation set and hidden width a training run accepts.
+LARGEST = {"batch_size": 65536, "n_validation": 1_000_000, "width": 4096}
+
+
 @dataclass
 class TrainSettings:
     """What a model is trained on, and how.
@@ -77,6 +81,9 @@ class TrainSettings:
         for name in ("steps", "batch_size", "validate_every", "n_validation", "width"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name, most in LARGEST.items():  # beyond these a step does not fit in memory
+            if getattr(self, name) > most:
+                raise ConfigError(f"{name} must be at most {most}, got {getattr(self, name)}")
         if not 0 <= self.seed < 2**64:  # torch.manual_seed takes no more
             raise ConfigError(f"seed must be from 0 to 2**64 - 1, got {self.seed}")
 

@@ -136,6 +136,22 @@ def test_a_time_limit_before_any_solution_falls_back_on_the_greedy_decoding(line
     assert fit.log_likelihood == pytest.approx(score(fit.matrix, log_one, log_zero))
 
 
+def test_a_solver_failure_falls_back_on_the_greedy_decoding(monkeypatch):
+    import scipy.optimize
+
+    from phylovi.genotype import correct
+
+    def failing(*args, **kwargs):
+        return scipy.optimize.OptimizeResult(x=None, status=4, message="solver failed")
+
+    monkeypatch.setattr(scipy.optimize, "milp", failing)  # imported at each call
+    observed = simulate(1, 12, 8, 0.002, 0.1, seed=2).observed[0]
+    fit = correct.most_likely_correction(observed, 0.002, 0.1)
+    log_one, log_zero = entry_log_likelihoods(observed, 0.002, 0.1)
+    assert not fit.optimal and _laminar(fit.matrix)
+    assert np.array_equal(fit.matrix, tree_decode(log_one, log_zero).matrix)
+
+
 def test_a_time_limit_still_gives_a_branching_call():
     from phylovi.genotype.correct import likelihood_ratio_branching
 

@@ -61,6 +61,8 @@ def test_predict_takes_matrices_of_different_sizes(tmp_path):
 
 @pytest.mark.parametrize("change,fragment", [
     ({"task": "magic"}, "valid tasks"), ({"cells": (1, 5)}, "cells"), ({"beta": (0.2, 1.5)}, "beta"),
+    ({"width": 0}, "width must be at least 1"), ({"width": 10**9}, "width must be at most 4096"),
+    ({"batch_size": 10**7}, "batch_size must be at most 65536"),
 ])
 def test_bad_settings_are_rejected(change, fragment, tmp_path):
     with pytest.raises(ConfigError, match=fragment):
