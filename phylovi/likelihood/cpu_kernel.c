@@ -79,7 +79,7 @@ static int pv_thread_id(void)
 #endif
 }
 
-int pv_version(void) { return 7; }
+int pv_version(void) { return 8; }
 
 #if PV_FOUR_ROWS
 #include <immintrin.h>
@@ -1083,22 +1083,25 @@ static inline void PV_FN(child_backward)(int n, const real *PV_RESTRICT A,
  *   jac_mats [B*n_edges][S][C][16], jac_other [B][S][5] (d/d frequencies, d/d pinv) out;
  *   f81: every matrix is of the F81 family and only moves within it (see f81_backward):
  *       jac_mats is then d lnL / d P on those directions only.
- *   dmats [B*n_edges][S][C][16], jac_times [B*n_edges][S][C] out: instead of jac_mats
- *       (not with f81), the derivative along one direction per matrix, <d lnL / d P, D>
- *       with D = dmats' matrix (dP/dt when only the branch lengths need a gradient); a
- *       tip child's edge then needs no 16 sums (see grad_tip_dir). The caller passes
- *       jac_other = NULL then: the frequencies and pinv are not differentiated. */
+ *   gen [16], dmats [B*n_edges][S][C][16], jac_times [B*n_edges][S][C] out: instead of
+ *       jac_mats (not with f81), the derivative of each matrix P along D = gen @ P (given
+ *       as dmats), <d lnL / d P, D>: with gen the rate matrix Q, D = dP/dt, the branch
+ *       lengths' gradient. Since <m x^T, Q P> = <m (P x)^T, Q>, an edge's 16 sums are
+ *       then taken over its contribution P x, which the post-order pass kept, instead
+ *       of the child's partials, and contracted with Q; a tip child's edge needs no 16
+ *       sums (see grad_tip_dir). The caller passes jac_other = NULL then: the
+ *       frequencies and pinv are not differentiated. */
 int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const real *tips,
                      const real *freq, const real *catw, double pinv, const real *weights,
                      const real *inv, int rescale, double *lnl, real *site_ll,
                      real *jac_mats, real *jac_other, int f81, const uint8_t *codes,
-                     const real *dmats, double *jac_times, int n_threads)
+                     const real *gen, const real *dmats, double *jac_times, int n_threads)
 {
     const int S = pl->n_samples, C = pl->n_categories, P = pl->n_patterns, Pp = pl->n_padded;
     const int blk = pl->block, B = pl->n_topologies;
     const int n_blocks = (Pp + blk - 1) / blk;
     const int grad = jac_mats != NULL || jac_times != NULL;
-    const int dirs = grad && dmats != NULL && !f81;
+    const int dirs = grad && gen != NULL && !f81;
     const int nt = pv_threads(n_threads);
     /* With a gradient and enough (topology, sample) pairs to keep every thread busy,
      * a task is one pair over all its blocks: it owns that pair's gradient rows and
@@ -1112,9 +1115,11 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
      * every node, and in float64 rebuild the partials from those instead, so that the
      * partials need only the reused buffers: that saves a third of the stores to memory
      * that does not stay in cache, which pays in float64 (5-10% less time with the
-     * gradient) but not in float32 (5-10% more; measured on a 2-core AVX-512 EPYC). */
+     * gradient) but not in float32 (5-10% more; measured on a 2-core AVX-512 EPYC).
+     * Along directions (dirs) the pre-order pass reads no child's partials, only
+     * contributions. */
     const int rebuild = grad && !f81 && sizeof(real) == 8;
-    const int32_t *slot = grad && !rebuild ? NULL : pl->slot;
+    const int32_t *slot = grad && !rebuild && !dirs ? NULL : pl->slot;
     const long n_grad = grad ? (long)B * n_edges * S * C * 16 : 0;
     const long n_other = grad ? (long)B * S * 5 : 0;
     const long n_dir = dirs ? (long)B * n_edges * S * C : 0; /* tip edges' directional sums */
@@ -1365,7 +1370,10 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                                 continue;
                             }
                             const real *x2 = NULL, *sx = NULL;
-                            if (ref >= 0 && rebuild) { /* the child's two contributions (only roots have three) x its scale */
+                            if (dirs) { /* the 16 sums over the child's contribution (see above) */
+                                x = con[k];
+                                lx = blk;
+                            } else if (ref >= 0 && rebuild) { /* the child's two contributions (only roots have three) x its scale */
                                 const int child = ref - first;
                                 x = PV_FN(kept_contribution)(pl, codes, mats, s, ref, first, 0, c, p0, n, contrib,
                                                              node_sz, looked_up + 8 * blk, blk);
@@ -1376,7 +1384,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                             }
 #if PV_FOUR_ROWS
                             const uint8_t *cdx = PV_FN(child_codes)(pl, codes, node, k, p0);
-                            if (cdx && nch == 2 && !f81 && dirs) { /* a tip child, one direction */
+                            if (cdx && nch == 2 && dirs) { /* a tip child, one direction */
                                 const real *D = dmats + ((edge * S + s) * C + c) * 16;
                                 double *gt = Gt + (edge - e0) * t_step + c;
                                 if (sizeof(real) == 8)
@@ -1409,9 +1417,8 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                         if (dirs) {
                             for (int c = 0; c < C; c++) {
                                 const double *g = pair + ((long)e * C + c) * 16;
-                                const real *D = dmats + (row * C + c) * 16;
                                 double v = Gt[(long)e * C + c];
-                                for (int q = 0; q < 16; q++) v += g[q] * D[q];
+                                for (int q = 0; q < 16; q++) v += g[q] * gen[q];
                                 jac_times[row * C + c] = v;
                             }
                         } else {
@@ -1439,7 +1446,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
             for (int t = 0; t < nt; t++) {
                 const double *g = gacc + (long)t * per_thread;
                 v += g[n_grad + n_other + q];
-                for (int k = 0; k < 16; k++) v += g[q * 16 + k] * dmats[q * 16 + k];
+                for (int k = 0; k < 16; k++) v += g[q * 16 + k] * gen[k];
             }
             jac_times[q] = v;
         }

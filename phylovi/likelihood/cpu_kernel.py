@@ -140,14 +140,14 @@ def _compile() -> ctypes.CDLL:
                 raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
             os.replace(out, target)
     library = ctypes.CDLL(str(target))
-    if library.pv_version() != 7:
+    if library.pv_version() != 8:
         raise RuntimeError("cpu_kernel library version mismatch")
     for suffix in ("f64", "f32"):
         function = getattr(library, f"pv_loglik_{suffix}")
         function.restype = ctypes.c_int
         function.argtypes = [ctypes.POINTER(_Plan), ctypes.c_int] + [ctypes.c_void_p] * 4 + \
             [ctypes.c_double] + [ctypes.c_void_p] * 2 + [ctypes.c_int] + \
-            [ctypes.c_void_p] * 4 + [ctypes.c_int] + [ctypes.c_void_p] * 3 + [ctypes.c_int]
+            [ctypes.c_void_p] * 4 + [ctypes.c_int] + [ctypes.c_void_p] * 4 + [ctypes.c_int]
     return library
 
 
@@ -374,7 +374,7 @@ def _ptr(tensor: torch.Tensor | None) -> int | None:
 def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights,
              invariant, rescale: bool, gradient: bool = False, sites: bool = False,
              f81: bool = False, codes: torch.Tensor | None = None,
-             directions: torch.Tensor | None = None):
+             generator: torch.Tensor | None = None):
     """Log-likelihoods of every (topology, sample), and optionally more.
 
     Args:
@@ -395,11 +395,13 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
             gradient on that family's directions only (enough for the chain rule).
         codes: the tips as :func:`tip_code_rows`, which makes a tip's contribution in the
             post-order pass a table lookup; ``None``: computed from the planes.
-        directions: ``[B * n_edges, S, C, 4, 4]``, one direction ``D`` per matrix (not with
-            ``f81``): with ``gradient``, ``jac_matrices`` is then only the derivative along
-            each, ``<d lnL / d P, D>`` ``[B * n_edges, S, C]`` in float64, and the kernel
-            saves the 16 sums of every tip's edge. ``D = dP/dt`` gives the branch lengths'
-            gradient; ``jac_other`` is not computed.
+        generator: ``[4, 4]``, a matrix ``Q`` (not with ``f81``): with ``gradient``,
+            ``jac_matrices`` is then only the derivative of each matrix ``P`` along
+            ``D = Q @ P``, ``<d lnL / d P, D>`` ``[B * n_edges, S, C]`` in float64. The
+            kernel then takes each edge's sums over its kept contribution ``P @ x``
+            instead of the child's partials (which it neither keeps nor rebuilds) and
+            skips them at tips. With ``Q`` the rate matrix, ``D = dP/dt``: the branch
+            lengths' gradient. ``jac_other`` is not computed.
 
     Returns:
         ``(lnL [B, S], sites or None, jac_matrices or None, jac_other or None)``
@@ -419,12 +421,13 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
     pattern_weights = as_input(pattern_weights)
     partial_sums = torch.empty((n_topologies, n_samples, -(-padded // block)), dtype=torch.float64)
     site = torch.empty((n_topologies, n_samples, n_patterns), dtype=dtype) if sites else None
-    directional = gradient and directions is not None
+    directional = gradient and generator is not None
     jac_matrices = jac_times = jac_other = None
     if directional:
         assert not f81, "directional derivatives take the general path"
-        directions = directions.detach().to(dtype).contiguous()
-        assert directions.shape == matrices.shape, (directions.shape, matrices.shape)
+        generator = generator.detach().to(dtype).contiguous()
+        assert generator.shape == (4, 4), generator.shape
+        directions = (generator @ matrices).contiguous()  # tip edges read D itself
         jac_times = torch.empty(matrices.shape[:3], dtype=torch.float64)
     elif gradient:
         jac_matrices = torch.empty_like(matrices)
@@ -433,7 +436,8 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
         ctypes.byref(plan), schedule.n_edges, _ptr(matrices), _ptr(tips), _ptr(frequencies),
         _ptr(category_weights), float(pinv), _ptr(pattern_weights), _ptr(invariant),
         int(rescale), _ptr(partial_sums), _ptr(site), _ptr(jac_matrices), _ptr(jac_other),
-        int(f81), _ptr(codes), _ptr(directions if directional else None), _ptr(jac_times),
+        int(f81), _ptr(codes), _ptr(generator if directional else None),
+        _ptr(directions if directional else None), _ptr(jac_times),
         torch.get_num_threads())
     if status:
         raise MemoryError("cpu_kernel: out of memory")
@@ -480,10 +484,10 @@ def fixed_model_log_likelihood(lengths, rates, eigenvalues, products, dtype, sch
 
     ``P(r_c t) = sum_k exp(lambda_k r_c t) E_k`` (``E_k`` the rows of ``products``), so
     ``d lnL / d t = sum_c r_c <G, D_c>`` with ``G`` the kernel's ``d lnL / d P`` and
-    ``D_c = sum_k lambda_k exp(lambda_k r_c t) E_k``: a few tensor operations instead of
-    autograd through the construction of every matrix, which is most of a small tree's
-    gradient call. Outside the F81 family the kernel takes the ``D_c`` and returns
-    ``<G, D_c>`` itself (cheaper at tips); in it, its own family directions.
+    ``D_c = sum_k lambda_k exp(lambda_k r_c t) E_k = Q P(r_c t)``: a few tensor operations
+    instead of autograd through the construction of every matrix, which is most of a small
+    tree's gradient call. Outside the F81 family the kernel takes ``Q`` and returns
+    ``<G, D_c>`` itself (see :func:`evaluate`); in it, its own family directions.
 
     Args:
         lengths: ``[B, S, n_edges]``, differentiable.
@@ -504,12 +508,12 @@ def _fixed_model_forward(lengths, rates, eigenvalues, products, dtype, schedule,
     exponents = times[..., None] * eigenvalues  # [B, E, S, C, 4]
     scaled = torch.exp(exponents)
     matrices = from_spectrum(exponents, products).to(dtype).reshape(-1, *times.shape[2:], 4, 4)
-    directions = None
-    if gradient and not f81:  # dP / d(r_c t), the kernel's direction for each matrix
-        directions = ((scaled * eigenvalues).reshape(-1, 4) @ products).reshape(matrices.shape)
+    generator = None
+    if gradient and not f81:  # Q = sum_k lambda_k E_k: dP / d(r_c t) = Q P, for every matrix
+        generator = (eigenvalues @ products).reshape(4, 4)
     value, _, jac, _ = evaluate(
         schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights, invariant,
-        rescale, gradient=gradient, f81=f81, codes=codes, directions=directions)
+        rescale, gradient=gradient, f81=f81, codes=codes, generator=generator)
     return value, jac, scaled
 
 

@@ -156,20 +156,22 @@ def test_two_row_sweeps_match_torch_kernel(case, two_row_build, monkeypatch):
 def test_float64_rescaling_matches_torch_kernel(case, flags, monkeypatch):
     """float64 partials rescale only below 1e-100, which the small trees here never
     reach: a build that rescales below 1e-3 takes those paths (the gradient rebuilds a
-    node's partials from its contributions and its scale) on every few nodes."""
+    node's partials from its contributions and its scale, or, with the model fixed,
+    reads the contributions of rescaled children) on every few nodes."""
     monkeypatch.setattr(cpu_kernel, "FLAGS",
                         cpu_kernel.FLAGS + ("-DPV_F64_RESCALE_BELOW=1e-3",) + flags)
     monkeypatch.setattr(cpu_kernel, "_library", None)
     monkeypatch.setattr(cpu_kernel, "_reason", None)
     assert cpu_kernel.available(), cpu_kernel.unavailable_reason()
-    value, grads, sites = evaluate(case, torch.float64, True, "c", monkeypatch, 13)
-    expected_value, expected_grads, expected_sites = evaluate(case, torch.float64, True, "torch",
-                                                              monkeypatch, 13)
-    rtol = TOLERANCE[torch.float64]
-    torch.testing.assert_close(value, expected_value, rtol=rtol, atol=0)
-    torch.testing.assert_close(sites, expected_sites, rtol=rtol, atol=rtol)
-    for grad, expected in zip(grads, expected_grads):
-        torch.testing.assert_close(grad, expected, rtol=50 * rtol, atol=50 * rtol)
+    for fixed_model in (False, True):
+        value, grads, sites = evaluate(case, torch.float64, True, "c", monkeypatch, 13, fixed_model)
+        expected_value, expected_grads, expected_sites = evaluate(
+            case, torch.float64, True, "torch", monkeypatch, 13, fixed_model)
+        rtol = TOLERANCE[torch.float64]
+        torch.testing.assert_close(value, expected_value, rtol=rtol, atol=0)
+        torch.testing.assert_close(sites, expected_sites, rtol=rtol, atol=rtol)
+        for grad, expected in zip(grads, expected_grads):
+            torch.testing.assert_close(grad, expected, rtol=50 * rtol, atol=50 * rtol)
 
 
 @pytest.mark.parametrize("model_string, requires_grad, expected", [
@@ -315,13 +317,15 @@ def test_tip_codes_match_tip_planes(model_string, dtype):
             if a is not None:
                 torch.testing.assert_close(a, b, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
     if not substitution.is_f81:
-        # derivatives along one direction per matrix (what a fixed model's branch lengths
-        # need) equal the full d lnL / d P contracted with them, tips looked up or not
-        directions = torch.as_tensor(rng.normal(size=matrices.shape), dtype=dtype)
+        # derivatives along D = Q @ P for each matrix P (what a fixed model's branch
+        # lengths need, with Q the rate matrix; any Q here) equal the full d lnL / d P
+        # contracted with D, tips looked up or not
+        generator = torch.as_tensor(rng.normal(size=(4, 4)), dtype=dtype)
         jac = cpu_kernel.evaluate(*arguments, gradient=True, codes=codes)[2]
-        expected = (jac.double() * directions.double()).sum((-1, -2))
+        directions = generator.double() @ matrices.double()
+        expected = (jac.double() * directions).sum((-1, -2))
         for tip_codes in (codes, None):
             along = cpu_kernel.evaluate(*arguments, gradient=True, codes=tip_codes,
-                                        directions=directions)[2]
+                                        generator=generator)[2]
             torch.testing.assert_close(along, expected, rtol=50 * TOLERANCE[dtype],
                                        atol=50 * TOLERANCE[dtype] * float(expected.abs().max()))
