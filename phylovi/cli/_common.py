@@ -69,4 +69,3 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
                 action.help or ""):
             return action.help
         return super()._get_help_string(action)
-

@@ -197,7 +197,7 @@ def _parse_fasta(text: str, path: str | None) -> list[tuple[str, str]]:
 def _parse_nexus(text: str, path: str | None) -> list[tuple[str, str]]:
     try:
         alignments = list(NexusIterator(io.StringIO(text)))
-    except Exception:
+    except Exception as original:
         # Strict NEXUS needs quotes around a name with '-' ('Homo-sapiens'), but many
         # files leave them out and MrBayes reads them; so does the newick tree reader.
         quoted = _quote_hyphenated_names(text)
@@ -206,7 +206,7 @@ def _parse_nexus(text: str, path: str | None) -> list[tuple[str, str]]:
         try:
             alignments = list(NexusIterator(io.StringIO(quoted)))
         except Exception:
-            alignments = list(NexusIterator(io.StringIO(text)))  # the original's error
+            raise original from None  # the file's own error, not the quoted copy's
     if not alignments:
         raise AlignmentError("the NEXUS file has no DATA or CHARACTERS matrix", path=path)
     # record.name is the name as written; Biopython renames duplicates in record.id.

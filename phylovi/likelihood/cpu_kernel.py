@@ -506,7 +506,6 @@ def _fixed_model_forward(lengths, rates, eigenvalues, products, dtype, schedule,
                          codes, gradient):
     times = lengths.detach().double().transpose(1, 2)[..., None] * rates  # [B, E, S, C]
     exponents = times[..., None] * eigenvalues  # [B, E, S, C, 4]
-    scaled = torch.exp(exponents)
     matrices = from_spectrum(exponents, products).to(dtype).reshape(-1, *times.shape[2:], 4, 4)
     generator = None
     if gradient and not f81:  # Q = sum_k lambda_k E_k: dP / d(r_c t) = Q P, for every matrix
@@ -514,7 +513,7 @@ def _fixed_model_forward(lengths, rates, eigenvalues, products, dtype, schedule,
     value, _, jac, _ = evaluate(
         schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights, invariant,
         rescale, gradient=gradient, f81=f81, codes=codes, generator=generator)
-    return value, jac, scaled
+    return value, jac, exponents
 
 
 class _FixedModelLogLikelihood(torch.autograd.Function):
@@ -522,19 +521,19 @@ class _FixedModelLogLikelihood(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, lengths, rates, eigenvalues, products, *rest):
-        value, jac, scaled = _fixed_model_forward(lengths, rates, eigenvalues, products, *rest,
-                                                  gradient=True)
-        ctx.save_for_backward(jac, scaled, rates, eigenvalues, products)
+        value, jac, exponents = _fixed_model_forward(lengths, rates, eigenvalues, products,
+                                                     *rest, gradient=True)
+        ctx.save_for_backward(jac, exponents, rates, eigenvalues, products)
         ctx.lengths_dtype = lengths.dtype
         return value
 
     @staticmethod
     def backward(ctx, grad):
-        jac, scaled, rates, eigenvalues, products = ctx.saved_tensors
+        jac, exponents, rates, eigenvalues, products = ctx.saved_tensors
         if jac.dim() == 3:  # the kernel's derivatives along dP / d(r_c t) (not F81)
-            per_time = jac.reshape(scaled.shape[:-1])  # d lnL / d (r_c t)  [B, E, S, C]
-        else:  # d lnL / d P on the F81 family's directions
-            inner = (jac.reshape(-1, 16).double() @ products.T).reshape(scaled.shape)
-            per_time = (inner * scaled * eigenvalues).sum(-1)
+            per_time = jac.reshape(exponents.shape[:-1])  # d lnL / d (r_c t)  [B, E, S, C]
+        else:  # d lnL / d P on the F81 family's directions: dP / d(r_c t) = sum_k lambda_k e^(...) E_k
+            inner = (jac.reshape(-1, 16).double() @ products.T).reshape(exponents.shape)
+            per_time = (inner * torch.exp(exponents) * eigenvalues).sum(-1)
         per_length = (per_time * rates).sum(-1) * grad.double()[:, None, :]  # [B, E, S]
         return (per_length.transpose(1, 2).to(ctx.lengths_dtype), *([None] * 14))
