@@ -79,7 +79,7 @@ static int pv_thread_id(void)
 #endif
 }
 
-int pv_version(void) { return 8; }
+int pv_version(void) { return 9; }
 
 #if PV_FOUR_ROWS
 #include <immintrin.h>
@@ -422,6 +422,131 @@ static inline void pv_f81_pair_ps(int n, const float *PV_RESTRICT A, long la, co
     }
     out[0] = _mm512_reduce_add_ps(g);
     for (int i = 0; i < 4; i++) out[1 + i] = _mm512_reduce_add_ps(h[i]);
+}
+
+/* The pre-order step to both children of an F81-family node of two children, when only
+ * the branch lengths' derivative is wanted (see f81_dir_pair): out[k] += sum_p
+ * (sum_i m_k,i) (v . x_k), m_0 = A * (M1 @ x1) and m_1 = A * (M0 @ x0), and, for an
+ * internal child k, up_k = m_k @ M_k. A tip child is given by its codes (cd0, cd1):
+ * its contribution and v . x_k are then looked up, and no tip plane is read. */
+static inline void pv_f81_dir_pair_pd(int n, const double *PV_RESTRICT A, long la,
+                                      const double *M0, const double *PV_RESTRICT x0, long l0,
+                                      const uint8_t *PV_RESTRICT cd0, const double *M1,
+                                      const double *PV_RESTRICT x1, long l1,
+                                      const uint8_t *PV_RESTRICT cd1, const double *v,
+                                      double *PV_RESTRICT up0, double *PV_RESTRICT up1, double *out)
+{
+    const double *M[2] = {M0, M1}, *x[2] = {x0, x1};
+    const long lx[2] = {l0, l1};
+    const uint8_t *cd[2] = {cd0, cd1};
+    double *up[2] = {up0, up1};
+    const double V[16] = {v[0], v[1], v[2], v[3]}; /* row 0: v . code */
+    const double mu = v[0] + v[1] + v[2] + v[3];
+    __m512d lo[2][4], hi[2][4], vlo[4], vhi[4], e[2], kappa[2], w[2][4], b[2];
+    const __m512d vv[4] = {_mm512_set1_pd(v[0]), _mm512_set1_pd(v[1]), _mm512_set1_pd(v[2]), _mm512_set1_pd(v[3])};
+    if (cd0 || cd1) pv_tables_pd(V, vlo, vhi);
+    for (int k = 0; k < 2; k++) {
+        if (cd[k]) pv_tables_pd(M[k], lo[k], hi[k]);
+        const double *Mk = M[k];
+        e[k] = _mm512_set1_pd(Mk[0] - Mk[4]);
+        /* w = (1 - e) pi = kappa v, so w . x = kappa (v . x) */
+        kappa[k] = _mm512_set1_pd((Mk[4] + Mk[1] + Mk[2] + Mk[3]) / mu);
+        w[k][0] = _mm512_set1_pd(Mk[4]), w[k][1] = _mm512_set1_pd(Mk[1]);
+        w[k][2] = _mm512_set1_pd(Mk[2]), w[k][3] = _mm512_set1_pd(Mk[3]);
+        b[k] = _mm512_setzero_pd();
+    }
+    for (int p = 0; p < n; p += 8) {
+        __m512d c[2][4], px[2];
+        for (int k = 0; k < 2; k++) {
+            if (cd[k]) {
+                const __m512i idx = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(cd[k] + p)));
+                for (int i = 0; i < 4; i++) c[k][i] = _mm512_permutex2var_pd(lo[k][i], idx, hi[k][i]);
+                px[k] = _mm512_permutex2var_pd(vlo[0], idx, vhi[0]);
+            } else {
+                __m512d xv[4];
+                for (int i = 0; i < 4; i++) xv[i] = _mm512_loadu_pd(x[k] + i * lx[k] + p);
+                px[k] = _mm512_fmadd_pd(vv[3], xv[3], _mm512_fmadd_pd(vv[2], xv[2],
+                        _mm512_fmadd_pd(vv[1], xv[1], _mm512_mul_pd(vv[0], xv[0]))));
+                const __m512d s = _mm512_mul_pd(kappa[k], px[k]);
+                for (int i = 0; i < 4; i++) c[k][i] = _mm512_fmadd_pd(e[k], xv[i], s);
+            }
+        }
+        __m512d m[2][4];
+        for (int i = 0; i < 4; i++) {
+            const __m512d a = _mm512_loadu_pd(A + i * la + p);
+            m[0][i] = _mm512_mul_pd(a, c[1][i]);
+            m[1][i] = _mm512_mul_pd(a, c[0][i]);
+        }
+        for (int k = 0; k < 2; k++) {
+            const __m512d sum = _mm512_add_pd(_mm512_add_pd(m[k][0], m[k][1]), _mm512_add_pd(m[k][2], m[k][3]));
+            b[k] = _mm512_fmadd_pd(sum, px[k], b[k]);
+            if (up[k])
+                for (int i = 0; i < 4; i++)
+                    _mm512_storeu_pd(up[k] + i * la + p, _mm512_fmadd_pd(e[k], m[k][i], _mm512_mul_pd(w[k][i], sum)));
+        }
+    }
+    out[0] += _mm512_reduce_add_pd(b[0]);
+    out[1] += _mm512_reduce_add_pd(b[1]);
+}
+
+static inline void pv_f81_dir_pair_ps(int n, const float *PV_RESTRICT A, long la,
+                                      const float *M0, const float *PV_RESTRICT x0, long l0,
+                                      const uint8_t *PV_RESTRICT cd0, const float *M1,
+                                      const float *PV_RESTRICT x1, long l1,
+                                      const uint8_t *PV_RESTRICT cd1, const float *v,
+                                      float *PV_RESTRICT up0, float *PV_RESTRICT up1, double *out)
+{
+    const float *M[2] = {M0, M1}, *x[2] = {x0, x1};
+    const long lx[2] = {l0, l1};
+    const uint8_t *cd[2] = {cd0, cd1};
+    float *up[2] = {up0, up1};
+    const float V[16] = {v[0], v[1], v[2], v[3]};
+    const float mu = v[0] + v[1] + v[2] + v[3];
+    __m512 t[2][4], vt[4], e[2], kappa[2], w[2][4], b[2];
+    const __m512 vv[4] = {_mm512_set1_ps(v[0]), _mm512_set1_ps(v[1]), _mm512_set1_ps(v[2]), _mm512_set1_ps(v[3])};
+    if (cd0 || cd1) pv_tables_ps(V, vt);
+    for (int k = 0; k < 2; k++) {
+        if (cd[k]) pv_tables_ps(M[k], t[k]);
+        const float *Mk = M[k];
+        e[k] = _mm512_set1_ps(Mk[0] - Mk[4]);
+        kappa[k] = _mm512_set1_ps((Mk[4] + Mk[1] + Mk[2] + Mk[3]) / mu);
+        w[k][0] = _mm512_set1_ps(Mk[4]), w[k][1] = _mm512_set1_ps(Mk[1]);
+        w[k][2] = _mm512_set1_ps(Mk[2]), w[k][3] = _mm512_set1_ps(Mk[3]);
+        b[k] = _mm512_setzero_ps();
+    }
+    for (int p = 0; p < n; p += 16) {
+        const __mmask16 msk = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
+        __m512 c[2][4], px[2];
+        for (int k = 0; k < 2; k++) {
+            if (cd[k]) { /* padded codes are 0: a zero contribution, masked out below anyway */
+                const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cd[k] + p)));
+                for (int i = 0; i < 4; i++) c[k][i] = _mm512_permutexvar_ps(idx, t[k][i]);
+                px[k] = _mm512_permutexvar_ps(idx, vt[0]);
+            } else {
+                __m512 xv[4];
+                for (int i = 0; i < 4; i++) xv[i] = _mm512_maskz_loadu_ps(msk, x[k] + i * lx[k] + p);
+                px[k] = _mm512_fmadd_ps(vv[3], xv[3], _mm512_fmadd_ps(vv[2], xv[2],
+                        _mm512_fmadd_ps(vv[1], xv[1], _mm512_mul_ps(vv[0], xv[0]))));
+                const __m512 s = _mm512_mul_ps(kappa[k], px[k]);
+                for (int i = 0; i < 4; i++) c[k][i] = _mm512_fmadd_ps(e[k], xv[i], s);
+            }
+        }
+        __m512 m[2][4];
+        for (int i = 0; i < 4; i++) {
+            const __m512 a = _mm512_maskz_loadu_ps(msk, A + i * la + p);
+            m[0][i] = _mm512_mul_ps(a, c[1][i]);
+            m[1][i] = _mm512_mul_ps(a, c[0][i]);
+        }
+        for (int k = 0; k < 2; k++) {
+            const __m512 sum = _mm512_add_ps(_mm512_add_ps(m[k][0], m[k][1]), _mm512_add_ps(m[k][2], m[k][3]));
+            b[k] = _mm512_fmadd_ps(sum, px[k], b[k]);
+            if (up[k])
+                for (int i = 0; i < 4; i++)
+                    _mm512_mask_storeu_ps(up[k] + i * la + p, msk, _mm512_fmadd_ps(e[k], m[k][i], _mm512_mul_ps(w[k][i], sum)));
+        }
+    }
+    out[0] += _mm512_reduce_add_ps(b[0]);
+    out[1] += _mm512_reduce_add_ps(b[1]);
 }
 
 /* G[i][j] += sum_p m_i[p] [code_p allows j], m = A * S, for a tip child given by its
@@ -1006,6 +1131,69 @@ static inline void PV_FN(f81_backward_codes)(int n, const real *A, long la, cons
 #endif
 }
 
+/* The pre-order step to both children of an F81-family node of two children when only
+ * the derivatives along D = Q P are wanted (Q the F81 rate matrix mu (1 pi^T - I),
+ * given as v = mu pi). With P = e I + (1 - e) 1 pi^T, m . (P x) = e (m . x) + (1 - e) b,
+ * b = (sum_i m_i)(pi . x), and d/d(r t) of it is -mu e (m . x - b) = -mu (m . (P x) - b).
+ * Summed over the patterns, m . (P x) is the same for every edge (the category's share
+ * of the site likelihood, q_c, which the root gives), so an edge's derivative is
+ * mu (sum_p b - q_c): the sums need neither m . x nor the family's four column sums.
+ * Here out[k] += sum_p (sum_i m_k,i)(v . x_k), with m_0 = A * (M1 @ x1) and
+ * m_1 = A * (M0 @ x0), and, for an internal child k, up_k = m_k @ M_k; the caller
+ * subtracts mu q_c. One sweep for both children: each child's partials are read once. */
+static inline void PV_FN(f81_dir_pair)(int n, const real *PV_RESTRICT A, long la,
+                                       const real *M0, const real *PV_RESTRICT x0, long l0,
+                                       const uint8_t *cd0, const real *M1,
+                                       const real *PV_RESTRICT x1, long l1, const uint8_t *cd1,
+                                       const real *v, real *PV_RESTRICT up0,
+                                       real *PV_RESTRICT up1, double *out)
+{
+#if PV_FOUR_ROWS
+    if (sizeof(real) == 8)
+        pv_f81_dir_pair_pd(n, (const double *)A, la, (const double *)M0, (const double *)x0, l0, cd0,
+                           (const double *)M1, (const double *)x1, l1, cd1, (const double *)v,
+                           (double *)up0, (double *)up1, out);
+    else
+        pv_f81_dir_pair_ps(n, (const float *)A, la, (const float *)M0, (const float *)x0, l0, cd0,
+                           (const float *)M1, (const float *)x1, l1, cd1, (const float *)v,
+                           (float *)up0, (float *)up1, out);
+#else
+    (void)cd0, (void)cd1;
+    const real v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3], mu = v0 + v1 + v2 + v3;
+    const real e0 = M0[0] - M0[4], e1 = M1[0] - M1[4];
+    const real a0 = M0[4], a1 = M0[1], a2 = M0[2], a3 = M0[3], kappa0 = (a0 + a1 + a2 + a3) / mu;
+    const real c0 = M1[4], c1 = M1[1], c2 = M1[2], c3 = M1[3], kappa1 = (c0 + c1 + c2 + c3) / mu;
+    real b0 = 0, b1 = 0;
+#pragma omp simd reduction(+ : b0, b1)
+    for (int p = 0; p < n; p++) {
+        const real x00 = x0[p], x01 = x0[l0 + p], x02 = x0[2 * l0 + p], x03 = x0[3 * l0 + p];
+        const real x10 = x1[p], x11 = x1[l1 + p], x12 = x1[2 * l1 + p], x13 = x1[3 * l1 + p];
+        const real px0 = v0 * x00 + v1 * x01 + v2 * x02 + v3 * x03;
+        const real px1 = v0 * x10 + v1 * x11 + v2 * x12 + v3 * x13;
+        const real s0 = kappa0 * px0, s1 = kappa1 * px1;
+        const real A0 = A[p], A1 = A[la + p], A2 = A[2 * la + p], A3 = A[3 * la + p];
+        /* m_0 = A * (child 1's contribution), m_1 = A * (child 0's) */
+        const real m00 = A0 * (e1 * x10 + s1), m01 = A1 * (e1 * x11 + s1),
+                   m02 = A2 * (e1 * x12 + s1), m03 = A3 * (e1 * x13 + s1);
+        const real m10 = A0 * (e0 * x00 + s0), m11 = A1 * (e0 * x01 + s0),
+                   m12 = A2 * (e0 * x02 + s0), m13 = A3 * (e0 * x03 + s0);
+        const real sum0 = (m00 + m01) + (m02 + m03), sum1 = (m10 + m11) + (m12 + m13);
+        b0 += sum0 * px0;
+        b1 += sum1 * px1;
+        if (up0) {
+            up0[p] = e0 * m00 + a0 * sum0; up0[la + p] = e0 * m01 + a1 * sum0;
+            up0[2 * la + p] = e0 * m02 + a2 * sum0; up0[3 * la + p] = e0 * m03 + a3 * sum0;
+        }
+        if (up1) {
+            up1[p] = e1 * m10 + c0 * sum1; up1[la + p] = e1 * m11 + c1 * sum1;
+            up1[2 * la + p] = e1 * m12 + c2 * sum1; up1[3 * la + p] = e1 * m13 + c3 * sum1;
+        }
+    }
+    out[0] += b0;
+    out[1] += b1;
+#endif
+}
+
 /* The pre-order step to one child: message m = upper * sibling (4 planes), then
  * G += m (x) x and, for an internal child, its upper = m @ P. The child's partials x
  * are x * x2 * sx when x2 is given (its two contributions and its scale, or sx = NULL),
@@ -1102,6 +1290,13 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
     const int n_blocks = (Pp + blk - 1) / blk;
     const int grad = jac_mats != NULL || jac_times != NULL;
     const int dirs = grad && gen != NULL && !f81;
+    /* F81 along Q: one sum per edge and category (f81_dir_pair), into the same rows as
+     * the general model's tip edges; v = mu pi, column j's off-diagonal entry of Q */
+    const int f81dir = grad && gen != NULL && f81, scalar = dirs || f81dir;
+    real v[4] = {0, 0, 0, 0};
+    if (f81dir)
+        for (int j = 0; j < 4; j++) v[j] = gen[4 * ((j + 1) % 4) + j];
+    const double mu = (double)v[0] + v[1] + v[2] + v[3];
     const int nt = pv_threads(n_threads);
     /* With a gradient and enough (topology, sample) pairs to keep every thread busy,
      * a task is one pair over all its blocks: it owns that pair's gradient rows and
@@ -1122,13 +1317,13 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
     const int32_t *slot = grad && !rebuild && !dirs ? NULL : pl->slot;
     const long n_grad = grad ? (long)B * n_edges * S * C * 16 : 0;
     const long n_other = grad ? (long)B * S * 5 : 0;
-    const long n_dir = dirs ? (long)B * n_edges * S * C : 0; /* tip edges' directional sums */
+    const long n_dir = scalar ? (long)B * n_edges * S * C : 0; /* tip edges' directional sums */
     int max_nodes = 0;
     for (int b = 0; b < B; b++)
         if (pl->topo_off[b + 1] - pl->topo_off[b] > max_nodes)
             max_nodes = pl->topo_off[b + 1] - pl->topo_off[b];
     /* one pair's rows: edges, the 5 others, then the tip edges' directional sums */
-    const long n_pair = (long)n_edges * C * 16 + 5 + (dirs ? (long)n_edges * C : 0);
+    const long n_pair = (long)n_edges * C * 16 + 5 + (scalar ? (long)n_edges * C : 0);
     const long per_thread = n_grad + n_other + n_dir;
     double *gacc = NULL;
     if (grad && !owner && !(gacc = (double *)calloc((size_t)nt * per_thread, sizeof(double))))
@@ -1146,7 +1341,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
         real *upper = grad ? (real *)malloc(sizeof(real) * (size_t)(node_sz * max_nodes)) : NULL;
         real *work = (real *)malloc(sizeof(real) * (size_t)(28 * blk)); /* see the pre-order pass */
         real *contrib = (real *)malloc(sizeof(real) * (size_t)(node_sz * (2 * max_nodes + 1)));
-        double *pd = (double *)malloc(sizeof(double) * (size_t)(3 * blk));
+        double *pd = (double *)malloc(sizeof(double) * (size_t)(3 * blk + C)); /* + mu q_c (f81dir) */
         if (!part || !scl || !rescaled || !work || !pd || !contrib || (grad && !upper) || (owner && !pair)) {
 #pragma omp atomic write
             failed = 1;
@@ -1164,7 +1359,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                 const long e0 = owner ? (long)b * n_edges : 0, e_step = owner ? (long)C * 16 : (long)S * C * 16;
                 double *other = !grad ? NULL : owner ? pair + (long)n_edges * C * 16 : G + n_grad + bs * 5;
                 /* directional sum of tip edge `edge`, category c: Gt + (edge - e0) * t_step + c */
-                double *Gt = !dirs ? NULL : owner ? other + 5 : G + n_grad + n_other + (long)s * C;
+                double *Gt = !scalar ? NULL : owner ? other + 5 : G + n_grad + n_other + (long)s * C;
                 const long t_step = owner ? C : (long)S * C;
                 if (owner) memset(pair, 0, sizeof(double) * (size_t)n_pair);
                 for (int kb = first_block; kb < end_block; kb++) {
@@ -1173,6 +1368,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                 const int pe = P - p0 < n ? P - p0 : n;
                 const int first = pl->topo_off[b], last = pl->topo_off[b + 1];
                 double *PV_RESTRICT prod = pd, *PV_RESTRICT lsum = pd + blk, *PV_RESTRICT ap = pd + 2 * blk;
+                double *PV_RESTRICT mu_q = pd + 3 * blk; /* per category */
                 for (int p = 0; p < n; p++) { prod[p] = 1.0; lsum[p] = 0.0; }
                 /* Consecutive tasks take other trees, whose matrices (and gradient
                  * accumulators) are out of cache: ask for all of them at once, so the
@@ -1327,6 +1523,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                     for (int c = 0; c < C; c++) {
                         const real *PV_RESTRICT A = work; /* upper * 1 / scale, all 4 planes */
                         if (is_root) {
+                            mu_q[c] = 0;
                             for (int i = 0; i < 4; i++) {
                                 double g = 0;
                                 const real *PV_RESTRICT r = root + (c * 4 + i) * blk;
@@ -1336,6 +1533,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                                     g += ap[p] * catw[c] * r[p];
                                 }
                                 other[i] += g;
+                                mu_q[c] += mu * freq[i] * g; /* q_c = sum_p ap catw_c (pi . root_c) */
                             }
                         } else {
                             const real *PV_RESTRICT u = upper + pl->up_slot[node] * node_sz + (long)c * 4 * blk;
@@ -1348,6 +1546,24 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                             }
                         }
                         const real *con[3] = {NULL, NULL, contrib + (2L * max_nodes) * node_sz + (long)c * 4 * blk};
+                        if (f81dir && nch == 2) { /* both children in one sweep */
+                            long l0, l1;
+                            const real *x0 = PV_FN(child_x)(pl, slot, node, first, 0, c, p0, tips, part, node_sz, blk, &l0);
+                            const real *x1 = PV_FN(child_x)(pl, slot, node, first, 1, c, p0, tips, part, node_sz, blk, &l1);
+                            const int r0 = pl->ch_ref[3 * node], r1 = pl->ch_ref[3 * node + 1];
+                            const long ed0 = pl->ch_edge[3 * node], ed1 = pl->ch_edge[3 * node + 1];
+                            double sums[2] = {0, 0};
+                            PV_FN(f81_dir_pair)(n, A, blk, mats + ((ed0 * S + s) * C + c) * 16, x0, l0,
+                                                PV_FN(child_codes)(pl, codes, node, 0, p0),
+                                                mats + ((ed1 * S + s) * C + c) * 16, x1, l1,
+                                                PV_FN(child_codes)(pl, codes, node, 1, p0), v,
+                                                r0 < 0 ? NULL : upper + pl->up_slot[r0] * node_sz + (long)c * 4 * blk,
+                                                r1 < 0 ? NULL : upper + pl->up_slot[r1] * node_sz + (long)c * 4 * blk,
+                                                sums);
+                            Gt[(ed0 - e0) * t_step + c] += sums[0] - mu_q[c];
+                            Gt[(ed1 - e0) * t_step + c] += sums[1] - mu_q[c];
+                            continue;
+                        }
                         if (!(f81 && nch == 2)) /* (that path keeps no contributions) */
                             for (int k = 0; k < 2; k++)
                                 con[k] = PV_FN(kept_contribution)(pl, codes, mats, s, node, first, k, c, p0, n, contrib,
@@ -1404,6 +1620,15 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                                 continue;
                             }
 #endif
+                            if (f81dir) { /* a root of three: f81_dir_pair's sum from the column sums */
+                                double Gk[16] = {0};
+                                PV_FN(child_backward)(n, A, con[(k + 1) % nch], con[(k + 2) % nch], x, lx, NULL,
+                                                      NULL, M, up, msg, xbuf, blk, f81, Gk);
+                                double sum = -mu_q[c];
+                                for (int q = 0; q < 16; q++) sum += (double)v[q % 4] * Gk[q];
+                                Gt[(edge - e0) * t_step + c] += sum;
+                                continue;
+                            }
                             PV_FN(child_backward)(n, A, con[(k + 1) % nch], nch == 3 ? con[(k + 2) % nch] : NULL,
                                                   x, lx, x2, sx, M, up, msg, xbuf, blk, f81,
                                                   Ge + (edge - e0) * e_step + c * 16);
@@ -1414,7 +1639,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                 if (owner) { /* the pair's rows, straight into the outputs */
                     for (int e = 0; e < n_edges; e++) {
                         const long row = ((long)b * n_edges + e) * S + s;
-                        if (dirs) {
+                        if (scalar) {
                             for (int c = 0; c < C; c++) {
                                 const double *g = pair + ((long)e * C + c) * 16;
                                 double v = Gt[(long)e * C + c];
@@ -1439,7 +1664,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
         free(work);
         free(pd);
     }
-    if (grad && !owner && !failed && dirs) {
+    if (grad && !owner && !failed && scalar) {
 #pragma omp parallel for schedule(static) num_threads(nt)
         for (long q = 0; q < n_dir; q++) { /* row q = (edge, s, c) */
             double v = 0;

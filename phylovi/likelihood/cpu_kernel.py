@@ -140,7 +140,7 @@ def _compile() -> ctypes.CDLL:
                 raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
             os.replace(out, target)
     library = ctypes.CDLL(str(target))
-    if library.pv_version() != 8:
+    if library.pv_version() != 9:
         raise RuntimeError("cpu_kernel library version mismatch")
     for suffix in ("f64", "f32"):
         function = getattr(library, f"pv_loglik_{suffix}")
@@ -395,13 +395,15 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
             gradient on that family's directions only (enough for the chain rule).
         codes: the tips as :func:`tip_code_rows`, which makes a tip's contribution in the
             post-order pass a table lookup; ``None``: computed from the planes.
-        generator: ``[4, 4]``, a matrix ``Q`` (not with ``f81``): with ``gradient``,
-            ``jac_matrices`` is then only the derivative of each matrix ``P`` along
-            ``D = Q @ P``, ``<d lnL / d P, D>`` ``[B * n_edges, S, C]`` in float64. The
-            kernel then takes each edge's sums over its kept contribution ``P @ x``
-            instead of the child's partials (which it neither keeps nor rebuilds) and
-            skips them at tips. With ``Q`` the rate matrix, ``D = dP/dt``: the branch
-            lengths' gradient. ``jac_other`` is not computed.
+        generator: ``[4, 4]``, a matrix ``Q``: with ``gradient``, ``jac_matrices`` is
+            then only the derivative of each matrix ``P`` along ``D = Q @ P``,
+            ``<d lnL / d P, D>`` ``[B * n_edges, S, C]`` in float64. The kernel then
+            takes each edge's sums over its kept contribution ``P @ x`` instead of the
+            child's partials (which it neither keeps nor rebuilds) and skips them at
+            tips; with ``f81``, ``Q`` must be that model's rate matrix, and an edge
+            needs one sum (``f81_dir_pair`` in the C source). With ``Q`` the rate
+            matrix, ``D = dP/dt``: the branch lengths' gradient. ``jac_other`` is not
+            computed.
 
     Returns:
         ``(lnL [B, S], sites or None, jac_matrices or None, jac_other or None)``
@@ -424,10 +426,10 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
     directional = gradient and generator is not None
     jac_matrices = jac_times = jac_other = None
     if directional:
-        assert not f81, "directional derivatives take the general path"
         generator = generator.detach().to(dtype).contiguous()
         assert generator.shape == (4, 4), generator.shape
-        directions = (generator @ matrices).contiguous()  # tip edges read D itself
+        # the general model's tip edges read D itself; F81 needs no D (see f81_dir_pair)
+        directions = None if f81 else (generator @ matrices).contiguous()
         jac_times = torch.empty(matrices.shape[:3], dtype=torch.float64)
     elif gradient:
         jac_matrices = torch.empty_like(matrices)
@@ -437,7 +439,7 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
         _ptr(category_weights), float(pinv), _ptr(pattern_weights), _ptr(invariant),
         int(rescale), _ptr(partial_sums), _ptr(site), _ptr(jac_matrices), _ptr(jac_other),
         int(f81), _ptr(codes), _ptr(generator if directional else None),
-        _ptr(directions if directional else None), _ptr(jac_times),
+        _ptr(directions) if directional else None, _ptr(jac_times),
         torch.get_num_threads())
     if status:
         raise MemoryError("cpu_kernel: out of memory")
@@ -486,8 +488,8 @@ def fixed_model_log_likelihood(lengths, rates, eigenvalues, products, dtype, sch
     ``d lnL / d t = sum_c r_c <G, D_c>`` with ``G`` the kernel's ``d lnL / d P`` and
     ``D_c = sum_k lambda_k exp(lambda_k r_c t) E_k = Q P(r_c t)``: a few tensor operations
     instead of autograd through the construction of every matrix, which is most of a small
-    tree's gradient call. Outside the F81 family the kernel takes ``Q`` and returns
-    ``<G, D_c>`` itself (see :func:`evaluate`); in it, its own family directions.
+    tree's gradient call. The kernel takes ``Q`` and returns ``<G, D_c>`` itself (see
+    :func:`evaluate`).
 
     Args:
         lengths: ``[B, S, n_edges]``, differentiable.
@@ -508,12 +510,12 @@ def _fixed_model_forward(lengths, rates, eigenvalues, products, dtype, schedule,
     exponents = times[..., None] * eigenvalues  # [B, E, S, C, 4]
     matrices = from_spectrum(exponents, products).to(dtype).reshape(-1, *times.shape[2:], 4, 4)
     generator = None
-    if gradient and not f81:  # Q = sum_k lambda_k E_k: dP / d(r_c t) = Q P, for every matrix
+    if gradient:  # Q = sum_k lambda_k E_k: dP / d(r_c t) = Q P, for every matrix
         generator = (eigenvalues @ products).reshape(4, 4)
     value, _, jac, _ = evaluate(
         schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights, invariant,
         rescale, gradient=gradient, f81=f81, codes=codes, generator=generator)
-    return value, jac, exponents
+    return value, jac
 
 
 class _FixedModelLogLikelihood(torch.autograd.Function):
@@ -521,19 +523,15 @@ class _FixedModelLogLikelihood(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, lengths, rates, eigenvalues, products, *rest):
-        value, jac, exponents = _fixed_model_forward(lengths, rates, eigenvalues, products,
-                                                     *rest, gradient=True)
-        ctx.save_for_backward(jac, exponents, rates, eigenvalues, products)
+        value, jac = _fixed_model_forward(lengths, rates, eigenvalues, products, *rest,
+                                          gradient=True)
+        ctx.save_for_backward(jac, rates)
         ctx.lengths_dtype = lengths.dtype
         return value
 
     @staticmethod
     def backward(ctx, grad):
-        jac, exponents, rates, eigenvalues, products = ctx.saved_tensors
-        if jac.dim() == 3:  # the kernel's derivatives along dP / d(r_c t) (not F81)
-            per_time = jac.reshape(exponents.shape[:-1])  # d lnL / d (r_c t)  [B, E, S, C]
-        else:  # d lnL / d P on the F81 family's directions: dP / d(r_c t) = sum_k lambda_k e^(...) E_k
-            inner = (jac.reshape(-1, 16).double() @ products.T).reshape(exponents.shape)
-            per_time = (inner * torch.exp(exponents) * eigenvalues).sum(-1)
+        jac, rates = ctx.saved_tensors  # jac: d lnL / d (r_c t)  [B * E, S, C]
+        per_time = jac.reshape(grad.shape[0], -1, *jac.shape[1:])  # [B, E, S, C]
         per_length = (per_time * rates).sum(-1) * grad.double()[:, None, :]  # [B, E, S]
         return (per_length.transpose(1, 2).to(ctx.lengths_dtype), *([None] * 14))

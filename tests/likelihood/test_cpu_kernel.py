@@ -136,7 +136,7 @@ def two_row_build(monkeypatch):
 
 
 @needs_compiler
-@pytest.mark.parametrize("case", [CASES[3], CASES[6]])
+@pytest.mark.parametrize("case", [CASES[3], CASES[6], CASES[7]])
 def test_two_row_sweeps_match_torch_kernel(case, two_row_build, monkeypatch):
     assert cpu_kernel.available(), cpu_kernel.unavailable_reason()
     for dtype, fixed_model in itertools.product((torch.float64, torch.float32), (False, True)):
@@ -248,9 +248,10 @@ def test_gradient_tasks_by_pair_or_by_block_match_torch_kernel(case, per_pair, m
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1 if per_pair else n_pairs)
-        for dtype in (torch.float64, torch.float32):
-            value, grads, _ = evaluate(case, dtype, True, "c", monkeypatch, 3)
-            expected_value, expected_grads, _ = evaluate(case, dtype, True, "torch", monkeypatch, 3)
+        for dtype, fixed_model in itertools.product((torch.float64, torch.float32), (False, True)):
+            value, grads, _ = evaluate(case, dtype, True, "c", monkeypatch, 3, fixed_model)
+            expected_value, expected_grads, _ = evaluate(case, dtype, True, "torch", monkeypatch, 3,
+                                                         fixed_model)
             rtol = TOLERANCE[dtype]
             torch.testing.assert_close(value, expected_value, rtol=rtol, atol=0)
             for grad, expected in zip(grads, expected_grads):
@@ -316,16 +317,19 @@ def test_tip_codes_match_tip_planes(model_string, dtype):
         for a, b in zip(with_codes, with_planes):
             if a is not None:
                 torch.testing.assert_close(a, b, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
-    if not substitution.is_f81:
-        # derivatives along D = Q @ P for each matrix P (what a fixed model's branch
-        # lengths need, with Q the rate matrix; any Q here) equal the full d lnL / d P
-        # contracted with D, tips looked up or not
+    # derivatives along D = Q @ P for each matrix P (what a fixed model's branch lengths
+    # need, with Q the rate matrix; any Q outside the F81 family, whose path needs its own
+    # rate matrix) equal d lnL / d P contracted with D, tips looked up or not
+    if substitution.is_f81:
+        eigenvalues, products = substitution.eigen_products(torch.float64, "cpu")
+        generator = (eigenvalues @ products).reshape(4, 4).to(dtype)
+    else:
         generator = torch.as_tensor(rng.normal(size=(4, 4)), dtype=dtype)
-        jac = cpu_kernel.evaluate(*arguments, gradient=True, codes=codes)[2]
-        directions = generator.double() @ matrices.double()
-        expected = (jac.double() * directions).sum((-1, -2))
-        for tip_codes in (codes, None):
-            along = cpu_kernel.evaluate(*arguments, gradient=True, codes=tip_codes,
-                                        generator=generator)[2]
-            torch.testing.assert_close(along, expected, rtol=50 * TOLERANCE[dtype],
-                                       atol=50 * TOLERANCE[dtype] * float(expected.abs().max()))
+    jac = cpu_kernel.evaluate(*arguments, gradient=True, codes=codes, f81=substitution.is_f81)[2]
+    directions = generator.double() @ matrices.double()
+    expected = (jac.double() * directions).sum((-1, -2))
+    for tip_codes in (codes, None):
+        along = cpu_kernel.evaluate(*arguments, gradient=True, codes=tip_codes,
+                                    f81=substitution.is_f81, generator=generator)[2]
+        torch.testing.assert_close(along, expected, rtol=50 * TOLERANCE[dtype],
+                                   atol=50 * TOLERANCE[dtype] * float(expected.abs().max()))
