@@ -174,6 +174,31 @@ def test_float64_rescaling_matches_torch_kernel(case, flags, monkeypatch):
             torch.testing.assert_close(grad, expected, rtol=50 * rtol, atol=50 * rtol)
 
 
+@needs_compiler
+@pytest.mark.parametrize("random_half", [0, 1])
+def test_float32_rescales_every_pattern_that_needs_it(random_half):
+    """Constant patterns, whose partials stay near 1 on short branches, and random ones,
+    which underflow float32 within a few dozen taxa unless rescaled, in alternating
+    groups of 8: the random ones fill only one half of every 16-pattern vector. The
+    per-node check that decides whether to rescale must see every lane, so float32
+    matches float64 at every site."""
+    rng = np.random.default_rng(23)
+    n_taxa, n_patterns = 120, 72
+    taxa = TaxonOrder([f"t{i}" for i in range(n_taxa)])
+    codes = rng.choice([1, 2, 4, 8], size=(n_taxa, n_patterns)).astype(np.uint8)
+    for start in range(0, n_patterns, 8):
+        if start // 8 % 2 != random_half:
+            codes[:, start:start + 8] = 1
+    patterns = SitePatterns(taxa, codes, np.ones(n_patterns), np.arange(n_patterns))
+    batch = TopologyBatch([random_topology(taxa, rng), caterpillar(taxa)])
+    lengths = torch.full((2, 1, batch.n_edges), 0.01, dtype=torch.float64)
+    sites = {dtype: TreeLikelihood(patterns, parse_model("JC", patterns), dtype=dtype)
+             .site_log_likelihoods(batch, lengths) for dtype in (torch.float64, torch.float32)}
+    assert float(sites[torch.float64].min()) < -150  # far below float32's range at the root
+    torch.testing.assert_close(sites[torch.float32].double(), sites[torch.float64], rtol=1e-5,
+                               atol=0)
+
+
 @pytest.mark.parametrize("model_string, requires_grad, expected", [
     ("JC", False, True), ("F81+G4", False, True), ("GTR{1,1,1,1,1}", False, True),
     ("HKY{1}", False, True), ("K2P{1.5}", False, False), ("GTR{1,2,1,1,1}", False, False),
