@@ -1368,6 +1368,8 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
         return 1;
     const long node_sz = (long)C * 4 * blk;
     const double log_variable = log1p(-pinv), log_pinv = pinv > 0 ? log(pinv) : -INFINITY;
+    /* the invariant part of a site: needed with +I, and for d lnL / d pinv at pinv = 0 */
+    const int with_constant = pinv > 0 || jac_other != NULL;
     int failed = 0;
 #pragma omp parallel num_threads(nt)
     {
@@ -1517,10 +1519,11 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                         for (int k = 0; k < 4; k++) site += (double)freq[k] * root[(c * 4 + k) * blk + p];
                         mix += (double)catw[c] * site;
                     }
-                    for (int k = 0; k < 4; k++) constant += (double)freq[k] * inv[(long)k * Pp + p0 + p];
+                    if (with_constant)
+                        for (int k = 0; k < 4; k++) constant += (double)freq[k] * inv[(long)k * Pp + p0 + p];
                     const double ls = prod[p] != 1.0 || lsum[p] != 0.0 ? lsum[p] + log(prod[p]) : 0.0;
                     const double lv = mix > 0 ? log_variable + log(mix) + ls : -INFINITY;
-                    const double li = constant > 0 ? log_pinv + log(constant) : -INFINITY;
+                    const double li = constant > 0 && pinv > 0 ? log_pinv + log(constant) : -INFINITY;
                     /* log(e^lv + e^li); without +I (li = -inf) it is lv, with no exp or log */
                     const double hi = lv > li ? lv : li, lo = lv > li ? li : lv;
                     const double e = lo == -INFINITY ? 0.0 : exp(lo - hi);
