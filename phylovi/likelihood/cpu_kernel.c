@@ -1313,13 +1313,14 @@ static inline void PV_FN(child_backward)(int n, const real *PV_RESTRICT A,
  *   f81: every matrix is of the F81 family and only moves within it (see f81_backward):
  *       jac_mats is then d lnL / d P on those directions only.
  *   gen [16], dmats [B*n_edges][S][C][16], jac_times [B*n_edges][S][C] out: instead of
- *       jac_mats (not with f81), the derivative of each matrix P along D = gen @ P (given
- *       as dmats), <d lnL / d P, D>: with gen the rate matrix Q, D = dP/dt, the branch
- *       lengths' gradient. Since <m x^T, Q P> = <m (P x)^T, Q>, an edge's 16 sums are
- *       then taken over its contribution P x, which the post-order pass kept, instead
- *       of the child's partials, and contracted with Q; a tip child's edge needs no 16
- *       sums (see grad_tip_dir). The caller passes jac_other = NULL then: the
- *       frequencies and pinv are not differentiated. */
+ *       jac_mats, the derivative of each matrix P along D = gen @ P (given as dmats),
+ *       <d lnL / d P, D>: with gen the rate matrix Q, D = dP/dt, the branch lengths'
+ *       gradient. Since <m x^T, Q P> = <m (P x)^T, Q>, an edge's 16 sums are then taken
+ *       over its contribution P x, which the post-order pass kept, instead of the
+ *       child's partials, and contracted with Q; a tip child's edge needs no 16 sums
+ *       (see grad_tip_dir). With f81, gen must be the model's own rate matrix, an edge
+ *       needs one sum (see f81_dir_pair) and dmats is not read. The caller passes
+ *       jac_other = NULL then: the frequencies and pinv are not differentiated. */
 int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const real *tips,
                      const real *freq, const real *catw, double pinv, const real *weights,
                      const real *inv, int rescale, double *lnl, real *site_ll,
