@@ -79,7 +79,7 @@ static int pv_thread_id(void)
 #endif
 }
 
-int pv_version(void) { return 9; }
+int pv_version(void) { return 10; }
 
 #if PV_FOUR_ROWS
 #include <immintrin.h>
@@ -591,15 +591,25 @@ static inline void pv_grad_tip_ps(int n, const float *PV_RESTRICT A, const float
                                           _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sums), 1)))));
 }
 
-/* d lnL / d t of a tip child's edge along one direction D = dP/dt of its matrix, when
+/* d lnL / d t of a tip child's edge along one direction D = Q @ P of its matrix P, when
  * only the branch lengths need a gradient: sum_p sum_i m_i[p] (D @ code_p)_i, m = A * S,
- * added to *g. D @ code is looked up from D's tables as M @ code is in tip_node: a
- * permute and a multiply-add per row instead of grad_tip's 16 masked sums. */
+ * added to *g. D @ code is looked up as P @ code is in tip_node: a permute and a
+ * multiply-add per row instead of grad_tip's 16 masked sums. D's tables are Q times P's
+ * (D @ code = Q @ (P @ code)), so D itself is never formed. */
 static inline void pv_grad_tip_dir_pd(int n, const double *PV_RESTRICT A, const double *PV_RESTRICT S,
-                                      long ld, const uint8_t *PV_RESTRICT cd, const double *D, double *g)
+                                      long ld, const uint8_t *PV_RESTRICT cd, const double *P,
+                                      const double *Q, double *g)
 {
-    __m512d lo[4], hi[4], acc[4];
-    pv_tables_pd(D, lo, hi);
+    __m512d plo[4], phi[4], lo[4], hi[4], acc[4];
+    pv_tables_pd(P, plo, phi);
+    for (int i = 0; i < 4; i++) {
+        lo[i] = _mm512_mul_pd(_mm512_set1_pd(Q[4 * i]), plo[0]);
+        hi[i] = _mm512_mul_pd(_mm512_set1_pd(Q[4 * i]), phi[0]);
+        for (int k = 1; k < 4; k++) {
+            lo[i] = _mm512_fmadd_pd(_mm512_set1_pd(Q[4 * i + k]), plo[k], lo[i]);
+            hi[i] = _mm512_fmadd_pd(_mm512_set1_pd(Q[4 * i + k]), phi[k], hi[i]);
+        }
+    }
     for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_pd();
     for (int p = 0; p < n; p += 8) {
         const __m512i idx = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(cd + p)));
@@ -612,10 +622,15 @@ static inline void pv_grad_tip_dir_pd(int n, const double *PV_RESTRICT A, const 
 }
 
 static inline void pv_grad_tip_dir_ps(int n, const float *PV_RESTRICT A, const float *PV_RESTRICT S,
-                                      long ld, const uint8_t *PV_RESTRICT cd, const float *D, double *g)
+                                      long ld, const uint8_t *PV_RESTRICT cd, const float *P,
+                                      const float *Q, double *g)
 {
-    __m512 t[4], acc[4];
-    pv_tables_ps(D, t);
+    __m512 pt[4], t[4], acc[4];
+    pv_tables_ps(P, pt);
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_mul_ps(_mm512_set1_ps(Q[4 * i]), pt[0]);
+        for (int k = 1; k < 4; k++) t[i] = _mm512_fmadd_ps(_mm512_set1_ps(Q[4 * i + k]), pt[k], t[i]);
+    }
     for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_ps();
     for (int p = 0; p < n; p += 16) {
         const __mmask16 valid = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
@@ -1312,20 +1327,20 @@ static inline void PV_FN(child_backward)(int n, const real *PV_RESTRICT A,
  *   jac_mats [B*n_edges][S][C][16], jac_other [B][S][5] (d/d frequencies, d/d pinv) out;
  *   f81: every matrix is of the F81 family and only moves within it (see f81_backward):
  *       jac_mats is then d lnL / d P on those directions only.
- *   gen [16], dmats [B*n_edges][S][C][16], jac_times [B*n_edges][S][C] out: instead of
- *       jac_mats, the derivative of each matrix P along D = gen @ P (given as dmats),
- *       <d lnL / d P, D>: with gen the rate matrix Q, D = dP/dt, the branch lengths'
+ *   gen [16], jac_times [B*n_edges][S][C] out: instead of jac_mats, the derivative of
+ *       each matrix P along D = gen @ P, <d lnL / d P, D>: with gen the rate matrix Q,
+ *       D = dP/dt, the branch lengths'
  *       gradient. Since <m x^T, Q P> = <m (P x)^T, Q>, an edge's 16 sums are then taken
  *       over its contribution P x, which the post-order pass kept, instead of the
  *       child's partials, and contracted with Q; a tip child's edge needs no 16 sums
  *       (see grad_tip_dir). With f81, gen must be the model's own rate matrix, an edge
- *       needs one sum (see f81_dir_pair) and dmats is not read. The caller passes
+ *       needs one sum (see f81_dir_pair). The caller passes
  *       jac_other = NULL then: the frequencies and pinv are not differentiated. */
 int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const real *tips,
                      const real *freq, const real *catw, double pinv, const real *weights,
                      const real *inv, int rescale, double *lnl, real *site_ll,
                      real *jac_mats, real *jac_other, int f81, const uint8_t *codes,
-                     const real *gen, const real *dmats, double *jac_times, int n_threads)
+                     const real *gen, double *jac_times, int n_threads)
 {
     const int S = pl->n_samples, C = pl->n_categories, P = pl->n_patterns, Pp = pl->n_padded;
     const int blk = pl->block, B = pl->n_topologies;
@@ -1643,14 +1658,13 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
 #if PV_FOUR_ROWS
                             const uint8_t *cdx = PV_FN(child_codes)(pl, codes, node, k, p0);
                             if (cdx && nch == 2 && dirs) { /* a tip child, one direction */
-                                const real *D = dmats + ((edge * S + s) * C + c) * 16;
                                 double *gt = Gt + (edge - e0) * t_step + c;
                                 if (sizeof(real) == 8)
                                     pv_grad_tip_dir_pd(n, (const double *)A, (const double *)con[1 - k], blk, cdx,
-                                                       (const double *)D, gt);
+                                                       (const double *)M, (const double *)gen, gt);
                                 else
                                     pv_grad_tip_dir_ps(n, (const float *)A, (const float *)con[1 - k], blk, cdx,
-                                                       (const float *)D, gt);
+                                                       (const float *)M, (const float *)gen, gt);
                                 continue;
                             }
                             if (cdx && nch == 2 && !f81) { /* a tip child: G from its codes */

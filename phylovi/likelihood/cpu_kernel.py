@@ -140,14 +140,14 @@ def _compile() -> ctypes.CDLL:
                 raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
             os.replace(out, target)
     library = ctypes.CDLL(str(target))
-    if library.pv_version() != 9:
+    if library.pv_version() != 10:
         raise RuntimeError("cpu_kernel library version mismatch")
     for suffix in ("f64", "f32"):
         function = getattr(library, f"pv_loglik_{suffix}")
         function.restype = ctypes.c_int
         function.argtypes = [ctypes.POINTER(_Plan), ctypes.c_int] + [ctypes.c_void_p] * 4 + \
             [ctypes.c_double] + [ctypes.c_void_p] * 2 + [ctypes.c_int] + \
-            [ctypes.c_void_p] * 4 + [ctypes.c_int] + [ctypes.c_void_p] * 4 + [ctypes.c_int]
+            [ctypes.c_void_p] * 4 + [ctypes.c_int] + [ctypes.c_void_p] * 3 + [ctypes.c_int]
     return library
 
 
@@ -428,8 +428,6 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
     if directional:
         generator = generator.detach().to(dtype).contiguous()
         assert generator.shape == (4, 4), generator.shape
-        # the general model's tip edges read D itself; F81 needs no D (see f81_dir_pair)
-        directions = None if f81 else (generator @ matrices).contiguous()
         jac_times = torch.empty(matrices.shape[:3], dtype=torch.float64)
     elif gradient:
         jac_matrices = torch.empty_like(matrices)
@@ -439,7 +437,7 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
         _ptr(category_weights), float(pinv), _ptr(pattern_weights), _ptr(invariant),
         int(rescale), _ptr(partial_sums), _ptr(site), _ptr(jac_matrices), _ptr(jac_other),
         int(f81), _ptr(codes), _ptr(generator if directional else None),
-        _ptr(directions) if directional else None, _ptr(jac_times),
+        _ptr(jac_times),
         torch.get_num_threads())
     if status:
         raise MemoryError("cpu_kernel: out of memory")
