@@ -263,6 +263,18 @@ def test_cpu_kernel_does_not_depend_on_threads(threads, monkeypatch):
 
 
 @needs_compiler
+def test_kernel_gives_the_callers_floating_point_mode_back(monkeypatch):
+    """The kernel's threads flush subnormals to zero (an Intel core pays a microcode
+    assist for every operation on one); the calling thread, which is one of them, must
+    get its mode back, so Python floats and torch keep gradual underflow afterwards."""
+    evaluate(CASES[3], torch.float32, True, "c", monkeypatch, 5)
+    tiny = float(np.finfo(np.float64).tiny)
+    subnormal = tiny * 0.5  # flush-to-zero would make this 0
+    assert subnormal > 0
+    assert subnormal * 2.0 == tiny  # denormals-are-zero would read it as 0
+    assert float(torch.tensor([tiny], dtype=torch.float64) * 0.5) == subnormal
+
+@needs_compiler
 @pytest.mark.parametrize("case", [CASES[3], CASES[7]])
 @pytest.mark.parametrize("per_pair", [True, False])
 def test_gradient_tasks_by_pair_or_by_block_match_torch_kernel(case, per_pair, monkeypatch):
