@@ -56,6 +56,7 @@ class TreeLikelihood:
         if rescale is None:
             rescale = dtype != torch.float64 or len(patterns.taxa) > _FLOAT64_UNSCALED_TAXA
         self.rescale = rescale
+        self._fixed_key, self._fixed_parts = None, None  # see _fixed_model
 
     @property
     def taxa(self):
@@ -135,21 +136,44 @@ class TreeLikelihood:
 
     def _fused_log_likelihood(self, batch: TopologyBatch, lengths: torch.Tensor) -> torch.Tensor:
         """``[B, S]`` from the C kernel, gradient included in the same pass."""
-        substitution, site_rates = self.model.substitution, self.model.site_rates
         schedule, (tips, invariant, codes) = self._schedule(batch), self._cpu_planes()
-        pinv = site_rates.pinv.to(dtype=self.dtype, device=self.device)
-        rest = (tips, site_rates.weights(self.dtype), self.weights, invariant, self.rescale,
-                substitution.is_f81, codes)
-        if not (substitution.requires_grad or site_rates.shape.requires_grad
-                or site_rates.pinv.requires_grad):
+        fixed = self._fixed_model()
+        if fixed is not None:
             # Only the branch lengths can need a gradient: the chain rule through the
             # transition matrices is done by hand, not by autograd.
-            eigenvalues, products = substitution.eigen_products(torch.float64, self.device)
+            rates, eigenvalues, products, frequencies, pinv, category_weights, f81 = fixed
             return cpu_kernel.fixed_model_log_likelihood(
-                lengths, site_rates.rates(torch.float64, self.device), eigenvalues, products,
-                self.dtype, schedule, substitution.frequencies.to(self.dtype), pinv, *rest)
+                lengths, rates, eigenvalues, products, self.dtype, schedule, frequencies, pinv,
+                tips, category_weights, self.weights, invariant, self.rescale, f81, codes)
+        substitution, site_rates = self.model.substitution, self.model.site_rates
+        pinv = site_rates.pinv.to(dtype=self.dtype, device=self.device)
         matrices, frequencies = self._matrices(lengths, substitution, site_rates)
-        return cpu_kernel.FusedLogLikelihood.apply(matrices, frequencies, pinv, schedule, *rest)
+        return cpu_kernel.FusedLogLikelihood.apply(
+            matrices, frequencies, pinv, schedule, tips, site_rates.weights(self.dtype),
+            self.weights, invariant, self.rescale, substitution.is_f81, codes)
+
+    def _fixed_model(self):
+        """What the kernel needs of a model none of whose parameters requires a gradient:
+        ``(rates, eigenvalues, products, frequencies, pinv, category weights, is_f81)``,
+        or ``None`` when one does. Kept while the parameters keep their values, since
+        building it (the model's objects, the discrete-Gamma rates, the eigensystem's
+        lookup) took about half of a one-tree sim27 JC call."""
+        model = self.model
+        if any(value.requires_grad for value in model.parameters.values()):
+            return None
+        key = (id(model), model.base, model.n_categories,
+               tuple((name, tuple(value.reshape(-1).tolist()))
+                     for name, value in model.parameters.items()))
+        if key != self._fixed_key:
+            substitution, site_rates = model.substitution, model.site_rates
+            eigenvalues, products = substitution.eigen_products(torch.float64, self.device)
+            self._fixed_parts = (
+                site_rates.rates(torch.float64, self.device), eigenvalues, products,
+                substitution.frequencies.to(self.dtype),
+                site_rates.pinv.to(dtype=self.dtype, device=self.device),
+                site_rates.weights(self.dtype), substitution.is_f81)
+            self._fixed_key = key
+        return self._fixed_parts
 
     def _site_log_likelihoods(self, batch: TopologyBatch, lengths: torch.Tensor) -> torch.Tensor:
         substitution, site_rates = self.model.substitution, self.model.site_rates

@@ -179,6 +179,32 @@ def test_one_topology_batches_are_kept_but_not_without_bound():
         [fresh.log_likelihood(TopologyBatch([t]), lengths[None])[0] for t in topologies]),
         rtol=1e-13, atol=0)
 
+
+def test_a_fixed_model_changed_in_place_is_seen(kernel):
+    """A likelihood keeps what it built from a model whose parameters need no gradient;
+    changing a parameter in place, or asking for its gradient, must not be served from
+    that copy."""
+    _, patterns = random_problem(7, 60, seed=8)
+    topology = random_topology(patterns.taxa, np.random.default_rng(9))
+    lengths = torch.full((topology.n_edges,), 0.2, dtype=torch.float64)
+    model = parse_model("HKY{2}+F{0.3,0.2,0.2,0.3}+G4{0.5}", patterns)
+    likelihood = TreeLikelihood(patterns, model)
+    before = likelihood.log_likelihood(topology, lengths)
+    for name, value in (("kappa", 3.0), ("shape", 0.9)):
+        model.parameters[name].fill_(value)
+        fresh = TreeLikelihood(patterns, parse_model(
+            f"HKY{{{float(model.parameters['kappa'])}}}+F{{0.3,0.2,0.2,0.3}}"
+            f"+G4{{{float(model.parameters['shape'])}}}", patterns))
+        changed = likelihood.log_likelihood(topology, lengths)
+        assert changed.item() != pytest.approx(before.item(), rel=1e-6)
+        torch.testing.assert_close(changed, fresh.log_likelihood(topology, lengths),
+                                   rtol=1e-13, atol=0)
+        before = changed
+    shape = model.parameters["shape"].requires_grad_()
+    likelihood.log_likelihood(topology, lengths).backward()
+    assert shape.grad is not None and shape.grad.abs() > 0
+
+
 def test_rerooting_and_rotation_leave_the_log_likelihood_unchanged(shared):
     import dendropy
 
