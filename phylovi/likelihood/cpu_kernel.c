@@ -62,9 +62,10 @@ typedef struct {
 /* A state far less likely than the pattern's others can leave subnormal partials, and
  * on Intel cores every operation on one costs a microcode assist: in float32 the
  * gradient pass ran 7x slower for them on a 2-core Emerald Rapids Xeon (a 2-core AMD
- * EPYC showed no such slowdown). They carry no weight next to the pattern's largest partial, which
- * rescaling keeps far above the normal range's floor, so the kernel's threads flush
- * them to zero (FTZ and DAZ in MXCSR) and give the caller's mode back on the way out. */
+ * EPYC showed no such slowdown). They carry no weight next to the pattern's largest
+ * partial, which rescaling keeps far above the normal range's floor, so the kernel's
+ * threads flush them to zero (FTZ and DAZ in MXCSR) and give the caller's mode back on
+ * the way out. */
 #if defined(__SSE__)
 #include <xmmintrin.h>
 static unsigned int pv_flush_subnormals(void)

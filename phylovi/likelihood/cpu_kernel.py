@@ -75,11 +75,11 @@ def block_size(n_categories: int, n_nodes: int, itemsize: int, gradient: bool,
     keeps up to three such buffers per node (partials and both contributions; the
     pre-order partials take only a few, see :func:`_upper_slots`): there the block
     halves, down to 32, until they fit in :func:`gradient_scratch`. Measured on a
-    2-core Emerald Rapids Xeon (48 KiB L1) against the earlier 512 / n_categories patterns:
-    GTR+G4 float64 takes 64 instead of 128, and its gradient ran 20-30% faster (sim27
-    and sim100), its log-likelihood up to 35% (sim100); JC's gradient takes 128
-    instead of 256 (float64 up to 20% faster, float32 unchanged). On a 2-core AMD
-    EPYC, gradient blocks of 64-256 were within noise of each other.
+    2-core Emerald Rapids Xeon (48 KiB L1) against the earlier 512 / n_categories
+    patterns: GTR+G4 float64 takes 64 instead of 128, and its gradient ran 20-30%
+    faster (sim27 and sim100), its log-likelihood up to 35% (sim100); JC's gradient
+    takes 128 instead of 256 (float64 up to 20% faster, float32 unchanged). On a
+    2-core AMD EPYC, gradient blocks of 64-256 were within noise of each other.
     """
     if _BLOCK:
         return int(_BLOCK)

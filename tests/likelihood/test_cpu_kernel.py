@@ -274,6 +274,7 @@ def test_kernel_gives_the_callers_floating_point_mode_back(monkeypatch):
     assert subnormal * 2.0 == tiny  # denormals-are-zero would read it as 0
     assert float(torch.tensor([tiny], dtype=torch.float64) * 0.5) == subnormal
 
+
 @needs_compiler
 @pytest.mark.parametrize("case", [CASES[3], CASES[7]])
 @pytest.mark.parametrize("per_pair", [True, False])
