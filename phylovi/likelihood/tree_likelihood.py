@@ -157,7 +157,7 @@ class TreeLikelihood:
         ``(rates, eigenvalues, products, frequencies, pinv, category weights, is_f81)``,
         or ``None`` when one does. Kept while the parameters keep their values, since
         building it (the model's objects, the discrete-Gamma rates, the eigensystem's
-        lookup) took about half of a one-tree sim27 JC call."""
+        lookup) took about a third of a one-tree sim27 JC call."""
         model = self.model
         if any(value.requires_grad for value in model.parameters.values()):
             return None
