@@ -129,5 +129,7 @@ def _check(method: str, settings: dict) -> None:
         raise ConfigError(f"{method}: the ladder needs at least 2 temperatures (0 and 1)")
     if "ladder_shape" in settings and not settings["ladder_shape"] > 0:
         raise ConfigError(f"{method}: ladder_shape must be positive")
+    if "independent" in settings and settings["independent"] not in (0, 1):
+        raise ConfigError(f"{method}: independent must be 1 (independence sampler) or 0 (HMC)")
     if "delta" in settings and not 0 < settings["delta"] < 1:
         raise ConfigError(f"{method}: delta must be in (0, 1)")

@@ -24,18 +24,22 @@ from phylovi.marginal.laplus import laplus_densities, laplus_log_marginal
 from phylovi.marginal.mcmc import effective_sample_size
 from phylovi.marginal.optimize import diagonal_hessian, gradient, maximize
 from phylovi.marginal.posterior import Posterior
-from phylovi.marginal.power_posterior import ChainSamples, run_chains
+from phylovi.marginal.power_posterior import ChainSamples, run_chains, run_independent_chains
 
-# With replica exchange along the ladder, short trajectories and more draws beat
-# long trajectories at the same number of gradients (on DS1 and DS2: 2 leapfrog
-# steps x 1250 draws gave stepping stone a smaller standard error than 5 x 500).
-# SS, PS and MPS need about 6,000 draws per temperature for split-RMSD accuracy: at
-# 2,500, SS's error on DS2 had a spread of 0.18-0.27 nats per tree and its split
-# RMSD over 10 replicates was 0.012. GSS, whose reference is close to the
-# posterior, needs far fewer.
+# SS, PS and MPS: after 200 HMC iterations (adaptation, then draws that give a first
+# fit), each temperature's chain proposes from gammas fitted to its own draws (refitted
+# after 1,000 iterations) and accepts by Metropolis-Hastings, one likelihood evaluation
+# and no gradient per draw; neighbours exchange states throughout. On DS1 and DS2 that
+# gave stepping stone the standard error of 6,000 HMC draws (2 leapfrog steps each) in
+# under half the time (docs/marginal.md, "An independence sampler for the ladder").
+# Their variance needs about 6,000 draws per temperature for split-RMSD accuracy: at
+# 2,500 HMC draws, SS's error on DS2 had a spread of 0.18-0.27 nats per tree and its
+# split RMSD over 10 replicates was 0.012.
+# GSS keeps HMC (independent = 0): its reference is close to the posterior, so 500
+# draws suffice, and at 500 the independence sampler's adaptation costs more than it saves.
 LADDER = {"n_temperatures": 50, "ladder_shape": 0.3, "n_samples": 6000, "n_warmup": 200,
-          "n_leapfrog": 2}
-GSS_LADDER = {**LADDER, "n_samples": 500}
+          "n_leapfrog": 2, "independent": 1, "n_adapt": 1000}
+GSS_LADDER = {**LADDER, "n_samples": 500, "independent": 0}
 POSTERIOR_DRAWS = {"n_chains": 8, "n_samples": 250, "n_warmup": 200, "n_leapfrog": 5}
 
 
@@ -188,6 +192,10 @@ def _ladder_samples(posterior, generator, settings, cache, reference=None) -> Ch
     def sample():
         betas = ladder(settings["n_temperatures"], settings["ladder_shape"], posterior.dtype)
         theta, _ = _map(posterior, cache)
+        if settings["independent"]:
+            return run_independent_chains(posterior, betas, theta, settings["n_samples"],
+                                          settings["n_warmup"], settings["n_adapt"], generator,
+                                          reference, settings["n_leapfrog"])
         return run_chains(posterior, betas, theta, settings["n_samples"], settings["n_warmup"],
                           generator, reference, settings["n_leapfrog"])
 

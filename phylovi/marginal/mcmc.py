@@ -127,29 +127,39 @@ def _select(accepted: torch.Tensor, proposed: tuple, state: HMCState) -> HMCStat
 
 def swap(state: HMCState, parity: int, generator: torch.Generator | None = None
          ) -> tuple[HMCState, torch.Tensor]:
-    """Replica exchange between rows (i, i+1) for every i of the given parity.
-
-    The pair exchanges states with probability min(1, exp((β_{i+1} - β_i)(A_i - A_{i+1}))),
-    which leaves every chain's target invariant. Step sizes and mass matrices stay
-    with their row (their temperature). Alternating the parity from one call to
-    the next (the deterministic even-odd scheme) carries states along the
-    ladder in O(C) calls rather than O(C²). Returns the new state and, for
-    each pair, whether it exchanged.
+    """Replica exchange between rows (i, i+1) for every i of the given parity
+    (see :func:`exchange_order`). Step sizes and mass matrices stay with their
+    row (their temperature). Returns the new state and, for each pair, whether
+    it exchanged.
     """
-    lower = torch.arange(parity, len(state.betas) - 1, 2)
-    upper = lower + 1
-    log_ratio = ((state.betas[upper] - state.betas[lower])
-                 * (state.tempered[lower] - state.tempered[upper]))
-    log_ratio = torch.where(torch.isnan(log_ratio), torch.full_like(log_ratio, -torch.inf), log_ratio)
-    uniform = torch.rand(log_ratio.shape, generator=generator, dtype=log_ratio.dtype)
-    exchanged = uniform.log() < log_ratio
-    order = torch.arange(len(state.betas))
-    order[lower[exchanged]] = upper[exchanged]
-    order[upper[exchanged]] = lower[exchanged]
+    order, exchanged = exchange_order(state.betas, state.tempered, parity, generator)
     moved = state._replace(position=state.position[order], tempered=state.tempered[order],
                            base=state.base[order], tempered_gradient=state.tempered_gradient[order],
                            base_gradient=state.base_gradient[order], recorded=state.recorded[order])
     return moved, exchanged
+
+
+def exchange_order(betas: torch.Tensor, tempered: torch.Tensor, parity: int,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which rows take which states in one round of replica exchange.
+
+    Rows (i, i+1), for every i of the given parity, exchange states with probability
+    min(1, exp((β_{i+1} - β_i)(A_i - A_{i+1}))), which leaves every chain's target
+    β A + B invariant. Alternating the parity from one round to the next (the
+    deterministic even-odd scheme) carries states along the ladder in O(C) rounds
+    rather than O(C²). Returns the permutation of rows (``new = old[order]``) and,
+    for each pair, whether it exchanged.
+    """
+    lower = torch.arange(parity, len(betas) - 1, 2)
+    upper = lower + 1
+    log_ratio = (betas[upper] - betas[lower]) * (tempered[lower] - tempered[upper])
+    log_ratio = torch.where(torch.isnan(log_ratio), torch.full_like(log_ratio, -torch.inf), log_ratio)
+    uniform = torch.rand(log_ratio.shape, generator=generator, dtype=log_ratio.dtype)
+    exchanged = uniform.log() < log_ratio
+    order = torch.arange(len(betas))
+    order[lower[exchanged]] = upper[exchanged]
+    order[upper[exchanged]] = lower[exchanged]
+    return order, exchanged
 
 
 class StepSizeAdaptation:

@@ -18,7 +18,7 @@ from phylovi.likelihood.model_string import parse_model
 from phylovi.likelihood.patterns import compress_patterns
 from phylovi.likelihood.tree_likelihood import TreeLikelihood
 from phylovi.marginal import Posterior, estimate, estimate_many
-from phylovi.marginal.power_posterior import run_chains
+from phylovi.marginal.power_posterior import run_chains, run_independent_chains
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -250,6 +250,7 @@ def test_tempered_chain_at_beta_zero_samples_the_prior(problem):
     (["--set", "ss.n_samples=3", "--method", "gss"], "'ss' is not among the methods run"),
     (["--model", "HKY"], "kappa"),
     (["--set", "ladder_shape=inf", "--method", "ss"], "finite"),
+    (["--set", "independent=2", "--method", "ss"], "independent must be 1"),
     (["--set", "tolerance=0", "--method", "nested"], "tolerance must be positive"),
     (["--prior", "exp(1e400)", "--method", "map"], "prior"),
 ])
@@ -367,6 +368,27 @@ def test_a_ladder_with_exchanges_still_samples_the_prior_at_beta_zero(problem):
     assert np.all(np.abs(draws.mean(0) - 0.1) < 5 * 0.1 / math.sqrt(ess))
     # And the top chain samples the posterior: its mean log-likelihood matches a
     # ladder-free run at β = 1 (8 chains) within their standard errors.
+    alone = run_chains(posterior, torch.ones(8, dtype=torch.float64), _map(posterior), 500, 200,
+                       torch.Generator().manual_seed(3))
+    top = samples.log_likelihood[-1]
+    error = math.hypot(float(top.std() / samples.ess[-1].sqrt()),
+                       float(alone.log_likelihood.std() / alone.ess.sum().sqrt()))
+    assert abs(float(top.mean() - alone.log_likelihood.mean())) < 4 * error
+
+
+def test_the_independence_sampler_keeps_every_chains_target(problem):
+    """The default ladder sampler: at β = 0 its draws follow the prior, at β = 1 the
+    posterior (against HMC chains at β = 1)."""
+    from phylovi.marginal.estimators import ladder
+
+    posterior, _ = problem
+    samples = run_independent_chains(posterior, ladder(6, 0.3), _map(posterior), 3000, 100, 300,
+                                     torch.Generator().manual_seed(4))
+    assert float(samples.acceptance.min()) > 0.2 and float(samples.exchange.min()) > 0.05
+    # Exp(10) on every branch: E[log p(b)] = n_edges (log 10 - 1), sd sqrt(n_edges).
+    prior = samples.log_prior[0]
+    expected = posterior.n_edges * (math.log(10) - 1)
+    assert abs(float(prior.mean()) - expected) < 4 * math.sqrt(posterior.n_edges / float(samples.ess[0]))
     alone = run_chains(posterior, torch.ones(8, dtype=torch.float64), _map(posterior), 500, 200,
                        torch.Generator().manual_seed(3))
     top = samples.log_likelihood[-1]
