@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import torch
 
+from phylovi.errors import ModelError
+
 _EIGENSYSTEMS: dict = {}  # SubstitutionModel.eigensystem's cache
 _IDENTITY: dict = {}  # from_spectrum's flattened 4 x 4 identity, by dtype and device
+
+_SMALLEST_FREQUENCY = 1e-12  # see SubstitutionModel._spectral
 
 # Position of each exchangeability in the upper triangle of the 4x4 matrix.
 _PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
@@ -51,16 +55,7 @@ class SubstitutionModel:
 
     def rate_matrix(self) -> torch.Tensor:
         """The normalised rate matrix ``Q`` ``[4, 4]``, rows summing to zero."""
-        pi = self.frequencies
-        r = self.exchangeabilities
-        sym = torch.zeros(4, 4, dtype=r.dtype, device=r.device)
-        rows = torch.tensor([i for i, _ in _PAIRS], device=r.device)
-        cols = torch.tensor([j for _, j in _PAIRS], device=r.device)
-        sym = sym.index_put((rows, cols), r).index_put((cols, rows), r)
-        off = sym * pi[None, :]
-        q = off - torch.diag(off.sum(-1))
-        rate = (pi * off.sum(-1)).sum()
-        return q / rate
+        return _rate_matrix(self.exchangeabilities, self.frequencies)
 
     def transition_matrices(self, times: torch.Tensor) -> torch.Tensor:
         """``P(t) = exp(Q t)`` for a tensor of times ``[*batch]`` -> ``[*batch, 4, 4]``.
@@ -102,10 +97,26 @@ class SubstitutionModel:
                tuple(self.frequencies.detach().tolist()), dtype, str(device))
         cached = _EIGENSYSTEMS.get(key)
         if cached is None:
-            q = self.rate_matrix().detach().to(device=device, dtype=torch.float64)
-            root = self.frequencies.detach().to(q).sqrt()
+            # A base that the alignment lacks has an empirical frequency of 0, where the
+            # symmetrisation below would divide by zero. Decompose the model with such
+            # frequencies raised to 1e-12 instead: its matrices differ by about that much.
+            pi = self.frequencies.detach().to(device=device, dtype=torch.float64)
+            pi = pi.clamp(min=_SMALLEST_FREQUENCY)
+            pi = pi / pi.sum()
+            q = _rate_matrix(self.exchangeabilities.detach().to(pi), pi)
+            root = pi.sqrt()
             symmetric = root[:, None] * q / root[None, :]
-            eigenvalues, vectors = torch.linalg.eigh((symmetric + symmetric.T) / 2)
+            try:
+                if not bool(torch.isfinite(symmetric).all()):
+                    raise torch.linalg.LinAlgError("it is not finite")
+                eigenvalues, vectors = torch.linalg.eigh((symmetric + symmetric.T) / 2)
+            except torch.linalg.LinAlgError as error:
+                # Estimated parameters can run off to the boundary on degenerate data
+                # (an alignment of one base, say), where Q's normalisation breaks down.
+                values = ", ".join(f"{v:.6g}" for v in key[0] + key[1])
+                raise ModelError(f"{self.name}: cannot decompose the rate matrix with "
+                                 f"exchangeabilities and frequencies {values} ({error}); "
+                                 "fix the parameters in the model string") from None
             left = vectors / root[:, None]  # diag(pi^-1/2) U
             right = vectors.T * root[None, :]  # U^T diag(pi^1/2)
             products = (left.T[:, :, None] * right[:, None, :]).reshape(4, 16)
@@ -117,6 +128,19 @@ class SubstitutionModel:
 
     def __repr__(self) -> str:
         return f"SubstitutionModel({self.name})"
+
+
+def _rate_matrix(r: torch.Tensor, pi: torch.Tensor) -> torch.Tensor:
+    """Q from exchangeabilities ``r`` [6] and frequencies ``pi`` [4], normalised to one
+    expected substitution per unit time."""
+    sym = torch.zeros(4, 4, dtype=r.dtype, device=r.device)
+    rows = torch.tensor([i for i, _ in _PAIRS], device=r.device)
+    cols = torch.tensor([j for _, j in _PAIRS], device=r.device)
+    sym = sym.index_put((rows, cols), r).index_put((cols, rows), r)
+    off = sym * pi[None, :]
+    q = off - torch.diag(off.sum(-1))
+    rate = (pi * off.sum(-1)).sum()
+    return q / rate
 
 
 def from_spectrum(exponents: torch.Tensor, products: torch.Tensor) -> torch.Tensor:

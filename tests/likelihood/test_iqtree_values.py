@@ -81,3 +81,40 @@ def test_frequencies_on_an_equal_frequency_model_are_refused(data):
     patterns, _ = data
     with pytest.raises(ModelError, match="HKY"):
         parse_model("K80{5.037}" + FREQUENCIES + "+I{0.173}", patterns)
+
+
+# No sequence has a T: +F gives it a frequency of 0, which the eigendecomposition once
+# divided by. IQ-TREE 2.0.7 (-keep-ident, everything fixed) reads these values.
+NO_T = ">A\nACGACGACGA\n>B\nACGACGACGC\n>C\nACGACGACGA\n>D\nACGACGACGG\n>E\nACGACGACGA\n"
+NO_T_TREE = "((A:0.1,B:0.2):0.05,(C:0.1,D:0.15):0.07,E:0.3);"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("model,expected", [
+    ("HKY{2}+F", -24.8276),
+    ("F81+F", -24.9711),
+    ("HKY{2}+F+I{0.2}", -23.5150),
+    ("GTR{1.5,3,0.7,1.2,4}+F+G4{0.5}", -21.5410),
+])
+def test_a_base_absent_from_the_alignment_matches_iqtree(model, expected, dtype):
+    alignment = parse_alignment(NO_T)
+    patterns = compress_patterns(alignment)
+    substitution = parse_model(model, patterns, dtype=dtype)
+    assert float(substitution.parameters["frequencies"][3]) == 0.0
+    tree = read_tree(NO_T_TREE, taxa=alignment.taxa)
+    likelihood = TreeLikelihood(patterns, substitution, dtype=dtype)
+    value = float(likelihood.log_likelihood(tree.topology, torch.as_tensor(tree.branch_lengths,
+                                                                           dtype=dtype)))
+    assert value == pytest.approx(expected, abs=6e-5 if dtype == torch.float64 else 1e-3)
+
+
+def test_parameters_estimated_off_to_a_degenerate_model_are_a_model_error():
+    """On an alignment of one base the fit runs off to the boundary: one clear error."""
+    from phylovi.likelihood.optimize import optimize_model
+
+    alignment = parse_alignment(">A\nAAAAAAAAAA\n>B\nAAAAAAAAAA\n>C\nAAAAAAAAAA\n")
+    patterns = compress_patterns(alignment)
+    tree = read_tree("(A:0.1,B:0.2,C:0.3);", taxa=alignment.taxa)
+    likelihood = TreeLikelihood(patterns, parse_model("HKY+FO", patterns))
+    with pytest.raises(ModelError, match="fix the parameters"):
+        optimize_model(likelihood, tree)
