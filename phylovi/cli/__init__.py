@@ -40,6 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     except PhyloviError as error:
         print(f"phylovi: error: {error}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as error:
+        # Settings that ask for more memory than the machine has (torch's allocator
+        # raises a RuntimeError); any other RuntimeError is a bug, with its traceback.
+        if not isinstance(error, MemoryError) and "can't allocate memory" not in str(error):
+            raise
+        print("phylovi: error: out of memory (are sample counts or batch sizes too large?)",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("phylovi: interrupted", file=sys.stderr)
         return 130

@@ -270,12 +270,25 @@ def _parse_phylip(text: str, path: str | None) -> list[tuple[str, str]]:
         records = [(record.id, str(record.seq)) for record in alignments[0]]
         found = (len(records), len(records[0][1]) if records else 0)
         if found == declared:
+            _check_phylip_leftover(body, records, path)
             return records
         problem = problem or (f"the header declares {declared[0]} taxa and {declared[1]} sites "
                               f"but the file holds {found[0]} taxa and {found[1]} sites")
     header_line = text.count("\n", 0, len(text) - len(body)) + 1
     _check_phylip_lengths(body, declared, path, header_line)
     raise AlignmentError(f"not a valid PHYLIP alignment: {problem}", path=path)
+
+
+def _check_phylip_leftover(body: str, records: list[tuple[str, str]], path: str | None) -> None:
+    """Refuse data beyond what the header declares: Biopython stops reading there, so
+    an extra taxon (a header not updated after adding one) would be dropped silently."""
+    characters = sum(len(line.split()) and len("".join(line.split()))
+                     for line in body.split("\n")[1:])
+    expected = sum(len("".join(name.split())) + len(sequence) for name, sequence in records)
+    if characters > expected:
+        raise AlignmentError(f"there is more data than the header's {len(records)} taxa x "
+                             f"{len(records[0][1])} sites (an extra taxon, or a header not "
+                             "updated?)", path=path)
 
 
 def _check_phylip_lengths(body: str, declared: tuple[int, int], path: str | None,

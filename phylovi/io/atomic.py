@@ -5,11 +5,16 @@ them or none (:func:`staged`): a later step would read a partial set as a finish
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterable
 
 from phylovi.errors import OutputError
+
+# Errors of the writing itself (a full disk, a quota, a read-only or failing device),
+# as opposed to a bug in what the block does.
+_WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
 
 
 def check_output(path: str | os.PathLike, kind: str = "file") -> None:
@@ -43,8 +48,14 @@ def write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-
         OutputError: ``path`` cannot be written; the message names it.
     """
     kwargs = {} if "b" in mode else {"encoding": encoding}
-    with staged([path]) as temporary, open(temporary[os.fspath(path)], mode, **kwargs) as handle:
-        yield handle
+    with staged([path]) as temporary:
+        try:
+            with open(temporary[os.fspath(path)], mode, **kwargs) as handle:
+                yield handle
+        except OSError as error:
+            if error.errno not in _WRITE_FAILURES:
+                raise
+            raise OutputError(f"cannot write: {error.strerror or error}", path) from None
 
 
 @contextlib.contextmanager

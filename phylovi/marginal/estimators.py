@@ -139,10 +139,13 @@ def _importance_sampling(posterior, proposal, n_samples, generator, batch=1000):
     return _log_mean_exp_with_error(torch.cat(log_w))
 
 
-def _log_mean_exp_with_error(log_w: torch.Tensor) -> tuple[float, float]:
+def _log_mean_exp_with_error(log_w: torch.Tensor) -> tuple[float, float | None]:
+    """log mean exp(log_w) and its delta-method standard error (None from one draw)."""
     top = log_w.max()
     w = torch.exp(log_w - top)
     value = float(top + w.mean().log())
+    if len(w) < 2:
+        return value, None
     return value, float(w.std() / (math.sqrt(len(w)) * w.mean()))
 
 

@@ -28,14 +28,15 @@ def read_credible_set(path: str | os.PathLike, taxa: TaxonOrder
 
     Raises:
         TreeFileError: an unreadable file, a line that is neither form, a mix of the two,
-            or probabilities that are negative, not finite or all zero.
+            the same topology twice, or probabilities that are negative, not finite, all
+            zero or summing to more than 1 (a credible set's may sum to less).
         TaxonMismatchError: a tree whose taxa are not ``taxa`` (naming the line).
     """
     path = os.fspath(path)
     text = read_text(path)
     if text.lstrip()[:6].upper() == "#NEXUS":
         return [tree.topology for tree in read_trees(path, taxa).trees], None
-    topologies, probabilities = [], []
+    topologies, probabilities, first_line = [], [], {}
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line:
@@ -56,16 +57,24 @@ def read_credible_set(path: str | os.PathLike, taxa: TaxonOrder
             raise TreeFileError("expected a Newick tree, starting with '('", path=path,
                                 line=number)
         try:
-            topologies.append(read_tree(line, taxa).topology)
+            topology = read_tree(line, taxa).topology
         except InputError as error:  # name this file and line, not "<newick string>"
             error.path, error.line = path, number
             raise
+        if topology in first_line:  # it would count twice in the normalised probabilities
+            raise TreeFileError(f"the same unrooted topology as line {first_line[topology]}",
+                                path=path, line=number)
+        first_line[topology] = number
+        topologies.append(topology)
     if not topologies:
         raise TreeFileError("no topologies in the file", path=path)
     if probabilities and len(probabilities) != len(topologies):
         raise TreeFileError("some lines have a probability and some do not", path=path)
     if probabilities and not sum(probabilities) > 0:
         raise TreeFileError("the probabilities are all zero", path=path)
+    if probabilities and sum(probabilities) > 1 + 1e-6:
+        raise TreeFileError(f"the probabilities sum to {sum(probabilities):.6g}, more than 1",
+                            path=path)
     return topologies, (np.array(probabilities) if probabilities else None)
 
 

@@ -277,6 +277,9 @@ BAD_FILES = {
                                ["'Pan'", "15 sites", "expected 16"]),
     "phylip-wrong-header": ("a.phy", PHYLIP_RELAXED.replace("3 16", "3 17"), ["PHYLIP"]),
     "phylip-no-taxa": ("a.phy", "0 4\nACGT\n", ["declares 0 taxa"]),
+    # Biopython stops at the declared count: the fourth taxon was once dropped silently.
+    "phylip-more-taxa-than-declared": ("a.phy", PHYLIP_RELAXED + "Pongo ACGTACGTACGTACGT\n",
+                                       ["more data", "3 taxa x 16 sites"]),
     "phylip-more-taxa-than-lines": ("a.phy", "1000000000 4\na ACGT\n", ["declares 1000000000"]),
     "nul-character": ("a.fasta", ">a\nAC\0T\n", ["NUL"]),
     "phylip-duplicate-taxon": ("a.phy", PHYLIP_RELAXED.replace("Pan ", "Homo_sapiens "),

@@ -68,3 +68,16 @@ def test_existing_folders_and_prefixes_are_fine(tmp_path):
     check_output(tmp_path / "new-folder", "folder")
     check_output(tmp_path, "folder")
     check_output(tmp_path / "run1", "prefix")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_full_disk_is_an_output_error_naming_the_file():
+    with pytest.raises(OutputError, match="/dev/full.*No space left") as caught:
+        with write("/dev/full") as handle:
+            handle.write("x" * 100_000)
+    assert "\n" not in str(caught.value)
+
+
+def test_other_errors_inside_the_block_are_not_relabelled(tmp_path):
+    with pytest.raises(FileNotFoundError), write(tmp_path / "out.txt"):
+        open(tmp_path / "missing.txt")

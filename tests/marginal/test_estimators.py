@@ -285,6 +285,9 @@ def test_cli_scores_a_credible_set(problem, capsys, tmp_path):
     ("0.5\t((a,c),b,(d,e));\n0.5\t((a,b),c,(d,x));\n", "set.tsv:2"),  # names the line
     ("0.5\t((a,c),b,(d,e));\n((a,b),c,(d,e));\n", "some lines"),
     ("hello\n", "expected a Newick tree"),
+    # The same unrooted topology twice (here rerooted) would count twice.
+    ("0.5\t((a,c),b,(d,e));\n0.3\t(((a,c),b),(d,e));\n", "set.tsv:2: the same unrooted topology"),
+    ("0.7\t((a,c),b,(d,e));\n0.5\t((a,b),c,(d,e));\n", "sum to 1.2"),
 ])
 def test_cli_bad_credible_set_fails_cleanly(problem, capsys, tmp_path, content, fragment):
     _, folder = problem
