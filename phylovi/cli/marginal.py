@@ -29,7 +29,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--topologies", metavar="FILE",
                         help="estimate every topology of FILE (Newick or PROBABILITY<TAB>NEWICK lines)")
     parser.add_argument("--method", action="append", default=None, metavar="METHOD",
-                        help=f"estimator (repeat for several): {', '.join(METHOD_NAMES)}")
+                        help=f"estimator (repeat for several; default gss): {', '.join(METHOD_NAMES)}")
     parser.add_argument("--all", action="store_true", help="every estimator")
     parser.add_argument("--replicates", type=int, default=1,
                         help="independent replicates of each stochastic method")
