@@ -172,9 +172,9 @@ def run_independent_chains(posterior: Posterior, betas: torch.Tensor, start: tor
     the GSS reference) at weight ``defensive``, and accepts by Metropolis-Hastings;
     neighbours exchange states after every iteration as in :func:`run_chains`. A
     proposal costs one likelihood evaluation and no gradient, and its draw does not
-    depend on the chain's current state, so when the fit is close (on DS1 and DS2,
-    30-75% of proposals accepted on DS1's first tree, median 49%) the chains
-    decorrelate in a few iterations.
+    depend on the chain's current state, so when the fit is close (31-75% of proposals
+    accepted, median 49%, on DS1's first tree) the chains decorrelate in a few
+    iterations.
 
     The mixture keeps the importance ratio target / proposal bounded where the
     gammas' tails are too light: it is at most L^β / (defensive x E_start[L^β]).
