@@ -39,6 +39,10 @@ def run(args) -> int:
     tree = read_tree(args.tree)
     if any(b != b for b in tree.branch_lengths):
         raise TreeFileError("every edge needs a branch length to simulate", path=args.tree)
+    spaced = [name for name in tree.taxa if len(name.split()) != 1]
+    if spaced:  # a FASTA reader, phylovi's included, cuts the name at the space
+        raise TreeFileError(f"taxon {spaced[0]!r} has a space, which a FASTA header cannot "
+                            "hold; rename it in the tree (e.g. with '_')", path=args.tree)
     model = parse_model(args.model)
     generator = torch.Generator().manual_seed(args.seed)
     sequences = simulate_alignment(tree, model, args.sites, generator)

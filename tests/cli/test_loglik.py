@@ -113,6 +113,16 @@ def test_simulate_bad_arguments_leave_no_file(small, capsys):
     assert [p.name for p in small.iterdir() if p.name.startswith(".phylovi")] == []
 
 
+def test_simulate_refuses_a_taxon_name_that_fasta_cannot_hold(small, capsys):
+    """A FASTA reader cuts a header at its first space, so the alignment would not
+    read back against its own tree."""
+    tree = small / "spaced.nwk"
+    tree.write_text("(('taxon A':0.1,b:0.2):0.05,c:0.3,d:0.1);\n")
+    code, _, err = run(["simulate", tree, "-n", "5", "-o", small / "spaced.fasta"], capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "'taxon A' has a space" in err
+    assert not (small / "spaced.fasta").exists()
+
+
 def test_simulate_into_a_missing_folder_is_one_line_and_exit_2(small, capsys):
     code, _, err = run(["simulate", small / "tree.nwk", "-n", "5", "-o",
                         small / "missing" / "out.fasta"], capsys)
