@@ -282,8 +282,7 @@ def _parse_phylip(text: str, path: str | None) -> list[tuple[str, str]]:
 def _check_phylip_leftover(body: str, records: list[tuple[str, str]], path: str | None) -> None:
     """Refuse data beyond what the header declares: Biopython stops reading there, so
     an extra taxon (a header not updated after adding one) would be dropped silently."""
-    characters = sum(len(line.split()) and len("".join(line.split()))
-                     for line in body.split("\n")[1:])
+    characters = sum(len("".join(line.split())) for line in body.split("\n")[1:])
     expected = sum(len("".join(name.split())) + len(sequence) for name, sequence in records)
     if characters > expected:
         raise AlignmentError(f"there is more data than the header's {len(records)} taxa x "

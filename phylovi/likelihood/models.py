@@ -106,17 +106,19 @@ class SubstitutionModel:
             q = _rate_matrix(self.exchangeabilities.detach().to(pi), pi)
             root = pi.sqrt()
             symmetric = root[:, None] * q / root[None, :]
-            try:
-                if not bool(torch.isfinite(symmetric).all()):
-                    raise torch.linalg.LinAlgError("it is not finite")
-                eigenvalues, vectors = torch.linalg.eigh((symmetric + symmetric.T) / 2)
-            except torch.linalg.LinAlgError as error:
-                # Estimated parameters can run off to the boundary on degenerate data
-                # (an alignment of one base, say), where Q's normalisation breaks down.
+            # Estimated parameters can run off to the boundary on degenerate data (an
+            # alignment of one base, say), where Q's normalisation breaks down.
+            problem = None if bool(torch.isfinite(symmetric).all()) else "it is not finite"
+            if problem is None:
+                try:
+                    eigenvalues, vectors = torch.linalg.eigh((symmetric + symmetric.T) / 2)
+                except torch.linalg.LinAlgError as error:
+                    problem = str(error)
+            if problem is not None:
                 values = ", ".join(f"{v:.6g}" for v in key[0] + key[1])
                 raise ModelError(f"{self.name}: cannot decompose the rate matrix with "
-                                 f"exchangeabilities and frequencies {values} ({error}); "
-                                 "fix the parameters in the model string") from None
+                                 f"exchangeabilities and frequencies {values} ({problem}); "
+                                 "fix the parameters in the model string")
             left = vectors / root[:, None]  # diag(pi^-1/2) U
             right = vectors.T * root[None, :]  # U^T diag(pi^1/2)
             products = (left.T[:, :, None] * right[:, None, :]).reshape(4, 16)

@@ -211,6 +211,7 @@ def run_independent_chains(posterior: Posterior, betas: torch.Tensor, start: tor
 
         x = warm.lengths[:, -1].log()
         tempered, base, recorded = log_density(x)
+        exchange = bool((betas != betas[0]).any())
         iteration = 0
 
         def transition(x, tempered, base, recorded):
@@ -227,7 +228,7 @@ def run_independent_chains(posterior: Posterior, betas: torch.Tensor, start: tor
             base = torch.where(accepted, new_base, base)
             recorded = torch.where(accepted[:, None], new_recorded, recorded)
             exchanged = torch.zeros(max(n_chains - 1, 0), dtype=dtype)
-            if n_chains > 1 and bool((betas != betas[0]).any()):
+            if exchange:
                 parity = iteration % 2
                 order, swapped = mcmc.exchange_order(betas, tempered, parity, generator)
                 x, tempered, base, recorded = x[order], tempered[order], base[order], recorded[order]
