@@ -190,71 +190,127 @@ def run_independent_chains(posterior: Posterior, betas: torch.Tensor, start: tor
                       generator, reference, n_leapfrog, keep_lengths=True)
     log_density = _log_density(posterior, reference)
     origin = reference if reference is not None else posterior.prior
-    log_defensive, log_fitted = math.log(defensive), math.log1p(-defensive)
+    exchange = bool((betas != betas[0]).any())
     # Gamma draws use torch's global generator: seed a private copy of it from ours.
     seed = int(torch.randint(2**62, (), generator=generator))
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
-        proposal = _fit_gammas(warm.lengths)
-
-        def proposal_log_prob(x):  # x: log lengths [C, E]
-            lengths = x.exp()
-            fitted = log_fitted + proposal.log_prob(lengths).sum(-1)
-            return torch.logaddexp(fitted, log_defensive + origin.log_prob(lengths)) + x.sum(-1)
-
-        def propose():
-            fitted = proposal.sample()
-            start_draws = origin.sample((n_chains,))
-            use_start = torch.rand(n_chains, generator=generator, dtype=dtype) < defensive
-            lengths = torch.where(use_start[:, None], start_draws, fitted)
-            return lengths.clamp(min=torch.finfo(dtype).tiny).log()
-
+        proposal = _GammaMixture(_fit_gammas(warm.lengths), origin, defensive)
         x = warm.lengths[:, -1].log()
-        tempered, base, recorded = log_density(x)
-        exchange = bool((betas != betas[0]).any())
-        iteration = 0
-
-        def transition(x, tempered, base, recorded):
-            nonlocal iteration
-            new = propose()
-            new_tempered, new_base, new_recorded = log_density(new)
-            log_ratio = (betas * new_tempered + new_base - proposal_log_prob(new)
-                         - (betas * tempered + base - proposal_log_prob(x)))
-            log_ratio = torch.where(torch.isnan(log_ratio), torch.full_like(log_ratio, -torch.inf),
-                                    log_ratio)
-            accepted = torch.rand(n_chains, generator=generator, dtype=dtype).log() < log_ratio
-            x = torch.where(accepted[:, None], new, x)
-            tempered = torch.where(accepted, new_tempered, tempered)
-            base = torch.where(accepted, new_base, base)
-            recorded = torch.where(accepted[:, None], new_recorded, recorded)
-            exchanged = torch.zeros(max(n_chains - 1, 0), dtype=dtype)
-            if exchange:
-                parity = iteration % 2
-                order, swapped = mcmc.exchange_order(betas, tempered, parity, generator)
-                x, tempered, base, recorded = x[order], tempered[order], base[order], recorded[order]
-                exchanged[parity::2] = swapped.to(dtype)
-            iteration += 1
-            return x, tempered, base, recorded, accepted, exchanged
-
-        positions = []
-        for _ in range(n_adapt):
-            x, tempered, base, recorded, _, _ = transition(x, tempered, base, recorded)
-            positions.append(x)
-        if positions:
-            proposal = _fit_gammas(torch.stack(positions, 1).exp())
-        values, acceptance = [], torch.zeros(n_chains, dtype=dtype)
-        exchanges = torch.zeros(max(n_chains - 1, 0), dtype=dtype)
-        for _ in range(n_samples):
-            x, tempered, base, recorded, accepted, exchanged = transition(x, tempered, base, recorded)
-            values.append(recorded)
-            acceptance += accepted.to(dtype)
-            exchanges += exchanged
-    values = torch.stack(values, 1)  # [C, S, k]
+        current = log_density(x)
+        adapt = _independence_iterations(log_density, betas, proposal, x, current, n_adapt,
+                                         generator, exchange, keep_positions=True)
+        if n_adapt > 0:
+            proposal = _GammaMixture(_fit_gammas(adapt.positions.exp()), origin, defensive)
+        kept = _independence_iterations(log_density, betas, proposal, adapt.x, adapt.current,
+                                        n_samples, generator, exchange)
+    values = kept.recorded  # [C, S, k]
     return ChainSamples(
         betas=betas, log_likelihood=values[..., 0], log_prior=values[..., 1],
         log_reference=values[..., 2] if reference is not None else None, lengths=None,
-        ess=mcmc.effective_sample_size(values[..., 0]), acceptance=acceptance / n_samples,
-        exchange=exchanges / max(n_samples / 2, 1))
+        ess=mcmc.effective_sample_size(values[..., 0]), acceptance=kept.accepted / max(n_samples, 1),
+        exchange=kept.exchanged / max(n_samples / 2, 1))
+
+
+class _GammaMixture:
+    """Independence proposal over log branch lengths ``[*, E]``: per chain ``c``, a product of
+    gammas (batch ``[C, E]``) mixed with ``origin`` (one distribution for all chains) at
+    weight ``defensive``."""
+
+    def __init__(self, gammas: Gamma, origin: Distribution, defensive: float):
+        self.gammas, self.origin, self.defensive = gammas, origin, defensive
+        a, b = gammas.concentration, gammas.rate  # [C, E]
+        # log Gamma(x; a, b) summed over branches is linear in (log x, x, 1), so every
+        # chain's density at every point is one matrix product.
+        self.coefficients = torch.cat(
+            [a - 1, -b, (a * b.log() - torch.lgamma(a)).sum(-1, keepdim=True)], -1).T
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``[n, C, E]`` log branch lengths, chain c's from its own proposal."""
+        fitted = self.gammas.sample((n,))
+        start = self.origin.sample(fitted.shape[:2])
+        dtype = fitted.dtype
+        use_start = torch.rand(fitted.shape[:2], generator=generator, dtype=dtype) < self.defensive
+        lengths = torch.where(use_start[..., None], start, fitted)
+        return lengths.clamp(min=torch.finfo(dtype).tiny).log()
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, E]`` log branch lengths -> ``[N, C]``: each chain's proposal density there
+        (of the log lengths, so with the Jacobian)."""
+        lengths = x.exp()
+        features = torch.cat([x, lengths, torch.ones_like(x[:, :1])], -1)
+        fitted = math.log1p(-self.defensive) + features @ self.coefficients
+        start = math.log(self.defensive) + self.origin.log_prob(lengths)
+        return torch.logaddexp(fitted, start[:, None]) + x.sum(-1, keepdim=True)
+
+
+@dataclass
+class _IndependenceRun:
+    x: torch.Tensor  # [C, E] the chains' last states
+    current: tuple  # log_density's values at x
+    recorded: torch.Tensor  # [C, n, k]
+    accepted: torch.Tensor  # [C] count
+    exchanged: torch.Tensor  # [C-1] count
+    positions: torch.Tensor | None  # [C, n, E] log lengths, if asked for
+
+
+# Iterations whose proposals are drawn and evaluated together (a block), and rows per
+# kernel call: blocks keep Python's per-iteration work out of the kernel's way.
+_BLOCK_ITERATIONS = 200
+_ROWS_PER_CALL = 250
+
+
+def _independence_iterations(log_density: mcmc.LogDensity, betas: torch.Tensor,
+                             proposal: _GammaMixture, x: torch.Tensor, current: tuple,
+                             n_iterations: int, generator: torch.Generator, exchange: bool,
+                             keep_positions: bool = False) -> _IndependenceRun:
+    """``n_iterations`` of independence Metropolis-Hastings for every chain, each followed
+    (on a ladder) by one even-odd exchange round.
+
+    A proposal does not depend on the chain's state, so a block's proposals are drawn
+    and evaluated first, in large kernel calls, and the accept and exchange decisions
+    then only pick among them: a chain's state is an index into the block's pool, whose
+    first ``C`` rows are the states it started from.
+    """
+    n_chains = len(betas)
+    chains = torch.arange(n_chains)
+    recorded, positions = [], []
+    accepted = torch.zeros(n_chains, dtype=betas.dtype)
+    exchanged = torch.zeros(max(n_chains - 1, 0), dtype=betas.dtype)
+    for first in range(0, n_iterations, _BLOCK_ITERATIONS):
+        n = min(_BLOCK_ITERATIONS, n_iterations - first)
+        proposed = proposal.sample(n, generator).reshape(n * n_chains, -1)
+        values = [log_density(rows) for rows in proposed.split(_ROWS_PER_CALL)]
+        pool = torch.cat([x, proposed])
+        tempered, base, record = (torch.cat([c, *(v[i] for v in values)])
+                                  for i, c in enumerate(current))
+        log_q = proposal.log_prob(pool)
+        log_uniform = torch.rand(n, n_chains, generator=generator, dtype=betas.dtype).log()
+        state, history = chains.clone(), []
+        for t in range(n):
+            new = (t + 1) * n_chains + chains
+            log_ratio = (betas * (tempered[new] - tempered[state]) + base[new] - base[state]
+                         - log_q[new, chains] + log_q[state, chains])
+            move = log_uniform[t] < log_ratio.nan_to_num(nan=-math.inf)
+            state = torch.where(move, new, state)
+            accepted += move
+            if exchange:
+                parity = (first + t) % 2
+                order, swapped = mcmc.exchange_order(betas, tempered[state], parity, generator)
+                state = state[order]
+                exchanged[parity::2] += swapped
+            history.append(state)
+        history = torch.stack(history, 1)  # [C, n]
+        recorded.append(record[history])
+        if keep_positions:
+            positions.append(pool[history])
+        x, current = pool[state], (tempered[state], base[state], record[state])
+    k = current[2].shape[-1]
+    return _IndependenceRun(
+        x=x, current=current,
+        recorded=torch.cat(recorded, 1) if recorded else torch.zeros(n_chains, 0, k, dtype=betas.dtype),
+        accepted=accepted, exchanged=exchanged,
+        positions=torch.cat(positions, 1) if keep_positions and positions else None)
 
 
 def _fit_gammas(lengths: torch.Tensor) -> Gamma:
