@@ -220,34 +220,49 @@ def _ladder_error(influence: torch.Tensor) -> float:
     return math.sqrt(float(summed.var() / effective_sample_size(summed[None])[0]))
 
 
-def _stepping_stone(values: torch.Tensor, betas: torch.Tensor):
-    """Σ_k log mean_j exp(Δβ_k v_{k-1,j}), draws from β_{k-1}; delta-method standard error."""
-    total, influence = 0.0, []
-    for k in range(1, len(betas)):
-        delta = float(betas[k] - betas[k - 1])
-        scaled = delta * values[k - 1]
-        top = scaled.max()
-        w = torch.exp(scaled - top)
-        total += float(top + w.mean().log())
-        influence.append(w / w.mean() - 1)  # d log(mean w) per draw
-    return total, _ladder_error(torch.stack(influence))
+def _stepping_stone(samples: ChainSamples, value) -> tuple[float, float]:
+    """Σ_k log E_{k-1}[exp(Δβ_k v)], the expectation over the draws at β_{k-1}
+    (:meth:`ChainSamples.expected`), with ``value`` mapping recorded values
+    ``[C, S, k]`` to v ``[C, S]``; delta-method standard error."""
+    betas = samples.betas
+    # Chain c serves stone c + 1; the last chain serves none (its Δβ of 0 is dropped below).
+    delta = torch.cat([betas[1:] - betas[:-1], betas.new_zeros(1)])[:, None]
+
+    def scaled(recorded):
+        return delta * value(recorded)
+
+    proposed = torch.where(samples.move_probability > 0, scaled(samples.proposed), -torch.inf)
+    top = torch.maximum(scaled(samples.before).amax(1), proposed.amax(1))[:, None]
+    w = samples.expected(lambda recorded: torch.exp(scaled(recorded) - top))[:-1]
+    mean = w.mean(1)
+    total = float((top[:-1, 0] + mean.log()).sum())
+    return total, _ladder_error(w / mean[:, None] - 1)  # d log(mean w) per draw
+
+
+def _log_likelihood(recorded: torch.Tensor) -> torch.Tensor:
+    return recorded[..., 0]
 
 
 def ss(posterior, generator, settings, cache):
-    samples = _ladder_samples(posterior, generator, settings, cache)
-    return _stepping_stone(samples.log_likelihood, samples.betas)
+    return _stepping_stone(_ladder_samples(posterior, generator, settings, cache), _log_likelihood)
 
 
 def _path_terms(samples: ChainSamples):
     """Temperatures, per-temperature means and variances of ℓ, and the standard error
     of the trapezoid Σ_k c_k E_k[ℓ] (the MPS correction's own error is left out)."""
-    betas, values = samples.betas, samples.log_likelihood
-    means, variances = values.mean(1), values.var(1)
+    betas = samples.betas
+    # Centred, so that the variance is not a small difference of large numbers.
+    centre = samples.log_likelihood.mean(1, keepdim=True)
+    values = samples.expected(lambda recorded: _log_likelihood(recorded) - centre)
+    means = values.mean(1)
+    variances = samples.expected(lambda recorded: (_log_likelihood(recorded) - centre) ** 2
+                                 ).mean(1) - means**2
     delta = betas[1:] - betas[:-1]
     weights = torch.zeros_like(betas)
     weights[1:] += delta / 2
     weights[:-1] += delta / 2
-    return betas, means, variances, _ladder_error(weights[:, None] * (values - means[:, None]))
+    error = _ladder_error(weights[:, None] * (values - means[:, None]))
+    return betas, means + centre[:, 0], variances, error
 
 
 def ps(posterior, generator, settings, cache):
@@ -288,8 +303,9 @@ def gss(posterior, generator, settings, cache):
                            "moved, so no gamma reference can be fitted")
     reference = Independent(Gamma(mean**2 / variance, mean / variance), 1)
     samples = _ladder_samples(posterior, generator, settings, cache, reference)
-    values = samples.log_likelihood + samples.log_prior - samples.log_reference
-    return _stepping_stone(values, samples.betas)
+    # On this path the tempered part is log p(y|b) + log p(b) - log r(b).
+    return _stepping_stone(samples, lambda recorded: recorded[..., 0] + recorded[..., 1]
+                           - recorded[..., 2])
 
 
 def _posterior_log_likelihoods(posterior, generator, settings, cache) -> torch.Tensor:

@@ -49,6 +49,7 @@ class HMCState(NamedTuple):
 class HMCInfo(NamedTuple):
     accepted: torch.Tensor       # [C] bool
     acceptance: torch.Tensor     # [C] Metropolis acceptance probability
+    proposed: torch.Tensor       # [C, k] the recorded values at the proposal
 
 
 # Log branch lengths beyond this are a diverged trajectory (lengths of e^±30).
@@ -111,7 +112,7 @@ def step(state: HMCState, log_density: LogDensity, n_leapfrog: int,
     acceptance = log_ratio.clamp(max=0).exp()
     accepted = torch.rand(acceptance.shape, generator=generator, dtype=x.dtype) < acceptance
     new = _select(accepted, (x, *parts), state)
-    return new, HMCInfo(accepted, acceptance)
+    return new, HMCInfo(accepted, acceptance, parts[4])
 
 
 def _select(accepted: torch.Tensor, proposed: tuple, state: HMCState) -> HMCState:

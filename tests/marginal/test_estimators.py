@@ -18,7 +18,7 @@ from phylovi.likelihood.model_string import parse_model
 from phylovi.likelihood.patterns import compress_patterns
 from phylovi.likelihood.tree_likelihood import TreeLikelihood
 from phylovi.marginal import Posterior, estimate, estimate_many
-from phylovi.marginal.power_posterior import run_chains, run_independent_chains
+from phylovi.marginal.power_posterior import ChainSamples, run_chains, run_independent_chains
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -374,14 +374,17 @@ def test_a_ladder_with_exchanges_still_samples_the_prior_at_beta_zero(problem):
 
 
 def assert_top_chain_samples_the_posterior(posterior, samples):
-    """The last chain's mean log-likelihood matches a ladder-free HMC run at β = 1 (8
-    chains) within their standard errors."""
+    """The last chain's mean log-likelihood, over its states and as the Metropolis-Hastings
+    steps' expectations (what the estimators use), matches a ladder-free HMC run at
+    β = 1 (8 chains) within their standard errors."""
     alone = run_chains(posterior, torch.ones(8, dtype=torch.float64), _map(posterior), 500, 200,
                        torch.Generator().manual_seed(3))
-    top = samples.log_likelihood[-1]
-    error = math.hypot(float(top.std() / samples.ess[-1].sqrt()),
-                       float(alone.log_likelihood.std() / alone.ess.sum().sqrt()))
-    assert abs(float(top.mean() - alone.log_likelihood.mean())) < 4 * error
+    states = samples.log_likelihood[-1]
+    expected = samples.expected(lambda recorded: recorded[..., 0])[-1]
+    for top in states, expected:
+        error = math.hypot(float(states.std() / samples.ess[-1].sqrt()),
+                           float(alone.log_likelihood.std() / alone.ess.sum().sqrt()))
+        assert abs(float(top.mean() - alone.log_likelihood.mean())) < 4 * error
 
 
 def test_the_independence_sampler_keeps_every_chains_target(problem):
@@ -394,10 +397,24 @@ def test_the_independence_sampler_keeps_every_chains_target(problem):
                                      torch.Generator().manual_seed(4))
     assert float(samples.acceptance.min()) > 0.2 and float(samples.exchange.min()) > 0.05
     # Exp(10) on every branch: E[log p(b)] = n_edges (log 10 - 1), sd sqrt(n_edges).
-    prior = samples.log_prior[0]
     expected = posterior.n_edges * (math.log(10) - 1)
-    assert abs(float(prior.mean()) - expected) < 4 * math.sqrt(posterior.n_edges / float(samples.ess[0]))
+    for prior in samples.log_prior[0], samples.expected(lambda recorded: recorded[..., 1])[0]:
+        assert abs(float(prior.mean()) - expected) < 4 * math.sqrt(posterior.n_edges
+                                                                 / float(samples.ess[0]))
     assert_top_chain_samples_the_posterior(posterior, samples)
+
+
+def test_expectations_skip_rejected_points_that_are_not_finite():
+    """A proposal with acceptance probability 0 (a diverged point, its values NaN or
+    -inf) contributes nothing; otherwise each iteration is α f(proposal) + (1 - α) f(before)."""
+    samples = ChainSamples(
+        betas=torch.ones(1, dtype=torch.float64), log_likelihood=None, log_prior=None,
+        log_reference=None, lengths=None, ess=None, acceptance=None, exchange=None,
+        before=torch.tensor([[[-10.0], [-12.0], [-11.0]]], dtype=torch.float64),
+        proposed=torch.tensor([[[math.nan], [-8.0], [-math.inf]]], dtype=torch.float64),
+        move_probability=torch.tensor([[0.0, 0.25, 0.0]], dtype=torch.float64))
+    values = samples.expected(lambda recorded: recorded[..., 0])
+    assert values.tolist() == [[-10.0, 0.25 * -8.0 + 0.75 * -12.0, -11.0]]
 
 
 def test_ladder_error_counts_correlation_between_and_within_temperatures():
