@@ -323,7 +323,6 @@ def _independence_iterations(log_density: mcmc.LogDensity, betas: torch.Tensor,
             log_ratio = (betas * (tempered[new] - tempered[state]) + base[new] - base[state]
                          - log_q[new, chains] + log_q[state, chains]).nan_to_num(nan=-math.inf)
             run.before.append(record[state])
-            run.proposed.append(record[new])
             run.alphas.append(log_ratio.clamp(max=0).exp())
             state = torch.where(log_uniform[t] < log_ratio, new, state)
             if exchange:
@@ -334,6 +333,7 @@ def _independence_iterations(log_density: mcmc.LogDensity, betas: torch.Tensor,
             run.recorded.append(record[state])
             if keep_positions:
                 positions.append(pool[state])
+        run.proposed.extend(record[n_chains:].reshape(n, n_chains, -1).unbind(0))
         run.x, run.current = pool[state], (tempered[state], base[state], record[state])
     if keep_positions and positions:
         run.positions = torch.stack(positions, 1)
