@@ -27,18 +27,20 @@ from phylovi.marginal.posterior import Posterior
 from phylovi.marginal.power_posterior import ChainSamples, run_chains, run_independent_chains
 
 # SS, PS and MPS: after 200 HMC iterations (adaptation, then draws that give a first
-# fit), each temperature's chain proposes from gammas fitted to its own draws (refitted
-# after 1,000 iterations) and accepts by Metropolis-Hastings, one likelihood evaluation
-# and no gradient per draw; neighbours exchange states throughout. Such a draw costs
-# about a fifth of an HMC draw (2 leapfrog steps) and carries a little less
-# information: on DS2, 6,000 of them gave SS a spread of 0.14 nats per tree over
-# replicates, against 0.125 for 6,000 HMC draws in twice the time; 10,000 give
-# both less spread and less time (docs/marginal.md, "An independence sampler for the
-# ladder"). SS needs about that accuracy for split RMSD below 0.01: at 2,500 HMC
-# draws its spread on DS2 was 0.18-0.27 nats and its split RMSD 0.012.
-# GSS keeps HMC (independent = 0): its reference is close to the posterior, so 500
-# draws suffice, and at 500 the independence sampler's adaptation costs more than it saves.
-LADDER = {"n_temperatures": 50, "ladder_shape": 0.3, "n_samples": 10000, "n_warmup": 200,
+# fit) and 1,000 iterations in which each temperature's chain proposes from gammas
+# fitted to its own draws (neighbours exchanging states), the fits are refitted and
+# the kept draws come from proposals that every chain shares: ``n_samples`` draws from
+# the mixture of all chains' fits, each one likelihood evaluation and a
+# Metropolis-Hastings step of every chain. On DS1's and DS2's first trees 80,000 of
+# them gave SS a spread of 0.045 and 0.11 nats over seeds (reported 0.085) in 10-13 s,
+# against 0.085-0.09 nats in 29-37 s for 10,000 own proposals per chain (500,000
+# evaluations); docs/marginal.md, "Shared proposals". SS needs about that accuracy
+# for split RMSD below 0.01: at 2,500 HMC draws its spread on DS2 was 0.18-0.27 nats
+# and its split RMSD 0.012.
+# GSS keeps HMC (independent = 0, n_samples draws per chain): its reference is close
+# to the posterior, so 500 draws suffice, and at 500 the independence sampler's
+# adaptation costs more than it saves.
+LADDER = {"n_temperatures": 50, "ladder_shape": 0.3, "n_samples": 80000, "n_warmup": 200,
           "n_leapfrog": 2, "independent": 1, "n_adapt": 1000}
 GSS_LADDER = {**LADDER, "n_samples": 500, "independent": 0}
 POSTERIOR_DRAWS = {"n_chains": 8, "n_samples": 250, "n_warmup": 200, "n_leapfrog": 5}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.distributions import Distribution, Gamma
 
@@ -154,6 +155,8 @@ def run_chains(posterior: Posterior, betas: torch.Tensor, start: torch.Tensor, n
         alphas.append(info.acceptance)
         if keep_lengths:
             lengths.append(state.position.exp())
+    recorded, before, proposed, alphas = (torch.stack(v, 1)
+                                          for v in (recorded, before, proposed, alphas))
     return _chain_samples(betas, reference is not None, recorded, before, proposed, alphas,
                           exchanged / max(n_samples / 2, 1),
                           torch.stack(lengths, 1) if keep_lengths else None)
@@ -161,13 +164,11 @@ def run_chains(posterior: Posterior, betas: torch.Tensor, start: torch.Tensor, n
 
 def _chain_samples(betas, with_reference, recorded, before, proposed, alphas, exchange,
                    lengths=None) -> ChainSamples:
-    """ChainSamples from per-iteration lists of ``[C, k]`` (``[C]`` for ``alphas``)."""
-    values, before, proposed = (torch.stack(v, 1) for v in (recorded, before, proposed))
-    alphas = torch.stack(alphas, 1)
+    """ChainSamples from ``[C, S, k]`` recorded values (``[C, S]`` for ``alphas``)."""
     return ChainSamples(
-        betas=betas, log_likelihood=values[..., 0], log_prior=values[..., 1],
-        log_reference=values[..., 2] if with_reference else None, lengths=lengths,
-        ess=mcmc.effective_sample_size(values[..., 0]), acceptance=alphas.mean(1),
+        betas=betas, log_likelihood=recorded[..., 0], log_prior=recorded[..., 1],
+        log_reference=recorded[..., 2] if with_reference else None, lengths=lengths,
+        ess=mcmc.effective_sample_size(recorded[..., 0]), acceptance=alphas.mean(1),
         exchange=exchange, before=before, proposed=proposed, move_probability=alphas)
 
 
@@ -197,23 +198,30 @@ def run_independent_chains(posterior: Posterior, betas: torch.Tensor, start: tor
                            generator: torch.Generator, reference: Distribution | None = None,
                            n_leapfrog: int = 2, defensive: float = DEFENSIVE_WEIGHT
                            ) -> ChainSamples:
-    """Like :func:`run_chains`, but the kept draws come from an independence sampler.
+    """Like :func:`run_chains`, but the kept draws come from an independence sampler whose
+    proposals every chain shares.
 
-    Each chain proposes branch lengths from a product of gammas fitted (by moments,
-    per branch) to its own earlier draws, mixed with the path's start (the prior, or
-    the GSS reference) at weight ``defensive``, and accepts by Metropolis-Hastings;
-    neighbours exchange states after every iteration as in :func:`run_chains`. A
-    proposal costs one likelihood evaluation and no gradient, and its draw does not
-    depend on the chain's current state, so when the fit is close (31-75% of proposals
-    accepted, median 49%, on DS1's first tree) the chains decorrelate in a few
-    iterations.
+    Each proposal is drawn from the ladder's mixture q: with weight ``defensive`` the
+    path's start (the prior, or the GSS reference), otherwise, for a chain chosen at
+    random, a product of gammas fitted (by moments, per branch) to that chain's earlier
+    draws. Every chain then takes an independence Metropolis-Hastings step towards it,
+    so one likelihood evaluation gives every temperature a step: on DS1's first tree,
+    60,000 shared proposals gave stepping stone the error of 10,000 own proposals per
+    chain (500,000 evaluations) with neighbours exchanging states
+    (docs/marginal.md, "Shared proposals").
 
-    The mixture keeps the importance ratio target / proposal bounded where the
-    gammas' tails are too light: it is at most L^β / (defensive x E_start[L^β]).
+    Chains that share their proposals are no longer independent of each other, so
+    they do not exchange states: an exchange move keeps each chain's target only when
+    the pair's joint distribution is the product of the two.
 
-    Stages: ``n_warmup`` iterations of :func:`run_chains` (its adaptation, then half
-    of them as draws) give the first fit; ``n_adapt`` independence iterations give
-    the final fit; then ``n_samples`` draws are kept.
+    Each step's importance ratio target / q is at most L^β / (defensive x E_start[L^β]).
+
+    Stages: ``n_warmup`` iterations of :func:`run_chains` (its adaptation, then half of
+    them as draws) give the first fit; ``n_adapt`` iterations in which each chain
+    proposes from its own fit, and neighbours exchange states, give the final fit (fits
+    from shared proposals were worse: a chain that rarely moves gives a narrow fit,
+    which makes it move more rarely still); then ``n_samples`` shared proposals (one
+    evaluation and one step of every chain each) are kept.
     """
     dtype = posterior.dtype
     betas = torch.as_tensor(betas, dtype=dtype)
@@ -226,17 +234,19 @@ def run_independent_chains(posterior: Posterior, betas: torch.Tensor, start: tor
     seed = int(torch.randint(2**62, (), generator=generator))
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
-        proposal = _GammaMixture(_fit_gammas(warm.lengths), origin, defensive)
-        x = warm.lengths[:, -1].log()
-        current = log_density(x)
-        adapt = _independence_iterations(log_density, betas, proposal, x, current, n_adapt,
-                                         generator, exchange, keep_positions=True)
+        lengths = warm.lengths
+        proposal = _GammaMixture(_fit_gammas(lengths.mean(1), lengths.var(1)), origin, defensive)
+        x = lengths[:, -1].log()
+        adapt = _independence_iterations(log_density, betas, proposal, x, log_density(x),
+                                         n_adapt, generator, exchange, keep_positions=True)
         if n_adapt > 0:
-            proposal = _GammaMixture(_fit_gammas(adapt.positions.exp()), origin, defensive)
-        kept = _independence_iterations(log_density, betas, proposal, adapt.x, adapt.current,
-                                        n_samples, generator, exchange)
+            lengths = adapt.positions.exp()
+            proposal = _GammaMixture(_fit_gammas(lengths.mean(1), lengths.var(1)), origin,
+                                     defensive)
+        kept = _shared_steps(log_density, betas, proposal, adapt.x, adapt.current, n_samples,
+                             generator)
     return _chain_samples(betas, reference is not None, kept.recorded, kept.before, kept.proposed,
-                          kept.alphas, kept.exchanged / max(n_samples / 2, 1))
+                          kept.alphas, torch.zeros(max(len(betas) - 1, 0), dtype=dtype))
 
 
 class _GammaMixture:
@@ -260,6 +270,22 @@ class _GammaMixture:
         use_start = torch.rand(fitted.shape[:2], generator=generator, dtype=dtype) < self.defensive
         lengths = torch.where(use_start[..., None], start, fitted)
         return lengths.clamp(min=torch.finfo(dtype).tiny).log()
+
+    def sample_shared(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``[n, E]`` log branch lengths from the mixture of every chain's proposal (with
+        equal weights)."""
+        a, b = self.gammas.concentration, self.gammas.rate
+        chain = torch.randint(len(a), (n,), generator=generator)
+        fitted = Gamma(a[chain], b[chain]).sample()
+        start = self.origin.sample((n,))
+        use_start = torch.rand(n, generator=generator, dtype=fitted.dtype) < self.defensive
+        lengths = torch.where(use_start[:, None], start, fitted)
+        return lengths.clamp(min=torch.finfo(fitted.dtype).tiny).log()
+
+    def log_prob_shared(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, E]`` log branch lengths -> ``[N]``: that mixture's density there."""
+        log_q = self.log_prob(x)
+        return torch.logsumexp(log_q, -1) - math.log(log_q.shape[-1])
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, E]`` log branch lengths -> ``[N, C]``: each chain's proposal density there
@@ -340,13 +366,86 @@ def _independence_iterations(log_density: mcmc.LogDensity, betas: torch.Tensor,
     return run
 
 
-def _fit_gammas(lengths: torch.Tensor) -> Gamma:
-    """Per chain and branch, the gamma with the mean and variance of ``lengths`` ``[C, S, E]``.
+@dataclass
+class _SharedRun:
+    x: torch.Tensor  # [C, E] the chains' last states
+    current: tuple  # log_density's values at x
+    # [C, S, k] recorded values after each step, before it and at its proposal; [C, S]
+    # acceptance probabilities
+    recorded: torch.Tensor
+    before: torch.Tensor
+    proposed: torch.Tensor
+    alphas: torch.Tensor
+
+
+# Shared proposals drawn and evaluated together (a block).
+_BLOCK_PROPOSALS = 5000
+
+
+def _shared_steps(log_density: mcmc.LogDensity, betas: torch.Tensor, proposal: _GammaMixture,
+                  x: torch.Tensor, current: tuple, n_proposals: int,
+                  generator: torch.Generator) -> _SharedRun:
+    """``n_proposals`` independence Metropolis-Hastings steps of every chain, step t of
+    every chain towards the same proposal t.
+
+    A block's proposals are drawn and evaluated first, in large kernel calls; a
+    chain's state is then an index into the block's pool, whose first ``C`` rows are
+    the states the chains started from, and a step only compares log importance
+    weights β A + B - log q (numbers in a ``[pool, C]`` table).
+    """
+    n_chains = len(betas)
+    chains = torch.arange(n_chains)
+    parts = {name: [] for name in ("recorded", "before", "proposed", "alphas")}
+    for first in range(0, n_proposals, _BLOCK_PROPOSALS):
+        n = min(_BLOCK_PROPOSALS, n_proposals - first)
+        proposed = proposal.sample_shared(n, generator)
+        values = [log_density(rows) for rows in proposed.split(_ROWS_PER_CALL)]
+        pool = torch.cat([x, proposed])
+        tempered, base, record = (torch.cat([c, *(v[i] for v in values)])
+                                  for i, c in enumerate(current))
+        log_weight = (betas * tempered[:, None] + base[:, None]
+                      - proposal.log_prob_shared(pool)[:, None]).nan_to_num(nan=-math.inf)
+        log_uniform = torch.rand(n, n_chains, generator=generator, dtype=betas.dtype).log()
+        after = _metropolis_hastings(log_weight.numpy(), log_uniform.numpy())
+        before = torch.cat([chains[None], after[:-1]])
+        steps = torch.arange(n_chains, n_chains + n)[:, None]
+        log_ratio = log_weight[steps, chains] - log_weight[before, chains]
+        # A diverged proposal (weight -inf) has acceptance 0, also against a diverged state.
+        alphas = log_ratio.clamp(max=0).exp().nan_to_num(nan=0.0)
+        parts["recorded"].append(record[after].transpose(0, 1))
+        parts["before"].append(record[before].transpose(0, 1))
+        parts["proposed"].append(record[steps.expand(n, n_chains)].transpose(0, 1))
+        parts["alphas"].append(alphas.T)
+        last = after[-1]
+        x, current = pool[last], (tempered[last], base[last], record[last])
+    return _SharedRun(x, current, *(torch.cat(parts[name], 1)
+                                    for name in ("recorded", "before", "proposed", "alphas")))
+
+
+def _metropolis_hastings(log_weight: np.ndarray, log_uniform: np.ndarray) -> torch.Tensor:
+    """``[n, C]`` pool indices of every chain after each of ``n`` steps: at step t every
+    chain ``c`` moves from its state to point ``C + t`` when ``log_uniform[t, c]`` is below
+    the difference of their log weights ``log_weight[., c]``; chain c starts at point c."""
+    n, n_chains = log_uniform.shape
+    state = np.arange(n_chains)
+    weight = log_weight[state, state]
+    after = np.empty((n, n_chains), dtype=np.int64)
+    for t in range(n):
+        candidate = log_weight[n_chains + t]
+        # -inf - -inf is NaN, and a NaN comparison is False: a diverged point never moves.
+        move = log_uniform[t] < candidate - weight
+        state = np.where(move, n_chains + t, state)
+        weight = np.where(move, candidate, weight)
+        after[t] = state
+    return torch.from_numpy(after)
+
+
+def _fit_gammas(mean: torch.Tensor, variance: torch.Tensor) -> Gamma:
+    """Per chain and branch, the gamma with the given mean and variance ``[C, E]``.
 
     A branch that never moved gets a variance of (1e-3 x its mean)^2 rather than none.
     """
-    mean = lengths.mean(1)
-    variance = torch.maximum(lengths.var(1), (1e-3 * mean) ** 2).clamp(min=torch.finfo(mean.dtype).tiny)
+    variance = torch.maximum(variance, (1e-3 * mean) ** 2).clamp(min=torch.finfo(mean.dtype).tiny)
     return Gamma(mean**2 / variance, mean / variance)
 
 
