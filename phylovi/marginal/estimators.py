@@ -24,7 +24,8 @@ from phylovi.marginal.laplus import laplus_densities, laplus_log_marginal
 from phylovi.marginal.mcmc import effective_sample_size
 from phylovi.marginal.optimize import diagonal_hessian, gradient, maximize
 from phylovi.marginal.posterior import Posterior
-from phylovi.marginal.power_posterior import ChainSamples, run_chains, run_independent_chains
+from phylovi.marginal.power_posterior import (ChainSamples, run_chains, run_independent_chains,
+                                             run_reference_chains)
 
 # SS, PS and MPS: after 200 HMC iterations (adaptation, then draws that give a first
 # fit) and 1,000 iterations in which each temperature's chain proposes from gammas
@@ -197,6 +198,9 @@ def nmc(posterior, generator, settings, cache):
 def _ladder_samples(posterior, generator, settings, cache, reference=None) -> ChainSamples:
     def sample():
         betas = ladder(settings["n_temperatures"], settings["ladder_shape"], posterior.dtype)
+        if reference is not None and settings["independent"]:
+            return run_reference_chains(posterior, betas, reference, settings["n_samples"],
+                                        settings["n_warmup"], generator)
         theta, _ = _map(posterior, cache)
         if settings["independent"]:
             return run_independent_chains(posterior, betas, theta, settings["n_samples"],

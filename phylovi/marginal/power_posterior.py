@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.distributions import Distribution, Gamma
+from torch.distributions import Distribution, Gamma, Independent
 
 from phylovi.marginal import mcmc
 from phylovi.marginal.optimize import diagonal_hessian, gradient
@@ -247,6 +247,56 @@ def run_independent_chains(posterior: Posterior, betas: torch.Tensor, start: tor
                              generator)
     return _chain_samples(betas, reference is not None, kept.recorded, kept.before, kept.proposed,
                           kept.alphas, torch.zeros(max(len(betas) - 1, 0), dtype=dtype))
+
+
+def run_reference_chains(posterior: Posterior, betas: torch.Tensor, reference: Independent,
+                         n_samples: int, n_burn: int, generator: torch.Generator,
+                         defensive: float = DEFENSIVE_WEIGHT) -> ChainSamples:
+    """Chains on the generalised-stepping-stone path (p(y|b) p(b))^β r(b)^(1-β), all
+    stepping towards shared proposals from the reference r itself.
+
+    r, a product of gammas fitted to posterior draws, is meant to be close to the
+    posterior, so it is a good independence proposal for every temperature of the
+    path and no adaptation is needed. It is mixed at weight ``defensive`` with r
+    widened (each gamma's variance times 4, the same mean), whose heavier tails keep
+    target / proposal bounded where r's are too light. The chains start at one draw
+    from the proposal; the first ``n_burn`` steps are discarded.
+    """
+    betas = torch.as_tensor(betas, dtype=posterior.dtype)
+    log_density = _log_density(posterior, reference)
+    proposal = _WidenedReference(reference, defensive)
+    seed = int(torch.randint(2**62, (), generator=generator))
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        x = proposal.sample_shared(1, generator).expand(len(betas), -1)
+        burn = _shared_steps(log_density, betas, proposal, x, log_density(x), n_burn, generator)
+        kept = _shared_steps(log_density, betas, proposal, burn.x, burn.current, n_samples,
+                             generator)
+    return _chain_samples(betas, True, kept.recorded, kept.before, kept.proposed, kept.alphas,
+                          torch.zeros(max(len(betas) - 1, 0), dtype=posterior.dtype))
+
+
+class _WidenedReference:
+    """Shared proposal over log branch lengths: a product of gammas r, mixed at weight
+    ``defensive`` with r widened (variance x 4, same mean)."""
+
+    def __init__(self, reference: Independent, defensive: float):
+        a, b = reference.base_dist.concentration, reference.base_dist.rate
+        self.parts = Independent(Gamma(torch.stack([a, a / 4]), torch.stack([b, b / 4])), 1)
+        self.log_mixing = torch.tensor([math.log1p(-defensive), math.log(defensive)], dtype=a.dtype)
+        self.defensive = defensive
+
+    def sample_shared(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``[n, E]`` log branch lengths."""
+        both = self.parts.sample((n,))  # [n, 2, E]
+        widened = torch.rand(n, generator=generator, dtype=both.dtype) < self.defensive
+        lengths = torch.where(widened[:, None], both[:, 1], both[:, 0])
+        return lengths.clamp(min=torch.finfo(lengths.dtype).tiny).log()
+
+    def log_prob_shared(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, E]`` log branch lengths -> ``[N]`` log density (with the Jacobian)."""
+        log_parts = self.parts.log_prob(x.exp()[:, None, :]) + self.log_mixing
+        return torch.logsumexp(log_parts, -1) + x.sum(-1)
 
 
 class _GammaMixture:

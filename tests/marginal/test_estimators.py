@@ -18,7 +18,8 @@ from phylovi.likelihood.model_string import parse_model
 from phylovi.likelihood.patterns import compress_patterns
 from phylovi.likelihood.tree_likelihood import TreeLikelihood
 from phylovi.marginal import Posterior, estimate, estimate_many
-from phylovi.marginal.power_posterior import ChainSamples, run_chains, run_independent_chains
+from phylovi.marginal.power_posterior import (ChainSamples, run_chains, run_independent_chains,
+                                             run_reference_chains)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -403,6 +404,28 @@ def test_the_independence_sampler_keeps_every_chains_target(problem):
     for prior in samples.log_prior[0], samples.expected(lambda recorded: recorded[..., 1])[0]:
         assert abs(float(prior.mean()) - expected) < 4 * math.sqrt(posterior.n_edges
                                                                  / float(samples.ess[0]))
+    assert_top_chain_samples_the_posterior(posterior, samples)
+
+
+def test_gss_chains_on_shared_reference_proposals_keep_every_chains_target(problem):
+    """GSS's sampler (proposals from its reference r, shared by every chain): at β = 0 the
+    draws follow r (mean log r(b) = -entropy of r), at β = 1 the posterior."""
+    from phylovi.marginal.estimators import ladder
+
+    posterior, _ = problem
+    draws = run_chains(posterior, torch.ones(4, dtype=torch.float64), _map(posterior), 200, 100,
+                       torch.Generator().manual_seed(5), keep_lengths=True).lengths
+    draws = draws.reshape(-1, posterior.n_edges)
+    mean, variance = draws.mean(0), draws.var(0)
+    reference = Independent(Gamma(mean**2 / variance, mean / variance), 1)
+    samples = run_reference_chains(posterior, ladder(6, 0.3), reference, 4000, 100,
+                                   torch.Generator().manual_seed(6))
+    with torch.random.fork_rng():
+        torch.manual_seed(7)
+        spread = float(reference.log_prob(reference.sample((20000,))).std())
+    for values in samples.log_reference[0], samples.expected(lambda recorded: recorded[..., 2])[0]:
+        error = spread / math.sqrt(float(samples.ess[0]))
+        assert abs(float(values.mean() + reference.entropy())) < 4 * error
     assert_top_chain_samples_the_posterior(posterior, samples)
 
 
