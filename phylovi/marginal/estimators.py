@@ -419,7 +419,8 @@ def nested(posterior, generator, settings, cache):
     start at copies of surviving points and take ``n_steps`` random-walk
     steps on log branch lengths, Metropolis under the prior, constrained to
     likelihoods above the highest discarded one; all of a round's walkers are
-    one batch for the kernel. Step sizes follow the live points' spread per
+    one batch for the kernel, less those whose step the prior already rejected
+    (their likelihood is never needed). Step sizes follow the live points' spread per
     branch. The standard error is Skilling's sqrt(H / n_live), H the
     information of the posterior about the prior (estimated from the same
     shells); it leaves out the random walk's own error.
@@ -460,8 +461,12 @@ def nested(posterior, generator, settings, cache):
                 log_ratio = (posterior.log_prior(proposal.exp()) + proposal.sum(-1)
                              - posterior.log_prior(x.exp()) - x.sum(-1))
                 uniform = torch.rand(log_ratio.shape, generator=generator, dtype=x.dtype)
-                value = posterior.log_likelihood(proposal.exp())
-                move = (uniform.log() < log_ratio) & (value > bound)
+                # Only a proposal that passes the prior's test needs its likelihood.
+                passed = uniform.log() < log_ratio
+                value = torch.full_like(x_like, -math.inf)
+                if bool(passed.any()):
+                    value[passed] = posterior.log_likelihood(proposal[passed].exp())
+                move = passed & (value > bound)
                 x = torch.where(move.unsqueeze(-1), proposal, x)
                 x_like = torch.where(move, value, x_like)
                 accepted += float(move.double().mean())
