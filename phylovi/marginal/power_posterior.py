@@ -420,8 +420,9 @@ def _independence_iterations(log_density: mcmc.LogDensity, betas: torch.Tensor,
 class _SharedRun:
     x: torch.Tensor  # [C, E] the chains' last states
     current: tuple  # log_density's values at x
-    # [C, S, k] recorded values after each step, before it and at its proposal; [C, S]
-    # acceptance probabilities
+    # [C, S, k] recorded values after each step, before it and at its proposal (a view
+    # of one [S, k] tensor, as every chain has the same proposals); [C, S] acceptance
+    # probabilities
     recorded: torch.Tensor
     before: torch.Tensor
     proposed: torch.Tensor
@@ -464,12 +465,13 @@ def _shared_steps(log_density: mcmc.LogDensity, betas: torch.Tensor, proposal: _
         alphas = log_ratio.clamp(max=0).exp().nan_to_num(nan=0.0)
         parts["recorded"].append(record[after].transpose(0, 1))
         parts["before"].append(record[before].transpose(0, 1))
-        parts["proposed"].append(record[steps.expand(n, n_chains)].transpose(0, 1))
+        parts["proposed"].append(record[n_chains:][None])  # [1, n, k], the same for every chain
         parts["alphas"].append(alphas.T)
         last = after[-1]
         x, current = pool[last], (tempered[last], base[last], record[last])
-    return _SharedRun(x, current, *(torch.cat(parts[name], 1)
-                                    for name in ("recorded", "before", "proposed", "alphas")))
+    recorded, before, proposed, alphas = (torch.cat(parts[name], 1)
+                                          for name in ("recorded", "before", "proposed", "alphas"))
+    return _SharedRun(x, current, recorded, before, proposed.expand(n_chains, -1, -1), alphas)
 
 
 def _metropolis_hastings(log_weight: np.ndarray, log_uniform: np.ndarray) -> torch.Tensor:
