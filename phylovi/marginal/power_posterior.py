@@ -14,6 +14,11 @@ exchanges cost no likelihood evaluations and carry states that mixed at
 low temperatures up the ladder: on DS2's first tree they doubled the
 effective sample size of the log-likelihood at the same cost, and so halved
 the variance of stepping stone and path sampling.
+
+The ladder estimators' default kept draws come from independence samplers
+instead (:func:`run_independent_chains`, :func:`run_reference_chains`), whose
+proposals every chain shares: one likelihood evaluation gives every
+temperature a Metropolis-Hastings step.
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ class ChainSamples:
         ess: ``[C]`` effective sample size of the log-likelihood.
         acceptance: ``[C]`` mean acceptance probability.
         exchange: ``[C-1]`` how often neighbours ``(c, c+1)`` exchanged states when
-            asked (every other iteration); zeros when all temperatures are equal.
+            asked (every other iteration); zeros when all temperatures are equal, and
+            for the samplers on shared proposals, which do not exchange.
         before, proposed: ``[C, S, k]`` the recorded values (log-likelihood, log prior
             and log reference, as above) of each iteration's state before its
             Metropolis-Hastings step, and of its proposal.
@@ -205,10 +211,11 @@ def run_independent_chains(posterior: Posterior, betas: torch.Tensor, start: tor
     path's start (the prior, or the GSS reference), otherwise, for a chain chosen at
     random, a product of gammas fitted (by moments, per branch) to that chain's earlier
     draws. Every chain then takes an independence Metropolis-Hastings step towards it,
-    so one likelihood evaluation gives every temperature a step: on DS1's first tree,
-    60,000 shared proposals gave stepping stone the error of 10,000 own proposals per
-    chain (500,000 evaluations) with neighbours exchanging states
-    (docs/marginal.md, "Shared proposals").
+    so one likelihood evaluation gives every temperature a step: on DS1's 42 trees,
+    80,000 shared proposals gave stepping stone the spread over replicates of 10,000
+    own proposals per chain (500,000 evaluations) with neighbours exchanging states,
+    in a third of the time, though with a heavier tail (docs/marginal.md, "Shared
+    proposals").
 
     Chains that share their proposals are no longer independent of each other, so
     they do not exchange states: an exchange move keeps each chain's target only when
@@ -234,15 +241,12 @@ def run_independent_chains(posterior: Posterior, betas: torch.Tensor, start: tor
     seed = int(torch.randint(2**62, (), generator=generator))
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
-        lengths = warm.lengths
-        proposal = _GammaMixture(_fit_gammas(lengths.mean(1), lengths.var(1)), origin, defensive)
-        x = lengths[:, -1].log()
+        proposal = _GammaMixture(_fit_gammas(warm.lengths), origin, defensive)
+        x = warm.lengths[:, -1].log()
         adapt = _independence_iterations(log_density, betas, proposal, x, log_density(x),
                                          n_adapt, generator, exchange, keep_positions=True)
         if n_adapt > 0:
-            lengths = adapt.positions.exp()
-            proposal = _GammaMixture(_fit_gammas(lengths.mean(1), lengths.var(1)), origin,
-                                     defensive)
+            proposal = _GammaMixture(_fit_gammas(adapt.positions.exp()), origin, defensive)
         kept = _shared_steps(log_density, betas, proposal, adapt.x, adapt.current, n_samples,
                              generator)
     return _chain_samples(betas, reference is not None, kept.recorded, kept.before, kept.proposed,
@@ -302,7 +306,7 @@ class _WidenedReference:
 class _GammaMixture:
     """Independence proposal over log branch lengths ``[*, E]``: per chain ``c``, a product of
     gammas (batch ``[C, E]``) mixed with ``origin`` (one distribution for all chains) at
-    weight ``defensive``."""
+    weight ``defensive``; and the shared proposal, the average of all chains' ones."""
 
     def __init__(self, gammas: Gamma, origin: Distribution, defensive: float):
         self.gammas, self.origin, self.defensive = gammas, origin, defensive
@@ -433,11 +437,12 @@ class _SharedRun:
 _BLOCK_PROPOSALS = 5000
 
 
-def _shared_steps(log_density: mcmc.LogDensity, betas: torch.Tensor, proposal: _GammaMixture,
+def _shared_steps(log_density: mcmc.LogDensity, betas: torch.Tensor, proposal,
                   x: torch.Tensor, current: tuple, n_proposals: int,
                   generator: torch.Generator) -> _SharedRun:
     """``n_proposals`` independence Metropolis-Hastings steps of every chain, step t of
-    every chain towards the same proposal t.
+    every chain towards the same proposal t, drawn by ``proposal.sample_shared`` (whose
+    density is ``proposal.log_prob_shared``).
 
     A block's proposals are drawn and evaluated first, in large kernel calls; a
     chain's state is then an index into the block's pool, whose first ``C`` rows are
@@ -492,12 +497,13 @@ def _metropolis_hastings(log_weight: np.ndarray, log_uniform: np.ndarray) -> tor
     return torch.from_numpy(after)
 
 
-def _fit_gammas(mean: torch.Tensor, variance: torch.Tensor) -> Gamma:
-    """Per chain and branch, the gamma with the given mean and variance ``[C, E]``.
+def _fit_gammas(lengths: torch.Tensor) -> Gamma:
+    """Per chain and branch, the gamma with the mean and variance of ``lengths`` ``[C, S, E]``.
 
     A branch that never moved gets a variance of (1e-3 x its mean)^2 rather than none.
     """
-    variance = torch.maximum(variance, (1e-3 * mean) ** 2).clamp(min=torch.finfo(mean.dtype).tiny)
+    mean = lengths.mean(1)
+    variance = torch.maximum(lengths.var(1), (1e-3 * mean) ** 2).clamp(min=torch.finfo(mean.dtype).tiny)
     return Gamma(mean**2 / variance, mean / variance)
 
 
