@@ -50,31 +50,48 @@ class ChainSamples:
 
     Attributes:
         betas: ``[C]`` temperatures.
-        log_likelihood, log_prior: ``[C, S]`` at each draw.
-        log_reference: ``[C, S]`` log r(b) for the GSS path, else None.
+        recorded: ``[C, S, k]`` the recorded values at each draw: log-likelihood, log
+            prior and, on the GSS path, log r(b) (also as ``log_likelihood``,
+            ``log_prior`` and ``log_reference``, ``[C, S]``, the last None off that path).
+        start: ``[C, k]`` the recorded values of the state each chain started from.
         lengths: ``[C, S, n_edges]`` branch lengths, if kept.
         ess: ``[C]`` effective sample size of the log-likelihood.
         acceptance: ``[C]`` mean acceptance probability.
         exchange: ``[C-1]`` how often neighbours ``(c, c+1)`` exchanged states when
             asked (every other iteration); zeros when all temperatures are equal, and
             for the samplers on shared proposals, which do not exchange.
-        before, proposed: ``[C, S, k]`` the recorded values (log-likelihood, log prior
-            and log reference, as above) of each iteration's state before its
-            Metropolis-Hastings step, and of its proposal.
-        move_probability: ``[C, S]`` that step's acceptance probability.
+        proposed: ``[C, S, k]`` the recorded values of each iteration's proposal.
+        move_probability: ``[C, S]`` the acceptance probability of each iteration's
+            Metropolis-Hastings step.
     """
 
     betas: torch.Tensor
-    log_likelihood: torch.Tensor
-    log_prior: torch.Tensor
-    log_reference: torch.Tensor | None
+    recorded: torch.Tensor
+    start: torch.Tensor
     lengths: torch.Tensor | None
     ess: torch.Tensor
     acceptance: torch.Tensor
     exchange: torch.Tensor
-    before: torch.Tensor
     proposed: torch.Tensor
     move_probability: torch.Tensor
+
+    @property
+    def log_likelihood(self) -> torch.Tensor:
+        return self.recorded[..., 0]
+
+    @property
+    def log_prior(self) -> torch.Tensor:
+        return self.recorded[..., 1]
+
+    @property
+    def log_reference(self) -> torch.Tensor | None:
+        return self.recorded[..., 2] if self.recorded.shape[-1] > 2 else None
+
+    @property
+    def before(self) -> torch.Tensor:
+        """``[C, S, k]`` the recorded values of each iteration's state before its
+        Metropolis-Hastings step: the previous iteration's draw (the start for the first)."""
+        return torch.cat([self.start[:, None], self.recorded[:, :-1]], 1)
 
     def expected(self, function) -> torch.Tensor:
         """``[C, S]``: per chain and iteration, an estimate of the chain's E[f], with ``f``
@@ -152,30 +169,28 @@ def run_chains(posterior: Posterior, betas: torch.Tensor, start: torch.Tensor, n
     if n_warmup > 0:
         state = state._replace(step_size=adaptation.final())
     exchanged.zero_()
-    recorded, before, proposed, alphas, lengths = [], [], [], [], []
+    first = state.recorded
+    recorded, proposed, alphas, lengths = [], [], [], []
     for _ in range(n_samples):
-        before.append(state.recorded)
         state, info = transition(state)
         recorded.append(state.recorded)
         proposed.append(info.proposed)
         alphas.append(info.acceptance)
         if keep_lengths:
             lengths.append(state.position.exp())
-    recorded, before, proposed, alphas = (torch.stack(v, 1)
-                                          for v in (recorded, before, proposed, alphas))
-    return _chain_samples(betas, reference is not None, recorded, before, proposed, alphas,
+    recorded, proposed, alphas = (torch.stack(v, 1) for v in (recorded, proposed, alphas))
+    return _chain_samples(betas, recorded, first, proposed, alphas,
                           exchanged / max(n_samples / 2, 1),
                           torch.stack(lengths, 1) if keep_lengths else None)
 
 
-def _chain_samples(betas, with_reference, recorded, before, proposed, alphas, exchange,
+def _chain_samples(betas, recorded, start, proposed, alphas, exchange,
                    lengths=None) -> ChainSamples:
     """ChainSamples from ``[C, S, k]`` recorded values (``[C, S]`` for ``alphas``)."""
     return ChainSamples(
-        betas=betas, log_likelihood=recorded[..., 0], log_prior=recorded[..., 1],
-        log_reference=recorded[..., 2] if with_reference else None, lengths=lengths,
+        betas=betas, recorded=recorded, start=start, lengths=lengths,
         ess=mcmc.effective_sample_size(recorded[..., 0]), acceptance=alphas.mean(1),
-        exchange=exchange, before=before, proposed=proposed, move_probability=alphas)
+        exchange=exchange, proposed=proposed, move_probability=alphas)
 
 
 def _log_density(posterior: Posterior, reference: Distribution | None) -> mcmc.LogDensity:
@@ -244,13 +259,13 @@ def run_independent_chains(posterior: Posterior, betas: torch.Tensor, start: tor
         proposal = _GammaMixture(_fit_gammas(warm.lengths), origin, defensive)
         x = warm.lengths[:, -1].log()
         adapt = _independence_iterations(log_density, betas, proposal, x, log_density(x),
-                                         n_adapt, generator, exchange, keep_positions=True)
+                                         n_adapt, generator, exchange)
         if n_adapt > 0:
             proposal = _GammaMixture(_fit_gammas(adapt.positions.exp()), origin, defensive)
         kept = _shared_steps(log_density, betas, proposal, adapt.x, adapt.current, n_samples,
                              generator)
-    return _chain_samples(betas, reference is not None, kept.recorded, kept.before, kept.proposed,
-                          kept.alphas, torch.zeros(max(len(betas) - 1, 0), dtype=dtype))
+    return _chain_samples(betas, kept.recorded, kept.start, kept.proposed, kept.alphas,
+                          torch.zeros(max(len(betas) - 1, 0), dtype=dtype))
 
 
 def run_reference_chains(posterior: Posterior, betas: torch.Tensor, reference: Independent,
@@ -276,7 +291,7 @@ def run_reference_chains(posterior: Posterior, betas: torch.Tensor, reference: I
         burn = _shared_steps(log_density, betas, proposal, x, log_density(x), n_burn, generator)
         kept = _shared_steps(log_density, betas, proposal, burn.x, burn.current, n_samples,
                              generator)
-    return _chain_samples(betas, True, kept.recorded, kept.before, kept.proposed, kept.alphas,
+    return _chain_samples(betas, kept.recorded, kept.start, kept.proposed, kept.alphas,
                           torch.zeros(max(len(betas) - 1, 0), dtype=posterior.dtype))
 
 
@@ -355,14 +370,7 @@ class _GammaMixture:
 class _IndependenceRun:
     x: torch.Tensor  # [C, E] the chains' last states
     current: tuple  # log_density's values at x
-    # Per iteration, [C, k] recorded values: after the iteration, before its
-    # Metropolis-Hastings step, at its proposal; [C] acceptance probabilities.
-    recorded: list
-    before: list
-    proposed: list
-    alphas: list
-    exchanged: torch.Tensor  # [C-1] count
-    positions: torch.Tensor | None  # [C, n, E] log lengths, if asked for
+    positions: torch.Tensor | None  # [C, n, E] log lengths after each iteration
 
 
 # Iterations whose proposals are drawn and evaluated together (a block), and rows per
@@ -373,10 +381,11 @@ _ROWS_PER_CALL = 250
 
 def _independence_iterations(log_density: mcmc.LogDensity, betas: torch.Tensor,
                              proposal: _GammaMixture, x: torch.Tensor, current: tuple,
-                             n_iterations: int, generator: torch.Generator, exchange: bool,
-                             keep_positions: bool = False) -> _IndependenceRun:
+                             n_iterations: int, generator: torch.Generator,
+                             exchange: bool) -> _IndependenceRun:
     """``n_iterations`` of independence Metropolis-Hastings for every chain, each followed
-    (on a ladder) by one even-odd exchange round.
+    (on a ladder) by one even-odd exchange round; the adaptation stage of
+    :func:`run_independent_chains`, which fits its proposals to the positions.
 
     A proposal does not depend on the chain's state, so a block's proposals are drawn
     and evaluated first, in large kernel calls, and the accept and exchange decisions
@@ -385,8 +394,7 @@ def _independence_iterations(log_density: mcmc.LogDensity, betas: torch.Tensor,
     """
     n_chains = len(betas)
     chains = torch.arange(n_chains)
-    run = _IndependenceRun(x, current, [], [], [], [], torch.zeros(max(n_chains - 1, 0),
-                                                                     dtype=betas.dtype), None)
+    run = _IndependenceRun(x, current, None)
     positions = []
     for first in range(0, n_iterations, _BLOCK_ITERATIONS):
         n = min(_BLOCK_ITERATIONS, n_iterations - first)
@@ -402,20 +410,14 @@ def _independence_iterations(log_density: mcmc.LogDensity, betas: torch.Tensor,
             new = (t + 1) * n_chains + chains
             log_ratio = (betas * (tempered[new] - tempered[state]) + base[new] - base[state]
                          - log_q[new, chains] + log_q[state, chains]).nan_to_num(nan=-math.inf)
-            run.before.append(record[state])
-            run.alphas.append(log_ratio.clamp(max=0).exp())
             state = torch.where(log_uniform[t] < log_ratio, new, state)
             if exchange:
                 parity = (first + t) % 2
-                order, swapped = mcmc.exchange_order(betas, tempered[state], parity, generator)
+                order, _ = mcmc.exchange_order(betas, tempered[state], parity, generator)
                 state = state[order]
-                run.exchanged[parity::2] += swapped
-            run.recorded.append(record[state])
-            if keep_positions:
-                positions.append(pool[state])
-        run.proposed.extend(record[n_chains:].reshape(n, n_chains, -1).unbind(0))
+            positions.append(pool[state])
         run.x, run.current = pool[state], (tempered[state], base[state], record[state])
-    if keep_positions and positions:
+    if positions:
         run.positions = torch.stack(positions, 1)
     return run
 
@@ -424,11 +426,11 @@ def _independence_iterations(log_density: mcmc.LogDensity, betas: torch.Tensor,
 class _SharedRun:
     x: torch.Tensor  # [C, E] the chains' last states
     current: tuple  # log_density's values at x
-    # [C, S, k] recorded values after each step, before it and at its proposal (a view
-    # of one [S, k] tensor, as every chain has the same proposals); [C, S] acceptance
-    # probabilities
+    # [C, S, k] recorded values after each step and at its proposal (a view of one
+    # [S, k] tensor, as every chain has the same proposals); [C, k] those of the states
+    # the chains started from; [C, S] acceptance probabilities
     recorded: torch.Tensor
-    before: torch.Tensor
+    start: torch.Tensor
     proposed: torch.Tensor
     alphas: torch.Tensor
 
@@ -451,7 +453,8 @@ def _shared_steps(log_density: mcmc.LogDensity, betas: torch.Tensor, proposal,
     """
     n_chains = len(betas)
     chains = torch.arange(n_chains)
-    parts = {name: [] for name in ("recorded", "before", "proposed", "alphas")}
+    parts = {name: [] for name in ("recorded", "proposed", "alphas")}
+    start = current[2]
     for first in range(0, n_proposals, _BLOCK_PROPOSALS):
         n = min(_BLOCK_PROPOSALS, n_proposals - first)
         proposed = proposal.sample_shared(n, generator)
@@ -469,14 +472,13 @@ def _shared_steps(log_density: mcmc.LogDensity, betas: torch.Tensor, proposal,
         # A diverged proposal (weight -inf) has acceptance 0, also against a diverged state.
         alphas = log_ratio.clamp(max=0).exp().nan_to_num(nan=0.0)
         parts["recorded"].append(record[after].transpose(0, 1))
-        parts["before"].append(record[before].transpose(0, 1))
         parts["proposed"].append(record[n_chains:][None])  # [1, n, k], the same for every chain
         parts["alphas"].append(alphas.T)
         last = after[-1]
         x, current = pool[last], (tempered[last], base[last], record[last])
-    recorded, before, proposed, alphas = (torch.cat(parts[name], 1)
-                                          for name in ("recorded", "before", "proposed", "alphas"))
-    return _SharedRun(x, current, recorded, before, proposed.expand(n_chains, -1, -1), alphas)
+    recorded, proposed, alphas = (torch.cat(parts[name], 1)
+                                  for name in ("recorded", "proposed", "alphas"))
+    return _SharedRun(x, current, recorded, start, proposed.expand(n_chains, -1, -1), alphas)
 
 
 def _metropolis_hastings(log_weight: np.ndarray, log_uniform: np.ndarray) -> torch.Tensor:

@@ -432,10 +432,12 @@ def test_gss_chains_on_shared_reference_proposals_keep_every_chains_target(probl
 def test_expectations_skip_rejected_points_that_are_not_finite():
     """A proposal with acceptance probability 0 (a diverged point, its values NaN or
     -inf) contributes nothing; otherwise each iteration is α f(proposal) + (1 - α) f(before)."""
+    # The states before the three steps: the start, then the first two draws.
     samples = ChainSamples(
-        betas=torch.ones(1, dtype=torch.float64), log_likelihood=None, log_prior=None,
-        log_reference=None, lengths=None, ess=None, acceptance=None, exchange=None,
-        before=torch.tensor([[[-10.0], [-12.0], [-11.0]]], dtype=torch.float64),
+        betas=torch.ones(1, dtype=torch.float64),
+        recorded=torch.tensor([[[-12.0], [-11.0], [-11.0]]], dtype=torch.float64),
+        start=torch.tensor([[-10.0]], dtype=torch.float64), lengths=None, ess=None,
+        acceptance=None, exchange=None,
         proposed=torch.tensor([[[math.nan], [-8.0], [-math.inf]]], dtype=torch.float64),
         move_probability=torch.tensor([[0.0, 0.25, 0.0]], dtype=torch.float64))
     values = samples.expected(lambda recorded: recorded[..., 0])
