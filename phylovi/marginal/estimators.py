@@ -6,8 +6,9 @@ settings; ``shared`` (:class:`SharedWork`) holds the draws and fits that
 several methods reuse;
 :func:`phylovi.marginal.estimate` runs one and wraps the answer in a
 :class:`MarginalResult`. Exact definitions follow ``../shared/references/marginal.md``
-(physher ``marginal-v1.1``); where phylovi samples differently (batched HMC
-instead of scaler/slider Metropolis), the estimator's formula is unchanged.
+(physher ``marginal-v1.1``); where phylovi samples differently (batched HMC and
+independence samplers on shared proposals instead of scaler/slider Metropolis),
+the estimator's formula is unchanged.
 """
 
 from __future__ import annotations
