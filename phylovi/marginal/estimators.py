@@ -210,7 +210,7 @@ def _ladder_samples(posterior, generator, settings, cache, reference=None) -> Ch
         if settings["independent"]:
             return run_independent_chains(posterior, betas, theta, settings["n_samples"],
                                           settings["n_warmup"], settings["n_adapt"], generator,
-                                          reference, settings["n_leapfrog"])
+                                          settings["n_leapfrog"])
         return run_chains(posterior, betas, theta, settings["n_samples"], settings["n_warmup"],
                           generator, reference, settings["n_leapfrog"])
 

@@ -216,14 +216,14 @@ def _log_density(posterior: Posterior, reference: Distribution | None) -> mcmc.L
 
 def run_independent_chains(posterior: Posterior, betas: torch.Tensor, start: torch.Tensor,
                            n_samples: int, n_warmup: int, n_adapt: int,
-                           generator: torch.Generator, reference: Distribution | None = None,
-                           n_leapfrog: int = 2, defensive: float = DEFENSIVE_WEIGHT
-                           ) -> ChainSamples:
-    """Like :func:`run_chains`, but the kept draws come from an independence sampler whose
-    proposals every chain shares.
+                           generator: torch.Generator, n_leapfrog: int = 2,
+                           defensive: float = DEFENSIVE_WEIGHT) -> ChainSamples:
+    """Like :func:`run_chains` on power posteriors, but the kept draws come from an
+    independence sampler whose proposals every chain shares (GSS's path has its own,
+    :func:`run_reference_chains`).
 
     Each proposal is drawn from the ladder's mixture q: with weight ``defensive`` the
-    path's start (the prior, or the GSS reference), otherwise, for a chain chosen at
+    prior, otherwise, for a chain chosen at
     random, a product of gammas fitted (by moments, per branch) to that chain's earlier
     draws. Every chain then takes an independence Metropolis-Hastings step towards it,
     so one likelihood evaluation gives every temperature a step: on DS1's 42 trees,
@@ -236,7 +236,7 @@ def run_independent_chains(posterior: Posterior, betas: torch.Tensor, start: tor
     they do not exchange states: an exchange move keeps each chain's target only when
     the pair's joint distribution is the product of the two.
 
-    Each step's importance ratio target / q is at most L^β / (defensive x E_start[L^β]).
+    Each step's importance ratio target / q is at most L^β / (defensive x E_prior[L^β]).
 
     Stages: ``n_warmup`` iterations of :func:`run_chains` (its adaptation, then half of
     them as draws) give the first fit; ``n_adapt`` iterations in which each chain
@@ -248,20 +248,20 @@ def run_independent_chains(posterior: Posterior, betas: torch.Tensor, start: tor
     dtype = posterior.dtype
     betas = torch.as_tensor(betas, dtype=dtype)
     warm = run_chains(posterior, betas, start, max(n_warmup // 2, 2), n_warmup - n_warmup // 2,
-                      generator, reference, n_leapfrog, keep_lengths=True)
-    log_density = _log_density(posterior, reference)
-    origin = reference if reference is not None else posterior.prior
+                      generator, n_leapfrog=n_leapfrog, keep_lengths=True)
+    log_density = _log_density(posterior, None)
     exchange = bool((betas != betas[0]).any())
     # Gamma draws use torch's global generator: seed a private copy of it from ours.
     seed = int(torch.randint(2**62, (), generator=generator))
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
-        proposal = _GammaMixture(_fit_gammas(warm.lengths), origin, defensive)
+        proposal = _GammaMixture(_fit_gammas(warm.lengths), posterior.prior, defensive)
         x = warm.lengths[:, -1].log()
         adapt = _independence_iterations(log_density, betas, proposal, x, log_density(x),
                                          n_adapt, generator, exchange)
         if n_adapt > 0:
-            proposal = _GammaMixture(_fit_gammas(adapt.positions.exp()), origin, defensive)
+            proposal = _GammaMixture(_fit_gammas(adapt.positions.exp()), posterior.prior,
+                                     defensive)
         kept = _shared_steps(log_density, betas, proposal, adapt.x, adapt.current, n_samples,
                              generator)
     return _chain_samples(betas, kept.recorded, kept.start, kept.proposed, kept.alphas,
@@ -309,8 +309,7 @@ class _WidenedReference:
         """``[n, E]`` log branch lengths."""
         both = self.parts.sample((n,))  # [n, 2, E]
         widened = torch.rand(n, generator=generator, dtype=both.dtype) < self.defensive
-        lengths = torch.where(widened[:, None], both[:, 1], both[:, 0])
-        return lengths.clamp(min=torch.finfo(lengths.dtype).tiny).log()
+        return _log_lengths(widened, both[:, 1], both[:, 0])
 
     def log_prob_shared(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, E]`` log branch lengths -> ``[N]`` log density (with the Jacobian)."""
@@ -335,10 +334,9 @@ class _GammaMixture:
         """``[n, C, E]`` log branch lengths, chain c's from its own proposal."""
         fitted = self.gammas.sample((n,))
         start = self.origin.sample(fitted.shape[:2])
-        dtype = fitted.dtype
-        use_start = torch.rand(fitted.shape[:2], generator=generator, dtype=dtype) < self.defensive
-        lengths = torch.where(use_start[..., None], start, fitted)
-        return lengths.clamp(min=torch.finfo(dtype).tiny).log()
+        use_start = torch.rand(fitted.shape[:2], generator=generator,
+                               dtype=fitted.dtype) < self.defensive
+        return _log_lengths(use_start, start, fitted)
 
     def sample_shared(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """``[n, E]`` log branch lengths from the mixture of every chain's proposal (with
@@ -348,8 +346,7 @@ class _GammaMixture:
         fitted = Gamma(a[chain], b[chain]).sample()
         start = self.origin.sample((n,))
         use_start = torch.rand(n, generator=generator, dtype=fitted.dtype) < self.defensive
-        lengths = torch.where(use_start[:, None], start, fitted)
-        return lengths.clamp(min=torch.finfo(fitted.dtype).tiny).log()
+        return _log_lengths(use_start, start, fitted)
 
     def log_prob_shared(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, E]`` log branch lengths -> ``[N]``: that mixture's density there."""
@@ -364,6 +361,13 @@ class _GammaMixture:
         fitted = math.log1p(-self.defensive) + features @ self.coefficients
         start = math.log(self.defensive) + self.origin.log_prob(lengths)
         return torch.logaddexp(fitted, start[:, None]) + x.sum(-1, keepdim=True)
+
+
+def _log_lengths(choose: torch.Tensor, chosen: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Log of ``chosen`` where ``choose`` (a mask over all but the last dimension) holds,
+    of ``other`` elsewhere; lengths that underflowed to 0 become the smallest normal."""
+    lengths = torch.where(choose[..., None], chosen, other)
+    return lengths.clamp(min=torch.finfo(lengths.dtype).tiny).log()
 
 
 @dataclass
