@@ -36,7 +36,7 @@ from phylovi.marginal.power_posterior import (ChainSamples, run_chains, run_inde
 # Metropolis-Hastings step of every chain. On DS1's and DS2's first trees 80,000 of
 # them gave SS a spread of 0.045 and 0.11 nats over seeds (reported 0.085) in 10-13 s,
 # against 0.085-0.09 nats in 29-37 s for 10,000 own proposals per chain (500,000
-# evaluations); docs/marginal.md, "Shared proposals". SS needs about that accuracy
+# evaluations); docs/marginal-history.md, "Shared proposals". SS needs about that accuracy
 # for split RMSD below 0.01: at 2,500 HMC draws its spread on DS2 was 0.18-0.27 nats
 # and its split RMSD 0.012.
 # GSS needs no adaptation: its reference r, fitted to the posterior draws, is close to
@@ -44,7 +44,7 @@ from phylovi.marginal.power_posterior import (ChainSamples, run_chains, run_inde
 # from r itself (mixed at 5% with r widened), shared by every chain, after ``n_warmup``
 # discarded ones. On DS1's and DS2's first trees 20,000 of them cost about 1 s on top
 # of the posterior draws, against 6-10 s for 500 HMC draws per chain (independent =
-# 0), for standard errors of 0.008-0.014 against 0.014 (docs/marginal.md, "Shared
+# 0), for standard errors of 0.008-0.014 against 0.014 (docs/marginal-history.md, "Shared
 # proposals").
 LADDER = {"n_temperatures": 50, "ladder_shape": 0.3, "n_samples": 80000, "n_warmup": 200,
           "n_leapfrog": 2, "independent": 1, "n_adapt": 1000}
@@ -225,7 +225,7 @@ def _ladder_error(influence: torch.Tensor) -> float:
     sample size are taken, so correlation between temperatures counts: replica
     exchange hands states from one temperature to the next, which a sum of
     per-temperature errors ignores (those were 1.3-2 times too small on DS2, see
-    docs/marginal.md).
+    docs/marginal-history.md, "Standard errors of the ladder estimators").
     """
     summed = influence.sum(0)
     return math.sqrt(float(summed.var() / effective_sample_size(summed[None])[0]))

@@ -101,7 +101,7 @@ class ChainSamples:
         coin, α f(proposal) + (1 - α) f(state before), rather than f of the state it
         landed in (Rao-Blackwellisation, as in Casella & Robert 1996): the same
         draws, less noise. On DS1's first tree it cut the variance of stepping
-        stone by a fifth (docs/marginal.md).
+        stone by a fifth (docs/marginal-history.md, "Blocks of proposals").
         """
         alpha = self.move_probability
         stay = function(self.before)
@@ -229,7 +229,7 @@ def run_independent_chains(posterior: Posterior, betas: torch.Tensor, start: tor
     so one likelihood evaluation gives every temperature a step: on DS1's 42 trees,
     80,000 shared proposals gave stepping stone the spread over replicates of 10,000
     own proposals per chain (500,000 evaluations) with neighbours exchanging states,
-    in a third of the time, though with a heavier tail (docs/marginal.md, "Shared
+    in a third of the time, though with a heavier tail (docs/marginal-history.md, "Shared
     proposals").
 
     Chains that share their proposals are no longer independent of each other, so
