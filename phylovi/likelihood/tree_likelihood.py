@@ -16,7 +16,8 @@ from phylovi.likelihood.tips import code_table
 from phylovi.trees import Topology, TopologyBatch
 
 # float64 holds site likelihoods down to about exp(-708); below this many taxa
-# a site cannot get there with sane branch lengths, so rescaling is skipped.
+# a site rarely gets there, so rescaling is skipped, and a call that underflows
+# anyway (extreme base frequencies, very long branches) is evaluated again with it.
 _FLOAT64_UNSCALED_TAXA = 64
 _KEPT_SINGLE_BATCHES = 16  # one-topology batches (and their schedules) kept per likelihood
 
@@ -94,22 +95,33 @@ class TreeLikelihood:
         """
         single = isinstance(topologies, Topology)
         batch, lengths, sample_shape = self._prepare(topologies, branch_lengths)
-        if cpu_kernel.supports_device(self.device, self.dtype):
-            value = self._fused_log_likelihood(batch, lengths)
-        else:
+
+        def evaluate(rescale):
+            if cpu_kernel.supports_device(self.device, self.dtype):
+                return self._fused_log_likelihood(batch, lengths, rescale)
             # Sum in float64: a float32 sum over thousands of patterns loses ~0.1 nat.
-            site = self._site_log_likelihoods(batch, lengths)
-            value = (site.double() @ self.weights.double()).to(site.dtype)
-        value = value.reshape(len(batch), *sample_shape)
+            site = self._site_log_likelihoods(batch, lengths, rescale)
+            return (site.double() @ self.weights.double()).to(site.dtype)
+
+        value = self._underflow_checked(evaluate).reshape(len(batch), *sample_shape)
         return value[0] if single else value
 
     def site_log_likelihoods(self, topologies, branch_lengths: torch.Tensor) -> torch.Tensor:
         """Per-pattern log-likelihoods ``[..., P]`` (weight by ``patterns.weights`` to sum)."""
         single = isinstance(topologies, Topology)
         batch, lengths, sample_shape = self._prepare(topologies, branch_lengths)
-        site = self._site_log_likelihoods(batch, lengths)
+        site = self._underflow_checked(lambda rescale: self._site_log_likelihoods(
+            batch, lengths, rescale))
         site = site.reshape(len(batch), *sample_shape, -1)
         return site[0] if single else site
+
+    def _underflow_checked(self, evaluate):
+        """``evaluate(self.rescale)``, again with rescaling where that gave -inf without it:
+        an impossible tree stays -inf, a site likelihood below float64's range does not."""
+        value = evaluate(self.rescale)
+        if not self.rescale and not bool(torch.isfinite(value).all()):
+            value = evaluate(True)
+        return value
 
     def _prepare(self, topologies, branch_lengths: torch.Tensor):
         """The batch, lengths as ``[B, S, n_edges]``, and the caller's sample shape."""
@@ -134,7 +146,8 @@ class TreeLikelihood:
         frequencies = substitution.frequencies.to(dtype=self.dtype, device=self.device)
         return matrices, frequencies
 
-    def _fused_log_likelihood(self, batch: TopologyBatch, lengths: torch.Tensor) -> torch.Tensor:
+    def _fused_log_likelihood(self, batch: TopologyBatch, lengths: torch.Tensor,
+                              rescale: bool) -> torch.Tensor:
         """``[B, S]`` from the C kernel, gradient included in the same pass."""
         schedule, (tips, invariant, codes) = self._schedule(batch), self._cpu_planes()
         fixed = self._fixed_model()
@@ -144,13 +157,13 @@ class TreeLikelihood:
             rates, eigenvalues, products, frequencies, pinv, category_weights, f81 = fixed
             return cpu_kernel.fixed_model_log_likelihood(
                 lengths, rates, eigenvalues, products, self.dtype, schedule, frequencies, pinv,
-                tips, category_weights, self.weights, invariant, self.rescale, f81, codes)
+                tips, category_weights, self.weights, invariant, rescale, f81, codes)
         substitution, site_rates = self.model.substitution, self.model.site_rates
         pinv = site_rates.pinv.to(dtype=self.dtype, device=self.device)
         matrices, frequencies = self._matrices(lengths, substitution, site_rates)
         return cpu_kernel.FusedLogLikelihood.apply(
             matrices, frequencies, pinv, schedule, tips, site_rates.weights(self.dtype),
-            self.weights, invariant, self.rescale, substitution.is_f81, codes)
+            self.weights, invariant, rescale, substitution.is_f81, codes)
 
     def _fixed_model(self):
         """What the kernel needs of a model none of whose parameters requires a gradient:
@@ -175,7 +188,8 @@ class TreeLikelihood:
             self._fixed_key = key
         return self._fixed_parts
 
-    def _site_log_likelihoods(self, batch: TopologyBatch, lengths: torch.Tensor) -> torch.Tensor:
+    def _site_log_likelihoods(self, batch: TopologyBatch, lengths: torch.Tensor,
+                              rescale: bool) -> torch.Tensor:
         substitution, site_rates = self.model.substitution, self.model.site_rates
         matrices, frequencies = self._matrices(lengths, substitution, site_rates)
         schedule = self._schedule(batch)
@@ -186,10 +200,10 @@ class TreeLikelihood:
             tips, invariant, codes = self._cpu_planes()
             return cpu_kernel.evaluate(schedule, matrices, frequencies, pinv, tips,
                                        site_rates.weights(self.dtype), self.weights, invariant,
-                                       self.rescale, sites=True, f81=substitution.is_f81,
+                                       rescale, sites=True, f81=substitution.is_f81,
                                        codes=codes)[1]
         site, log_scale = prune(schedule, matrices, frequencies, self.tip_codes, self.code_table,
-                                self.rescale)
+                                rescale)
         weights = site_rates.weights(self.dtype, self.device)
         mixed = site.transpose(-1, -2) @ weights  # [B, S, P]
         if not site_rates.has_invariant:

@@ -73,6 +73,30 @@ def test_float64_rescaling_does_not_change_the_value(shared):
     torch.testing.assert_close(plain, scaled, rtol=1e-13, atol=0)
 
 
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_site_below_float64s_range_without_rescaling_is_still_finite(kernel, dtype):
+    # 60 taxa (float64 skips rescaling up to 64), every tip A, frequency of A 1e-6 and
+    # branches long enough for each tip to be a draw from the frequencies: L = 1e-6^60,
+    # far below float64's smallest number, so the unscaled pass underflows to -inf.
+    from phylovi.io.alignment import Alignment
+    taxa = TaxonOrder([f"t{i}" for i in range(60)])
+    patterns = compress_patterns(Alignment(taxa, ("A",) * 60, None))
+    nested = "t0"
+    for i in range(1, 59):
+        nested = (nested, f"t{i}")
+    topology = Topology.from_nested(taxa, (nested, "t59"))
+    model = parse_model("F81+F{0.000001,0.000001,0.000001,0.999997}", patterns, dtype=dtype)
+    likelihood = TreeLikelihood(patterns, model, dtype=dtype)
+    lengths = torch.full((2, topology.n_edges), 5.0, dtype=dtype, requires_grad=True)
+    value = likelihood.log_likelihood(topology, lengths)
+    assert value.tolist() == pytest.approx([60 * np.log(1e-6)] * 2, rel=1e-6)
+    value.sum().backward()
+    assert bool(torch.isfinite(lengths.grad).all())
+    site = likelihood.site_log_likelihoods(topology, lengths.detach())
+    assert site.squeeze(-1).tolist() == pytest.approx([60 * np.log(1e-6)] * 2, rel=1e-6)
+
+
 # Small random problems for enumeration, batching and finite differences.
 
 def random_problem(n_taxa, n_sites, seed, ambiguous=True):
