@@ -76,3 +76,8 @@ class OutputError(InputError):
 
 class PosteriorFileError(InputError):
     """A saved tree-posterior model that cannot be read."""
+
+
+class InferenceError(PhyloviError):
+    """An inference that failed numerically on valid input (an optimisation that
+    diverged), with what to change to avoid it."""

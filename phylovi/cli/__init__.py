@@ -16,8 +16,7 @@ SUBCOMMANDS = (loglik, simulate, sbn, vi, marginal, genotype)
 class _Parser(argparse.ArgumentParser):
     # argparse exits with code 2 on usage errors already; keep its message to one line.
     def error(self, message):
-        self.print_usage(sys.stderr)
-        self.exit(2, f"phylovi: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (2 for bad input, 130 on Ctrl-C)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a usage error already printed
+        return done.code
     try:
         return args.run(args)
     except PhyloviError as error:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch.distributions import Distribution
 
-from phylovi.errors import ConfigError
+from phylovi.errors import ConfigError, InferenceError
 from phylovi.io import atomic
 from phylovi.likelihood.optimize import FreeParameters
 from phylovi.likelihood.tree_likelihood import TreeLikelihood
@@ -151,8 +151,14 @@ class BranchLengthVI:
         try:
             while self.step < settings.max_steps and not self.converged:
                 self.optimizer.zero_grad()
-                loss, value = bound_loss(self.q.distribution(), self.log_joint,
-                                         settings.n_particles, settings.bound, settings.estimator)
+                try:
+                    loss, value = bound_loss(self.q.distribution(), self.log_joint,
+                                             settings.n_particles, settings.bound,
+                                             settings.estimator)
+                except ValueError:  # torch's check of a scale or a draw of 0 or inf
+                    raise self._diverged("q's parameters left their range") from None
+                if not math.isfinite(value):
+                    raise self._diverged(f"the bound is {value}")
                 loss.backward()
                 self.optimizer.step()
                 self.schedule.step()
@@ -182,6 +188,12 @@ class BranchLengthVI:
             method=f"vi-{settings.family}-{settings.bound}-{settings.estimator}",
             steps=self.step, converged=self.converged, trace=list(self.trace),
             branches=self.q.summary(), model_parameters=self.free.values())
+
+    def _diverged(self, what: str) -> InferenceError:
+        if self.step == 0:
+            return InferenceError(f"the bound cannot be evaluated at q's start ({what})")
+        return InferenceError(f"the optimisation diverged at step {self.step + 1} ({what}); "
+                              f"lower the learning rate (now {self.settings.lr:g})")
 
     def _has_converged(self) -> bool:
         window = self.settings.window

@@ -150,6 +150,8 @@ def test_outputs_are_written(tmp_path, capsys):
     (["--gradient", "score", "--bound", "iwae"], "score"),
     (["--samples", "0"], "--samples"),
     (["--model", "XYZ"], "XYZ"),
+    (["--threads", "abc"], "--threads"),  # argparse's own check, kept to one line too
+    (["--lr", "100", "--steps", "50", "-q"], "lower the learning rate"),  # diverges
 ])
 def test_bad_arguments_fail_cleanly(argv, fragment, tmp_path, capsys):
     out = tmp_path / "run"
