@@ -195,22 +195,63 @@ def _parse_fasta(text: str, path: str | None) -> list[tuple[str, str]]:
 
 
 def _parse_nexus(text: str, path: str | None) -> list[tuple[str, str]]:
+    declared, typed = _nexus_format(text, path)
     try:
         alignments = list(NexusIterator(io.StringIO(text)))
     except Exception as original:
         # Strict NEXUS needs quotes around a name with '-' ('Homo-sapiens'), but many
         # files leave them out and MrBayes reads them; so does the newick tree reader.
         quoted = _quote_hyphenated_names(text)
-        if quoted == text:
-            raise
         try:
+            if quoted == text:
+                raise original
             alignments = list(NexusIterator(io.StringIO(quoted)))
         except Exception:
+            if "StopIteration" in str(original):  # Biopython ran out of matrix rows
+                raise AlignmentError("the MATRIX does not fit its DIMENSIONS (a row shorter "
+                                     "or longer than NCHAR, or fewer rows than NTAX)",
+                                     path=path) from None
+            if not typed:  # Biopython then fails at the next command, whatever it is
+                raise AlignmentError("the NEXUS DATA block declares no DATATYPE (FORMAT "
+                                     "DATATYPE=DNA;)", path=path) from None
             raise original from None  # the file's own error, not the quoted copy's
     if not alignments:
         raise AlignmentError("the NEXUS file has no DATA or CHARACTERS matrix", path=path)
     # record.name is the name as written; Biopython renames duplicates in record.id.
-    return [(record.name, str(record.seq)) for record in alignments[0]]
+    records = [(record.name, str(record.seq)) for record in alignments[0]]
+    # Biopython keeps the file's own GAP and MISSING symbols; phylovi's are '-' and '?'
+    # (a symbol already in phylovi's alphabet, such as DS1's GAP=?, means the same).
+    for symbol, ours in declared.items():
+        if _OUTSIDE_ALPHABET.fullmatch(symbol):
+            records = [(name, sequence.replace(symbol, ours)) for name, sequence in records]
+    return records
+
+
+_NEXUS_COMMENT = re.compile(r"\[[^\]]*\]")
+_NEXUS_FORMAT = re.compile(r"\bformat\b([^;]*);", re.IGNORECASE)
+_NUCLEOTIDE_TYPES = {"dna", "rna", "nucleotide"}
+
+
+def _nexus_format(text: str, path: str | None) -> tuple[dict[str, str], bool]:
+    """Check the FORMAT command (a nucleotide DATATYPE, a MATRIX ended by ';'); return
+    its gap and missing symbols as {symbol: '-' or '?'}, and whether it has a DATATYPE."""
+    plain = _NEXUS_COMMENT.sub("", text)
+    matrix = _MATRIX.search(plain)
+    if matrix is not None and re.search(r"^\s*end\s*$", matrix.group(2),
+                                        re.IGNORECASE | re.MULTILINE):
+        raise AlignmentError("the MATRIX is not closed by ';' before END", path=path)
+    found = _NEXUS_FORMAT.search(plain)
+    if found is None:
+        return {}, False
+    words = dict(re.findall(r"(\w+)\s*=\s*(\"[^\"]*\"|'[^']*'|\S+)", found.group(1)))
+    words = {key.lower(): value for key, value in words.items()}
+    datatype = words.get("datatype", "").lower()
+    if datatype and datatype not in _NUCLEOTIDE_TYPES:
+        raise AlignmentError(f"DATATYPE={words['datatype']}: phylovi reads DNA (or RNA) "
+                             "alignments only", path=path)
+    symbols = {words[key]: ours for key, ours in (("gap", "-"), ("missing", "?"))
+               if len(words.get(key, "")) == 1}
+    return symbols, bool(datatype)
 
 
 _MATRIX = re.compile(r"(\bmatrix\b)(.*?)(;)", re.IGNORECASE | re.DOTALL)
@@ -245,6 +286,9 @@ _PHYLIP_READERS = (RelaxedPhylipIterator, _RelaxedSequentialPhylipIterator,
                    PhylipIterator, SequentialPhylipIterator)
 
 
+_LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t\r]*\n)+")
+
+
 def _parse_phylip(text: str, path: str | None) -> list[tuple[str, str]]:
     body = text.lstrip()
     header = _PHYLIP_HEADER.fullmatch(body.split("\n", 1)[0])
@@ -257,10 +301,17 @@ def _parse_phylip(text: str, path: str | None) -> list[tuple[str, str]]:
         # Biopython loops forever on 0 taxa, and for ages on more taxa than lines.
         raise AlignmentError(f"the PHYLIP header declares {declared[0]} taxa but {n_lines} "
                              "lines of data follow it", path=path)
+    # Biopython takes a blank line after the header, or between the rows of a file of
+    # one row per taxon, for an empty row; IQ-TREE and RAxML skip it. (Between the
+    # blocks of an interleaved file a blank line is layout, which Biopython knows.)
+    first, _, rest = body.partition("\n")
+    if n_lines == declared[0]:
+        rest = "\n".join(line for line in rest.split("\n") if line.strip())
+    readable = first + "\n" + _LEADING_BLANK_LINES.sub("", rest)
     problem = None
     for reader in _PHYLIP_READERS:
         try:
-            alignments = list(reader(io.StringIO(body)))
+            alignments = list(reader(io.StringIO(readable)))
         except Exception as error:  # the next variant may fit; keep the first reason
             problem = problem or _describe(error)
             continue

@@ -113,8 +113,15 @@ def assert_one_line_naming(error: AlignmentError, path, *fragments: str) -> None
     ("a.phy", PHYLIP_RELAXED),
     ("a.phy", PHYLIP_RELAXED_INTERLEAVED),
     ("a.phy", PHYLIP_RELAXED_SEQUENTIAL),
+    # the file's own gap and missing symbols (Biopython keeps them as they are)
+    ("a.nex", NEXUS_SEQUENTIAL.replace("missing=? gap=-", "missing=* gap=~")
+     .replace("ACG?A-", "ACG*A~")),
+    # blank lines after the header and between one-line rows (IQ-TREE reads both)
+    ("a.phy", PHYLIP_RELAXED.replace("3 16\n", "3 16\n\n").replace("\nPan", "\n\nPan")),
+    ("a.phy", PHYLIP_RELAXED_INTERLEAVED.replace("3 16\n", "3 16\n \n")),
 ], ids=["fasta", "nexus-interleaved", "nexus-sequential", "phylip-relaxed",
-        "phylip-relaxed-interleaved", "phylip-relaxed-sequential"])
+        "phylip-relaxed-interleaved", "phylip-relaxed-sequential", "nexus-own-gap-and-missing",
+        "phylip-blank-lines", "phylip-interleaved-blank-line-after-header"])
 def test_read_alignment_each_format_reads_names_and_sequences(tmp_path, name, content):
     path = write(tmp_path, name, content)
     alignment = read_alignment(path)
@@ -269,8 +276,14 @@ BAD_FILES = {
                               ["'Homo_sapiens'", "more than once"]),
     "nexus-bad-character": ("a.nex", NEXUS_SEQUENTIAL.replace(PAN, PAN[:-1] + "Z"),
                             ["Pan", "Z"]),
-    "nexus-protein": ("a.nex", NEXUS_SEQUENTIAL.replace("dna", "protein").replace("?A-", "?E-"),
-                      ["'Pan'", "'E'", "site 15"]),
+    "nexus-protein": ("a.nex", NEXUS_SEQUENTIAL.replace("dna", "protein"),
+                      ["protein", "DNA"]),
+    "nexus-no-datatype": ("a.nex", NEXUS_SEQUENTIAL.replace("datatype=dna ", ""),
+                          ["no DATATYPE"]),
+    "nexus-row-shorter-than-nchar": ("a.nex", NEXUS_SEQUENTIAL.replace("nchar=16", "nchar=17"),
+                                     ["dimensions"]),
+    "nexus-matrix-not-closed": ("a.nex", NEXUS_SEQUENTIAL.replace("  ;\nend;", "end;"),
+                                ["MATRIX", "';'", "END"]),
     "nexus-non-ascii": ("a.nex", NEXUS_SEQUENTIAL.replace(PAN, PAN[:-1] + "\u00e9"), ["'\u00e9'"]),
     "phylip-bad-header": ("a.phy", "3 16 x\n" + PHYLIP_RELAXED.split("\n", 1)[1], ["PHYLIP"]),
     "phylip-unequal-lengths": ("a.phy", PHYLIP_RELAXED.replace("ACG?A-", "ACG?A"),
