@@ -33,8 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (2 for bad input, 130 on Ctrl-C)."""
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        # argparse fills an optional positional (marginal's tree) only from the words
+        # before the first option; one given after the options is left over.
+        if len(extras) == 1 and getattr(args, "tree", "") is None \
+                and not extras[0].startswith("-"):
+            args.tree, extras = extras[0], []
+        if extras:
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
     except SystemExit as done:  # --help, --version, or a usage error already printed
         return done.code
     try:

@@ -88,7 +88,8 @@ def kl_and_split_rmsd(reference: np.ndarray, log_marginals: np.ndarray,
     """KL(P || Q) and the split RMSD of estimated log marginals against reference probabilities."""
     p = reference / reference.sum()
     q = normalised(np.asarray(log_marginals, dtype=np.float64))
-    kl = float(np.sum(p * (np.log(p) - np.log(np.maximum(q, 1e-300)))))
+    held = p > 0  # 0 log 0 = 0: a topology the reference gives no mass adds nothing
+    kl = float(np.sum(p[held] * (np.log(p[held]) - np.log(np.maximum(q[held], 1e-300)))))
     splits = sorted({s for t in topologies for s in t.nontrivial_splits})
     f = np.array([sum(pi for pi, t in zip(p, topologies) if s in t.splits) for s in splits])
     f_hat = np.array([sum(qi for qi, t in zip(q, topologies) if s in t.splits) for s in splits])

@@ -262,6 +262,20 @@ def test_cli_bad_settings_fail_cleanly(argv, fragment, problem, capsys):
     assert code == 2 and fragment in err and err.count("\n") == 1
 
 
+def test_cli_takes_the_tree_after_the_options_too(problem, capsys):
+    _, folder = problem
+    before = main(["marginal", str(folder / "aln.fasta"), str(folder / "tree.nwk"),
+                   "--method", "ml", "--json", "-q"])
+    first = capsys.readouterr().out
+    after = main(["marginal", str(folder / "aln.fasta"), "--method", "ml",
+                  str(folder / "tree.nwk"), "--json", "-q"])
+    import json
+
+    values = [json.loads(text)["estimates"][0]["log_marginal_likelihood"]
+              for text in (first, capsys.readouterr().out)]
+    assert before == after == 0 and values[0] == values[1]
+
+
 def test_cli_scores_a_credible_set(problem, capsys, tmp_path):
     _, folder = problem
     credible = tmp_path / "set.tsv"
@@ -471,3 +485,19 @@ def test_api_bad_settings_raise_the_package_error(problem, settings):
     posterior, _ = problem
     with pytest.raises(ConfigError):
         estimate(posterior, "ss", seed=1, **settings)
+
+
+def test_kl_and_split_rmsd_by_hand_with_a_topology_the_reference_leaves_out():
+    from phylovi.marginal.scoring import kl_and_split_rmsd
+    from phylovi.trees import TaxonOrder, Topology
+
+    taxa = TaxonOrder(["a", "b", "c", "d"])
+    trees = [Topology.from_nested(taxa, (("a", "b"), "c", "d")),
+             Topology.from_nested(taxa, (("a", "c"), "b", "d")),
+             Topology.from_nested(taxa, (("a", "d"), "b", "c"))]
+    reference = np.array([0.0, 0.25, 0.75])  # 0 log 0 = 0
+    q = np.array([0.2, 0.3, 0.5])
+    kl, rmsd = kl_and_split_rmsd(reference, np.log(q), trees)
+    assert kl == pytest.approx(0.25 * np.log(0.25 / 0.3) + 0.75 * np.log(0.75 / 0.5), rel=1e-12)
+    # one nontrivial split per 4-taxon tree, so the split frequencies are p and q themselves
+    assert rmsd == pytest.approx(np.sqrt(np.mean((reference - q) ** 2)), rel=1e-12)
