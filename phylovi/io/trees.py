@@ -229,6 +229,9 @@ def _choose_format(text: str, path: str, format: str | None) -> str:
                         "'#NEXUS' nor '(' and its extension is not a known one", path=path)
 
 
+_NEWICK_COMMENT = re.compile(r"\[[^\]]*\]")
+
+
 def _parse(text: str, path: str | None, format: str, taxa, burnin: float) -> TreeSample:
     where = path or _STRING
     if taxa is not None and not isinstance(taxa, TaxonOrder):
@@ -244,6 +247,11 @@ def _parse(text: str, path: str | None, format: str, taxa, burnin: float) -> Tre
         entries.append((number, lengths, _weight(dtree, number, where), root_split))
     if not entries:
         raise TreeFileError(f"the {format} file holds no trees", path=where)
+    if format == "newick" and ";" in text:
+        # DendroPy drops words after the last ';' (a tree pasted badly, a stray note)
+        tail = " ".join(_NEWICK_COMMENT.sub(" ", text[text.rindex(";") + 1:]).split())
+        if tail:
+            raise TreeFileError(f"text after the last tree's ';': {tail[:40]!r}", path=where)
     # Burn-in trees are checked above like the others, but get no Topology.
     entries = entries[math.floor(burnin * len(entries)):]
     trees = _build_trees(taxa, entries, where)

@@ -277,6 +277,7 @@ def test_read_trees_rejects_bad_branch_lengths(tmp_path, text, message):
     ("open_comment.nwk", "((a,b),[c,d);", "malformed newick"),
     ("open_quote.nwk", "((a,b),'c,d);", "malformed newick"),
     ("two.nwk", "(a,b);", "at least 3 taxa"),
+    ("trailing.nwk", "((a,b),c,d); garbage\n", "text after the last tree's ';'"),
     ("notrees.nex", "#NEXUS\nbegin taxa; dimensions ntax=2; taxlabels a b; end;\n", "no trees"),
     ("truncated.nex", "#NEXUS\n\nBegin taxa;\n\tDimen", "unexpected end of file"),
     ("truncated.t", MRBAYES_T[:120], "holds no trees"),
