@@ -199,8 +199,10 @@ def _add_train(commands) -> None:
 
 def _range(kind):
     def parse(text: str):
-        low, _, high = str(text).partition("..")
+        low, dots, high = str(text).partition("..")
         try:
+            if dots and not high:  # "5.." would silently mean 5..5
+                raise ValueError
             return (kind(low), kind(high or low))
         except ValueError:
             import argparse

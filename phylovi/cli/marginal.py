@@ -138,9 +138,15 @@ def _settings(items: list[str]) -> dict:
         if not name or not value:
             raise ConfigError(f"--set expects NAME=VALUE, got {item!r}")
         try:
-            settings[name.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+            number = float(value)
         except ValueError:
             raise ConfigError(f"--set {name}: {value!r} is not a number") from None
+        # a count may be written 1e5; a plain "2.0" stays a float
+        if value.strip().lstrip("-").isdigit():
+            number = int(value)
+        elif "e" in value.lower() and number.is_integer():
+            number = int(number)
+        settings[name.strip()] = number
     return settings
 
 

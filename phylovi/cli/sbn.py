@@ -166,7 +166,7 @@ def run_query(args) -> int:
             rows.append({"rank": rank, "probability": p, "cumulative": total,
                          "newick": topology.to_newick()})
         if args.credible is not None and total < args.credible * (1 - 1e-9):
-            print(f"phylovi: note: the ranked topologies hold only {total:.4f} of the "
+            print(f"phylovi: note: the ranked topologies hold only {total:.10g} of the "
                   f"probability, less than {args.credible}", file=sys.stderr)
         return _emit(args, ["rank", "probability", "cumulative", "newick"], rows)
     if args.splits:

@@ -399,5 +399,8 @@ def load_model(task_or_path: str) -> GenotypeModel:
         return GenotypeModel.load(shipped)
     if Path(task_or_path).exists():
         return GenotypeModel.load(task_or_path)
-    raise ConfigError(f"no shipped model for task {task_or_path!r} and no such file; shipped: "
-                      + ", ".join(sorted(p.stem for p in (Path(__file__).parent / "models").glob("*.pt"))))
+    shipped = ", ".join(sorted(p.stem for p in (Path(__file__).parent / "models").glob("*.pt")))
+    if Path(task_or_path).suffix or "/" in task_or_path:  # meant as a file
+        raise ConfigError(f"{task_or_path}: no such model file (or one of the shipped models: "
+                          f"{shipped})")
+    raise ConfigError(f"no shipped model for task {task_or_path!r}; shipped: {shipped}")

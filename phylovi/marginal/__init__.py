@@ -114,6 +114,10 @@ def _settings_of(method: str, methods: Sequence[str], settings: dict) -> dict:
     return chosen
 
 
+# A count beyond this would run for days: more likely a typo than a wish.
+_LARGEST_COUNT = 10**9
+
+
 def _check(method: str, settings: dict) -> None:
     for name, value in settings.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -121,6 +125,9 @@ def _check(method: str, settings: dict) -> None:
         if (name.startswith("n_") or name.startswith("max_")) and (
                 not isinstance(value, int) or value < 1):
             raise ConfigError(f"{method}: {name} must be a positive integer, got {value!r}")
+        if (name.startswith("n_") or name.startswith("max_")) and value > _LARGEST_COUNT:
+            raise ConfigError(f"{method}: {name} must be at most {_LARGEST_COUNT:.0e} (a typo?), "
+                              f"got {value!r}")
     if "tolerance" in settings and not settings["tolerance"] > 0:
         raise ConfigError(f"{method}: tolerance must be positive")
     if "n_live" in settings and settings["n_live"] < 2:

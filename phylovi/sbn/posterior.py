@@ -235,7 +235,8 @@ class TreePosterior:
             ConfigError: the model is unrooted, where clades are not defined.
         """
         if not self.rooted:
-            raise ConfigError("clade support needs a rooted model (fit with rooted=True)")
+            raise ConfigError("clade support needs a rooted model (fit it with --rooted, or "
+                              "rooted=True in Python)")
         full = self.taxa.full_mask
         if self.network is None:
             support: dict[int, float] = {}

@@ -254,6 +254,7 @@ def test_tempered_chain_at_beta_zero_samples_the_prior(problem):
     (["--set", "independent=2", "--method", "ss"], "independent must be 1"),
     (["--set", "tolerance=0", "--method", "nested"], "tolerance must be positive"),
     (["--prior", "exp(1e400)", "--method", "map"], "prior"),
+    (["--set", "n_samples=1e11", "--method", "nmc"], "at most"),
 ])
 def test_cli_bad_settings_fail_cleanly(argv, fragment, problem, capsys):
     _, folder = problem
