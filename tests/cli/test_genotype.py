@@ -160,6 +160,20 @@ def test_simulate_out_of_memory_fails_with_one_line(tmp_path, capsys, monkeypatc
     assert _names(tmp_path) == []
 
 
+def test_simulate_refuses_more_than_the_free_memory_before_starting(tmp_path, capsys,
+                                                                    monkeypatch):
+    # The kernel kills a process that outgrows memory (no MemoryError): check up front.
+    def never(*args, **kwargs):
+        raise AssertionError("the simulation should not start")
+
+    monkeypatch.setattr("phylovi.genotype.simulate.simulate", never)
+    monkeypatch.setattr("phylovi.cli.genotype._available_memory", lambda: 20_000)
+    # 2 x 100 x 100 + 2 x 100 x 10 = 22,000 bytes at least
+    _fails(capsys, ["genotype", "simulate", "--cells", "100", "-o", str(tmp_path / "p")],
+           "not enough memory", "--cells 100")
+    assert _names(tmp_path) == []
+
+
 @pytest.mark.parametrize("blocked,fragment", [("p_tree.nwk", "is a folder"),
                                               ("absent", "cannot write here")])
 def test_eliminate_writes_the_matrix_and_its_tree_or_neither(tmp_path, capsys, blocked, fragment):
