@@ -7,6 +7,7 @@ the command line takes: ``exp(10)``, ``gamma(2,20)``, ``gammadir(1,0.1,1,1)``.
 
 from __future__ import annotations
 
+import numbers
 import re
 
 import torch
@@ -79,6 +80,10 @@ def parse_prior(text: str, n_edges: int, internal: torch.Tensor | None = None,
     Raises:
         ConfigError: an unknown or malformed prior, or a parameter outside [1e-6, 1e6].
     """
+    if isinstance(n_edges, bool) or not isinstance(n_edges, numbers.Integral) or n_edges < 1:
+        raise ConfigError(f"a prior needs a positive number of branches, got {n_edges!r}")
+    if not isinstance(text, str):
+        raise ConfigError(f"a prior is given by its string (e.g. 'exp(10)'), got {text!r}")
     compact = text.strip().lower().replace(" ", "")
     for name, pattern in _PATTERNS.items():
         match = pattern.match(compact)

@@ -122,6 +122,8 @@ def parse_model(text: str, patterns: SitePatterns | None = None,
     Raises:
         ModelError: naming the part of the string that is wrong.
     """
+    if not isinstance(text, str):
+        raise ModelError(f"a model is given by its string (e.g. 'GTR+G4'), got {text!r}")
     source = text
     text = text.strip().replace(" ", "")
     tokens = []

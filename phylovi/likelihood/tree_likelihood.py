@@ -39,6 +39,8 @@ class TreeLikelihood:
 
     def __init__(self, patterns: SitePatterns, model: Model, dtype: torch.dtype = torch.float64,
                  device: torch.device | str | None = None, rescale: bool | None = None):
+        if dtype not in (torch.float64, torch.float32):
+            raise ConfigError(f"the kernel computes in float64 or float32, not {dtype}")
         self.patterns = patterns
         self.model = model
         self.dtype = dtype
@@ -95,6 +97,9 @@ class TreeLikelihood:
         """
         single = isinstance(topologies, Topology)
         batch, lengths, sample_shape = self._prepare(topologies, branch_lengths)
+        if lengths.shape[1] == 0:  # no samples: nothing to evaluate
+            value = lengths.new_zeros(len(batch), *sample_shape)
+            return value[0] if single else value
 
         def evaluate(rescale):
             if cpu_kernel.supports_device(self.device, self.dtype):
@@ -110,6 +115,9 @@ class TreeLikelihood:
         """Per-pattern log-likelihoods ``[..., P]`` (weight by ``patterns.weights`` to sum)."""
         single = isinstance(topologies, Topology)
         batch, lengths, sample_shape = self._prepare(topologies, branch_lengths)
+        if lengths.shape[1] == 0:
+            site = lengths.new_zeros(len(batch), *sample_shape, len(self.weights))
+            return site[0] if single else site
         site = self._underflow_checked(lambda rescale: self._site_log_likelihoods(
             batch, lengths, rescale))
         site = site.reshape(len(batch), *sample_shape, -1)
@@ -126,6 +134,8 @@ class TreeLikelihood:
     def _prepare(self, topologies, branch_lengths: torch.Tensor):
         """The batch, lengths as ``[B, S, n_edges]``, and the caller's sample shape."""
         batch = self.batch(topologies)
+        if not isinstance(branch_lengths, torch.Tensor):  # a list or a numpy array
+            branch_lengths = torch.as_tensor(branch_lengths, dtype=self.dtype, device=self.device)
         lengths = branch_lengths.unsqueeze(0) if isinstance(topologies, Topology) else branch_lengths
         if lengths.shape[0] != len(batch) or lengths.shape[-1] != batch.n_edges:
             raise ConfigError(f"branch lengths of shape {tuple(branch_lengths.shape)} do not fit "

@@ -26,11 +26,16 @@ class Posterior:
     def __init__(self, likelihood: TreeLikelihood, topology: Topology,
                  prior: Distribution | None = None):
         from phylovi.distributions.priors import parse_prior
+        from phylovi.errors import ConfigError
 
         self.likelihood = likelihood
         self.topology = topology
         self.prior = prior or parse_prior("exp(10)", topology.n_edges, dtype=likelihood.dtype,
                                           device=likelihood.device)
+        shape = tuple(self.prior.batch_shape + self.prior.event_shape)
+        if shape[-1:] != (topology.n_edges,):
+            raise ConfigError(f"the prior is over shape {shape}, not over the topology's "
+                              f"{topology.n_edges} branches")
         self.n_likelihood_evals = 0
 
     @property

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import sys
 import time
@@ -185,8 +186,8 @@ class TreePosterior:
         topology it has never produced can be missed; :meth:`credible_set`
         reports how much probability the ranked list covers.
         """
-        if k < 1:
-            raise ConfigError(f"k must be at least 1, got {k}")
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ConfigError(f"k must be an integer of at least 1, got {k!r}")
         topologies, probs = self._ranking()
         return list(zip(topologies[:k], probs[:k].tolist()))
 
@@ -256,6 +257,10 @@ class TreePosterior:
 
     def split_names(self, split: int) -> tuple[list[str], list[str]]:
         """The taxon names on the two sides of a split, the smaller side first."""
+        every = (1 << len(self.taxa)) - 1  # a split is a non-empty proper subset of them
+        if (isinstance(split, bool) or not isinstance(split, numbers.Integral)
+                or not 0 < split < every):
+            raise ConfigError(f"{split!r} is not a split of these {len(self.taxa)} taxa")
         inside = [name for i, name in enumerate(self.taxa) if split >> i & 1]
         outside = [name for i, name in enumerate(self.taxa) if not split >> i & 1]
         return (inside, outside) if len(inside) <= len(outside) else (outside, inside)
@@ -263,8 +268,8 @@ class TreePosterior:
     def sample(self, n: int, seed: int | None = None,
                generator: torch.Generator | None = None) -> list[Topology]:
         """Draw ``n`` topologies; the same ``seed`` (or generator state) gives the same draws."""
-        if n < 0:
-            raise ConfigError(f"the number of draws must be >= 0, got {n}")
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+            raise ConfigError(f"the number of draws must be an integer >= 0, got {n!r}")
         if generator is None:
             generator = torch.Generator()
             if seed is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import os
 import sys
 import time
@@ -46,6 +47,16 @@ class VISettings:
     tolerance: float = 1e-5
     window: int = 200
     is_samples: int = 10000
+
+    def __post_init__(self):
+        for name in ("n_particles", "max_steps", "window", "is_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ConfigError(f"VISettings.{name} must be an integer of at least 1, "
+                                  f"got {value!r}")
+        if not 0 < self.lr < math.inf or not 0 <= self.tolerance < math.inf:
+            raise ConfigError("VISettings.lr must be positive and tolerance non-negative "
+                              f"(both finite), got {self.lr!r} and {self.tolerance!r}")
 
 
 @dataclass

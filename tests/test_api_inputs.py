@@ -1,0 +1,72 @@
+"""The Python API refuses bad arguments with phylovi's own errors (one line, the value
+named), and takes the ordinary containers a caller may hold instead of tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from phylovi.distributions import parse_prior
+from phylovi.errors import ConfigError, ModelError, PhyloviError
+from phylovi.io.alignment import parse_alignment
+from phylovi.io.trees import read_tree
+from phylovi.likelihood.model_string import parse_model
+from phylovi.likelihood.patterns import compress_patterns
+from phylovi.likelihood.tree_likelihood import TreeLikelihood
+from phylovi.marginal import Posterior
+from phylovi.sbn import TreePosterior
+from phylovi.vi.branch_lengths import VISettings
+
+ALIGNMENT = ">a\nACGTA\n>b\nACGTT\n>c\nACGAA\n>d\nTCGAA\n>e\nACCAA\n"
+TREE = "((a:0.1,b:0.2):0.1,(c:0.1,d:0.1):0.1,e:0.2);"
+
+
+@pytest.fixture(scope="module")
+def problem():
+    alignment = parse_alignment(ALIGNMENT)
+    patterns = compress_patterns(alignment)
+    tree = read_tree(TREE, taxa=alignment.taxa)
+    return patterns, tree, TreeLikelihood(patterns, parse_model("JC", patterns))
+
+
+def test_lengths_as_a_list_or_numpy_array_equal_a_tensor(problem):
+    _, tree, likelihood = problem
+    lengths = tree.branch_lengths
+    expected = likelihood.log_likelihood(tree.topology, torch.as_tensor(lengths))
+    assert likelihood.log_likelihood(tree.topology, np.asarray(lengths)) == expected
+    assert likelihood.log_likelihood(tree.topology, list(lengths)) == expected
+
+
+def test_no_samples_give_empty_results(problem):
+    patterns, tree, likelihood = problem
+    empty = torch.ones(0, tree.topology.n_edges, dtype=torch.float64)
+    assert likelihood.log_likelihood(tree.topology, empty).shape == (0,)
+    assert likelihood.site_log_likelihoods(tree.topology, empty).shape == (0, len(patterns.weights))
+
+
+@pytest.mark.parametrize("call,error,fragment", [
+    (lambda p: parse_model(None), ModelError, "None"),
+    (lambda p: parse_prior("exp(10)", -1), ConfigError, "-1"),
+    (lambda p: TreeLikelihood(p[0], parse_model("JC", p[0]), dtype=torch.float16), ConfigError,
+     "float16"),
+    (lambda p: Posterior(p[2], p[1].topology, parse_prior("exp(10)", 3)), ConfigError,
+     "7 branches"),
+    (lambda p: VISettings(n_particles=0), ConfigError, "n_particles"),
+    (lambda p: VISettings(lr=float("nan")), ConfigError, "lr"),
+])
+def test_bad_arguments_raise_the_package_errors(problem, call, error, fragment):
+    with pytest.raises(error, match=fragment) as caught:
+        call(problem)
+    assert "\n" not in str(caught.value)
+
+
+def test_tree_posterior_queries_refuse_non_integers_and_non_splits():
+    posterior = TreePosterior.fit([read_tree("((a,b),c,(d,e));").topology,
+                                   read_tree("((a,c),b,(d,e));").topology], method="srf")
+    for call in (lambda: posterior.top(2.5), lambda: posterior.sample(2.5),
+                 lambda: posterior.split_names(2**40), lambda: posterior.split_names(0)):
+        with pytest.raises(PhyloviError):
+            call()
+    assert posterior.top(np.int64(1))[0][1] == pytest.approx(0.5)
+    assert sorted(map(len, posterior.split_names(np.int64(3)))) == [2, 3]
