@@ -59,7 +59,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from phylovi.distributions.priors import parse_prior
-    from phylovi.errors import ConfigError
+    from phylovi.errors import ConfigError, InferenceError
     from phylovi.io.alignment import read_alignment
     from phylovi.io.trees import read_tree
     from phylovi.likelihood.model_string import parse_model
@@ -102,7 +102,9 @@ def run(args) -> int:
         record = write_outputs(args.output, result, topology, {
             "alignment": args.alignment, "tree": args.tree, "model": model.to_string(),
             "prior": args.prior, "seed": args.seed, "dtype": args.dtype, "device": args.device})
-    except BaseException:
+    except BaseException as error:
+        if created and isinstance(error, InferenceError) and os.path.exists(checkpoint):
+            os.remove(checkpoint)  # a diverged run is not worth resuming
         if created and not os.listdir(args.output):  # a checkpoint stays, for --resume
             os.rmdir(args.output)
         raise
