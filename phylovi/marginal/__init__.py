@@ -62,10 +62,7 @@ def estimate_many(posterior: Posterior | Sequence[Posterior], methods: Sequence[
     if not isinstance(posterior, Posterior):
         return [estimate_many(p, methods, None if seed is None else seed + i, **settings)
                 for i, p in enumerate(posterior)]
-    unknown = [m for m in methods if m not in ESTIMATORS]
-    if unknown:
-        raise ConfigError(f"unknown method {unknown[0]!r}; valid methods: {', '.join(METHODS)}")
-    chosen = {method: _settings_of(method, methods, settings) for method in methods}
+    chosen = check_settings(methods, settings)
     generator = torch.Generator()
     if seed is None:
         generator.seed()
@@ -86,6 +83,16 @@ def estimate_many(posterior: Posterior | Sequence[Posterior], methods: Sequence[
             method=method, settings=chosen[method], seconds_alone=seconds + reused_seconds,
             evals_alone=evals + reused_evals)
     return results
+
+
+def check_settings(methods: Sequence[str], settings: dict) -> dict[str, dict]:
+    """Each method's settings (its defaults overridden as :func:`estimate_many` does), or a
+    ConfigError naming an unknown method or a setting out of place or out of range; for
+    callers that check a configuration before running anything (the workflow)."""
+    unknown = [m for m in methods if m not in ESTIMATORS]
+    if unknown:
+        raise ConfigError(f"unknown method {unknown[0]!r}; valid methods: {', '.join(METHODS)}")
+    return {method: _settings_of(method, methods, settings) for method in methods}
 
 
 def _settings_of(method: str, methods: Sequence[str], settings: dict) -> dict:

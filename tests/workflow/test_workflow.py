@@ -74,6 +74,11 @@ def _config(tmp_path: Path, **changes) -> Path:
      "config key alignments.mine.alignment: no such file: missing.fasta"),
     ({"genotype": {"matrices": {"cells": "nowhere.tsv"}}},
      "config key genotype.matrices.cells: no such file"),
+    # phylovi's own checks, before any rule runs rather than inside the first that calls it
+    ({"model": "HKY+G4"}, "config key model: 'HKY+G4' leaves kappa, shape free"),
+    ({"model": "BOGUS"}, "config key model: unknown substitution model"),
+    ({"prior": "exp(-1)"}, "config key prior"),
+    ({"marginal.settings": {"bogus_setting": 3}}, "config key marginal: setting 'bogus_setting'"),
 ])
 def test_bad_config_stops_with_a_message_naming_the_key(tmp_path, changes, message):
     config = _config(tmp_path, **changes)
@@ -81,8 +86,22 @@ def test_bad_config_stops_with_a_message_naming_the_key(tmp_path, changes, messa
                        "--configfile", str(config), cwd=tmp_path)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
-    if "bogus" in json.dumps(changes):
+    if '"bogus"' in json.dumps(changes):
         assert "'bogus' is not one of" in result.stdout + result.stderr
+
+
+def test_a_users_config_replaces_the_bundled_example(tmp_path):
+    """Run from workflows/ (as the docs show) with a config of one's own: only its data
+    sets run, not the example's too (Snakemake merges a --configfile into the Snakefile's)."""
+    config = yaml.safe_load(_config(tmp_path).read_text())
+    config["alignments"] = {"mine": config["alignments"].pop("example")}
+    config["genotype"] = {"matrices": {}}
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("--dry-run", "--cores", "1", "--configfile", str(path), cwd=WORKFLOW)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "name=mine" in result.stdout and "name=example" not in result.stdout
+    assert "genotype_calls" not in result.stdout
 
 
 def _read(path: Path) -> list[dict]:
@@ -111,7 +130,8 @@ def test_end_to_end_on_a_simulated_data_set(tmp_path):
         "alignments": {"sim": {"alignment": str(tmp_path / "aln.fasta"),
                                "trees": [str(tmp_path / "trees.nwk")]}},
         "sbn": {"method": "srf", "credible": 0.95, "max_topologies": 2},
-        "model": "JC", "prior": "exp(10)",
+        # values in braces, which Snakemake must not read as wildcards
+        "model": "JC+G4{0.5}", "prior": "exp(10)",
         "vi": {"family": "gamma", "steps": 400},
         "marginal": {"methods": ["laplus-gamma", "laplus-lognormal"]},
         "genotype": {"matrices": {"linear": str(tmp_path / "linear.tsv"),
@@ -137,8 +157,9 @@ def test_end_to_end_on_a_simulated_data_set(tmp_path):
     # (the Laplace estimators are deterministic), and VI agrees with it.
     (tmp_path / "first.nwk").write_text(rows[0]["newick"] + "\n")
     direct = subprocess.run([str(BIN / "phylovi"), "marginal", str(tmp_path / "aln.fasta"),
-                             str(tmp_path / "first.nwk"), "--method", "laplus-gamma", "--json",
-                             "-q"], capture_output=True, text=True, check=True)
+                             str(tmp_path / "first.nwk"), "--method", "laplus-gamma",
+                             "--model", "JC+G4{0.5}", "--json", "-q"],
+                            capture_output=True, text=True, check=True)
     expected = json.loads(direct.stdout)["estimates"][0]["log_marginal_likelihood"]
     assert float(rows[0]["laplus-gamma_log_ml"]) == pytest.approx(expected, abs=1e-5)
     for row in rows:

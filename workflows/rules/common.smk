@@ -16,7 +16,33 @@ def _check_inputs():
             raise WorkflowError(f"config key genotype.matrices.{name}: no such file: {path}")
 
 
+def _check_settings():
+    """Stop at once, naming the config key, on a model, prior or estimator setting that
+    phylovi would refuse only when the rule that uses it runs."""
+    from phylovi.distributions.priors import parse_prior
+    from phylovi.errors import PhyloviError
+    from phylovi.likelihood.model_string import parse_model
+    from phylovi.marginal import check_settings
+
+    checks = [
+        ("model", lambda: parse_model(config["model"])),
+        ("prior", lambda: parse_prior(config["prior"], 3)),
+        ("marginal", lambda: check_settings(config["marginal"]["methods"],
+                                            config["marginal"].get("settings", {}))),
+    ]
+    for key, check in checks:
+        try:
+            value = check()
+        except PhyloviError as error:
+            raise WorkflowError(f"config key {key}: {error}")
+        if key == "model" and value.free:
+            raise WorkflowError(f"config key model: {config['model']!r} leaves "
+                                f"{', '.join(value.free)} free; the marginal likelihood needs "
+                                "every value (e.g. 'HKY{2}+G4{0.5}')")
+
+
 _check_inputs()
+_check_settings()
 
 ALIGNMENTS = sorted(config["alignments"])
 MATRICES = sorted(config.get("genotype", {}).get("matrices", {}))

@@ -8,8 +8,9 @@ rule vi:
         trace="results/{name}/vi/t{rank}/elbo.csv",
     params:
         folder=lambda wildcards, output: os.path.dirname(output.summary),
-        model=config["model"],
-        prior=config["prior"],
+        # functions, so that Snakemake does not read a model's {values} as wildcards
+        model=lambda wildcards: config["model"],
+        prior=lambda wildcards: config["prior"],
         family=config["vi"]["family"],
         steps=config["vi"]["steps"],
         seed=config["seed"],
@@ -39,8 +40,8 @@ rule marginal:
     params:
         methods=method_flags(),
         settings=setting_flags(),
-        model=config["model"],
-        prior=config["prior"],
+        model=lambda wildcards: config["model"],
+        prior=lambda wildcards: config["prior"],
         seed=config["seed"],
     conda:
         "../envs/phylovi.yaml"
