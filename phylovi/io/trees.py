@@ -230,6 +230,7 @@ def _choose_format(text: str, path: str, format: str | None) -> str:
 
 
 _NEWICK_COMMENT = re.compile(r"\[[^\]]*\]")
+_WEIGHT_COMMENT = re.compile(r"\[&W\s", re.IGNORECASE)
 
 
 def _parse(text: str, path: str | None, format: str, taxa, burnin: float) -> TreeSample:
@@ -252,6 +253,12 @@ def _parse(text: str, path: str | None, format: str, taxa, burnin: float) -> Tre
         tail = " ".join(_NEWICK_COMMENT.sub(" ", text[text.rindex(";") + 1:]).split())
         if tail:
             raise TreeFileError(f"text after the last tree's ';': {tail[:40]!r}", path=where)
+    # Trees that carry [&W ...] are a list of topologies, not a chain (DendroPy gives
+    # every NEXUS tree a weight of 1, so look for the comment itself).
+    if burnin > 0 and _WEIGHT_COMMENT.search(text):
+        raise TreeFileError(f"burn-in {burnin:g} drops the first trees of a chain, but these "
+                            "trees carry weights ([&W], as in a MrBayes .trprobs file, ranked "
+                            "by probability): use a burn-in of 0", path=where)
     # Burn-in trees are checked above like the others, but get no Topology.
     entries = entries[math.floor(burnin * len(entries)):]
     trees = _build_trees(taxa, entries, where)
