@@ -268,8 +268,8 @@ def _add_predict(commands) -> None:
                      "(and the input file's name when there are several, so those names must "
                      "differ), and prints what it changed. A network output that still "
                      "conflicts is decoded onto a tree and reported as repaired. A matrix too "
-                     "small to branch (under 2 cells or 2 mutations) or to conflict (under 3 "
-                     "cells or 2 mutations) gets the exact probability 0."),
+                     "small to branch (under 2 cells or 2 mutations with an observed 1) or to "
+                     "conflict (under 3 cells or 2 mutations) gets the exact probability 0."),
         formatter_class=HelpFormatter)
     parser.add_argument("matrices", nargs="+", metavar="MATRIX", help=MATRIX_HELP)
     parser.add_argument("--mutations-as-rows", action="store_true",
@@ -320,8 +320,12 @@ def run_predict(args) -> int:
         return _write_eliminated(args, model, matrices, prefixes)
     probabilities = model.predict([m.values for m in matrices])
     for path, m in zip(args.matrices, matrices):
-        if model.too_small((m.n_cells, m.n_mutations)):
-            print(f"phylovi: note: {path} ({m.n_cells} x {m.n_mutations}) is too small to "
+        shape, which = (m.n_cells, m.n_mutations), ""
+        if args.task == "branching":  # only cells and mutations with an observed 1 count
+            ones = m.values == 1
+            shape, which = (int(ones.any(1).sum()), int(ones.any(0).sum())), " with a 1"
+        if model.too_small(shape):
+            print(f"phylovi: note: {path} ({shape[0]} x {shape[1]}{which}) is too small to "
                   f"{'branch' if args.task == 'branching' else 'conflict'}; its probability "
                   "is exactly 0", file=sys.stderr)
     rows = [{"matrix": path, "cells": m.n_cells, "mutations": m.n_mutations,

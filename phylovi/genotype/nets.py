@@ -290,8 +290,9 @@ class GenotypeClassifier(GenotypeModel):
     column never conflicts), so they carry no evidence about the shape, and
     real data can hold many of them (normal cells) where simulations hold few.
 
-    A matrix too small to branch or to conflict (:meth:`too_small`) gets the exact
-    answer, 0, rather than the network's.
+    A matrix too small to branch or to conflict (:meth:`too_small`; for ``branching``
+    counting only the cells and mutations with an observed 1) gets the exact answer, 0,
+    rather than the network's.
     """
 
     def predict(self, matrices, batch_size: int = 1024) -> np.ndarray:
@@ -301,6 +302,9 @@ class GenotypeClassifier(GenotypeModel):
         with torch.no_grad():
             for batch, mask, sizes in _batches(matrices, batch_size):
                 if self.task == "branching":
+                    # the rule below then sees what the network sees: padding a matrix
+                    # with rows and columns without a 1 changes neither
+                    sizes = _informative_sizes(batch, mask)
                     mask = _informative(batch, mask)
                 p = torch.sigmoid(self.model(batch, mask)).numpy()
                 p[np.array([self.too_small(size) for size in sizes])] = 0.0
@@ -313,6 +317,15 @@ class GenotypeClassifier(GenotypeModel):
         conflict three cells showing 11, 10 and 01 at two mutations (3 cells, 2 mutations)."""
         n_cells, n_mutations = shape
         return n_mutations < 2 or n_cells < (2 if self.task == "branching" else 3)
+
+
+def _informative_sizes(batch: torch.Tensor, mask: torch.Tensor | None) -> list[tuple[int, int]]:
+    """(cells, mutations) holding an observed 1, per matrix of the batch."""
+    ones = batch == 1
+    if mask is not None:
+        ones &= mask
+    cells, mutations = ones.any(2).sum(1).tolist(), ones.any(1).sum(1).tolist()
+    return list(zip(cells, mutations))
 
 
 def _informative(batch: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -110,6 +110,20 @@ def test_a_matrix_too_small_to_branch_or_conflict_gets_exactly_zero():
     assert noise[:6].tolist() == [0] * 6 and np.all(noise[6:] > 0)
 
 
+def test_the_size_rule_counts_only_cells_and_mutations_with_a_one_for_branching():
+    # Padding with rows and columns without an observed 1 leaves the call as it was, so a
+    # single 1 (or none) padded to 5 x 5 is still too small to branch: exactly 0.
+    torch.manual_seed(0)
+    single = np.zeros((5, 5), dtype=np.int8)
+    single[0, 0] = 1
+    missing = np.full((2, 2), 3, dtype=np.int8)
+    two_clones = np.zeros((5, 5), dtype=np.int8)
+    two_clones[0, 0] = two_clones[1, 1] = 1  # 2 x 2 with a 1: big enough
+    model = GenotypeClassifier(PairSetNet(width=8), "branching")
+    p = model.predict([single, np.zeros((5, 5), dtype=np.int8), missing, two_clones])
+    assert p[:3].tolist() == [0, 0, 0] and p[3] > 0
+
+
 def test_a_file_holding_a_bare_tensor_is_not_a_model(tmp_path):
     path = tmp_path / "tensor.pt"
     torch.save(torch.zeros(3), path)
