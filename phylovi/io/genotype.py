@@ -51,6 +51,11 @@ def read_genotype_table(path: str | os.PathLike, mutations_as_rows: bool = False
         raise GenotypeMatrixError(f"the header names no {column_kind}s: it must be a corner label "
                                   f"and then one {column_kind} name per column (is the separator "
                                   "right?)", path, header_line)
+    if all(field.strip() in ("0", "1", "3") for field in header):
+        raise GenotypeMatrixError("the first line holds only 0, 1 and 3: it is data, not the "
+                                  f"header (a corner label, then the {column_kind} names) that "
+                                  "phylovi needs; add one to a headerless (SCITE) file", path,
+                                  header_line)
     column_names = header[1:]
     check_names(column_names, column_kind, lambda k: f"column {k + 2}",
                 lambda k: (path, header_line, k + 2))
