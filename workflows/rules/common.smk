@@ -1,6 +1,23 @@
-# Checks the schema cannot make (files exist) and helpers shared by the rules.
+# The config's checks (the schema's, then what it cannot check: files exist, phylovi
+# accepts the model, prior and settings) and helpers shared by the rules.
 
 import os
+
+from snakemake.utils import validate
+
+
+def _validate():
+    """The schema's check, its reason and place in one line instead of the schema's dump."""
+    try:
+        validate(config, "../schemas/config.schema.yaml")
+    except WorkflowError as error:
+        lines = str(error).splitlines()
+        reason = next((line for line in lines if line.startswith("ValidationError: ")), None)
+        if reason is None:
+            raise
+        place = next((line for line in lines if line.startswith("On instance")), "")
+        place = place.removeprefix("On instance").rstrip(":")  # e.g. ['sbn']['credible']
+        raise WorkflowError(f"config{place}: {reason.removeprefix('ValidationError: ')}") from None
 
 
 def _check_inputs():
@@ -41,6 +58,7 @@ def _check_settings():
                                 "every value (e.g. 'HKY{2}+G4{0.5}')")
 
 
+_validate()
 _check_inputs()
 _check_settings()
 
