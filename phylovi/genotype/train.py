@@ -291,6 +291,9 @@ def _resume(path: str, settings: TrainSettings, model, optimizer, rng, device):
             {**state["settings"], "steps": settings.steps} != asdict(settings)):
         raise ConfigError("the checkpoint was made with other settings; delete it, or resume "
                           "with the same settings (only --steps may grow)", path)
+    if isinstance(state["step"], int) and state["step"] > settings.steps:
+        raise ConfigError(f"the checkpoint has already trained {state['step']} steps, more "
+                          f"than --steps {settings.steps}; delete it to train afresh", path)
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -47,6 +47,10 @@ def test_training_is_reproducible_and_resumes_exactly(tmp_path):
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert (tmp_path / "a.pt.csv").read_text().count("\n") == 3  # header + 2 validations
     assert (tmp_path / "a.pt.png").stat().st_size > 1000
+    # fewer steps than the checkpoint has trained would silently keep the longer model
+    with pytest.raises(ConfigError, match="already trained"):
+        train(TrainSettings(**{**TINY, "steps": 3}), tmp_path / "b.pt", device="cpu",
+              progress=False)
 
 
 def test_predict_takes_matrices_of_different_sizes(tmp_path):
