@@ -119,6 +119,11 @@ class SubstitutionModel:
                 raise ModelError(f"{self.name}: cannot decompose the rate matrix with "
                                  f"exchangeabilities and frequencies {values} ({problem}); "
                                  "fix the parameters in the model string")
+            # Q's largest eigenvalue is 0 and the others are negative; rounding leaves
+            # about 1e-17 there, which a branch of 1e15 or more turns into rows of P that
+            # no longer sum to 1 (and log-likelihoods above 0). eigh sorts them ascending.
+            eigenvalues = eigenvalues.clamp(max=0.0)
+            eigenvalues[-1] = 0.0
             left = vectors / root[:, None]  # diag(pi^-1/2) U
             right = vectors.T * root[None, :]  # U^T diag(pi^1/2)
             products = (left.T[:, :, None] * right[:, None, :]).reshape(4, 16)

@@ -119,3 +119,15 @@ def test_equal_frequency_models_refuse_frequencies_and_name_their_unequal_form(t
     with pytest.raises(ModelError, match="F81|HKY|GTR"):
         parse_model(text)
     parse_model(text.split("+")[0] + "+FQ")  # equal frequencies said outright are fine
+
+
+@pytest.mark.parametrize("text", ["JC", "HKY{3}+F{0.7,0.1,0.1,0.1}", "GTR{1,2,0.5,1,3}+F{0.4,0.2,0.1,0.3}"])
+def test_transition_matrices_stay_stochastic_on_very_long_branches(text):
+    # Q's zero eigenvalue came out as +-1e-17, which t = 1e15..1e20 turned into rows of P
+    # summing to 16 or 7e-4 (log-likelihoods above 0); the limit is every row = pi.
+    model = parse_model(text)
+    substitution = model.substitution
+    times = torch.tensor([1e3, 1e15, 1e18, 1e20, 1e200], dtype=torch.float64)
+    p = substitution.transition_matrices(times)
+    pi = substitution.frequencies.double()
+    torch.testing.assert_close(p, pi.expand(5, 4, 4), rtol=0, atol=1e-12)
