@@ -320,10 +320,8 @@ def run_predict(args) -> int:
         return _write_eliminated(args, model, matrices, prefixes)
     probabilities = model.predict([m.values for m in matrices])
     for path, m in zip(args.matrices, matrices):
-        shape, which = (m.n_cells, m.n_mutations), ""
-        if args.task == "branching":  # only cells and mutations with an observed 1 count
-            ones = m.values == 1
-            shape, which = (int(ones.any(1).sum()), int(ones.any(0).sum())), " with a 1"
+        shape = model.judged_shape(m.values)
+        which = " with a 1" if args.task == "branching" else ""
         if model.too_small(shape):
             print(f"phylovi: note: {path} ({shape[0]} x {shape[1]}{which}) is too small to "
                   f"{'branch' if args.task == 'branching' else 'conflict'}; its probability "

@@ -302,10 +302,9 @@ class GenotypeClassifier(GenotypeModel):
         with torch.no_grad():
             for batch, mask, sizes in _batches(matrices, batch_size):
                 if self.task == "branching":
-                    # the rule below then sees what the network sees: padding a matrix
-                    # with rows and columns without a 1 changes neither
-                    sizes = _informative_sizes(batch, mask)
-                    mask = _informative(batch, mask)
+                    # the size rule below then sees what the network sees: padding a
+                    # matrix with rows and columns without a 1 changes neither
+                    mask, sizes = _informative(batch, mask)
                 p = torch.sigmoid(self.model(batch, mask)).numpy()
                 p[np.array([self.too_small(size) for size in sizes])] = 0.0
                 out.append(p)
@@ -318,27 +317,29 @@ class GenotypeClassifier(GenotypeModel):
         n_cells, n_mutations = shape
         return n_mutations < 2 or n_cells < (2 if self.task == "branching" else 3)
 
+    def judged_shape(self, values: np.ndarray) -> tuple[int, int]:
+        """The (cells, mutations) of one matrix that :meth:`too_small` judges in
+        :meth:`predict`: for ``branching`` only those with an observed 1."""
+        values = np.asarray(values)
+        if self.task != "branching":
+            return values.shape
+        ones = values == 1
+        return int(ones.any(1).sum()), int(ones.any(0).sum())
 
-def _informative_sizes(batch: torch.Tensor, mask: torch.Tensor | None) -> list[tuple[int, int]]:
-    """(cells, mutations) holding an observed 1, per matrix of the batch."""
+
+def _informative(batch: torch.Tensor, mask: torch.Tensor | None
+                 ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """``mask`` ``[B, n, m]`` narrowed to the rows and columns holding an observed 1 (a matrix
+    without any 1 keeps its whole mask), and each matrix's (cells, mutations) holding one."""
     ones = batch == 1
     if mask is not None:
         ones &= mask
-    cells, mutations = ones.any(2).sum(1).tolist(), ones.any(1).sum(1).tolist()
-    return list(zip(cells, mutations))
-
-
-def _informative(batch: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """``mask`` ``[B, n, m]`` narrowed to the rows and columns holding an observed 1; a matrix
-    without any 1 keeps its whole mask."""
-    ones = batch == 1
-    if mask is not None:
-        ones &= mask
-    informative = ones.any(2, keepdim=True) & ones.any(1, keepdim=True)
+    rows, columns = ones.any(2), ones.any(1)
+    informative = rows[:, :, None] & columns[:, None, :]
     empty = ~ones.flatten(1).any(1)
     if empty.any():
         informative[empty] = True if mask is None else mask[empty]
-    return informative
+    return informative, list(zip(rows.sum(1).tolist(), columns.sum(1).tolist()))
 
 
 @dataclass
