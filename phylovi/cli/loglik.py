@@ -59,8 +59,12 @@ def run(args) -> int:
         model.free = ()
     value = optimize_model(likelihood, tree)
     if value == -math.inf:  # P(0) is exactly the identity: see models.from_spectrum
-        print("phylovi: warning: the log-likelihood is -inf: the alignment is impossible on this "
-              "tree (zero-length branches join sequences that differ)", file=sys.stderr)
+        cause = ("zero-length branches join sequences that differ"
+                 if min(tree.branch_lengths) == 0 else
+                 "a substitution the data need has a probability below the dtype's precision "
+                 "under this model")
+        print(f"phylovi: warning: the log-likelihood is -inf: the alignment is impossible on this "
+              f"tree ({cause})", file=sys.stderr)
     record = {
         "log_likelihood": value,
         "model": model.to_string(),

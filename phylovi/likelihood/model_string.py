@@ -141,7 +141,9 @@ def parse_model(text: str, patterns: SitePatterns | None = None,
         raise ModelError(f"unknown substitution model {tokens[0][0]!r} in {source!r}; "
                          f"expected one of {', '.join(sorted(set(_ALIASES.values())))}")
     base = _ALIASES[name]
-    tensor = lambda v: torch.tensor(v, dtype=dtype)  # noqa: E731
+    # Read in float64 and checked before the cast, so that a value float32 cannot hold
+    # is named as such rather than as out of range.
+    tensor = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
     parameters: dict[str, torch.Tensor] = {}
     free: list[str] = []
     if values is not None and len(values) not in _N_PARAMETERS[base]:
@@ -191,8 +193,14 @@ def parse_model(text: str, patterns: SitePatterns | None = None,
         if name in ("I",) or name.startswith("G"):
             if values is not None and len(values) != 1:
                 raise ModelError(f"+{name} takes one value, got {len(values)} in {source!r}")
-    parameters["frequencies"] = _frequencies(frequencies, patterns, dtype, source)
+    parameters["frequencies"] = _frequencies(frequencies, patterns, torch.float64, source)
     _check_ranges(parameters, source)
+    for name, value in parameters.items():
+        cast = value.to(dtype)
+        if not bool(((cast > 0) == (value > 0)).all() and torch.isfinite(cast).all()):
+            raise ModelError(f"{name} {value.tolist()} in {source!r} is beyond the range of "
+                             f"{str(dtype).removeprefix('torch.')}")
+        parameters[name] = cast
     return Model(base, parameters, n_categories, tuple(free))
 
 
@@ -212,9 +220,17 @@ def _frequencies(spec, patterns, dtype, source) -> torch.Tensor:
     if spec == "equal" or (spec == "empirical" and patterns is None):
         return torch.full((4,), 0.25, dtype=dtype)
     if spec == "empirical":
-        return torch.as_tensor(empirical_frequencies(patterns), dtype=dtype)
-    if len(spec) != 4 or min(spec) <= 0:
-        raise ModelError(f"+F takes four positive frequencies (A, C, G, T), got {spec} in {source!r}")
+        values = empirical_frequencies(patterns)
+        if sum(v > 0 for v in values) < 2:
+            raise ModelError(f"the alignment has a single base ({'ACGT'[int(values.argmax())]}), so "
+                             f"its empirical frequencies leave no substitutions to model in "
+                             f"{source!r}; use equal frequencies (+FQ, or JC/K80) or give +F{{...}}")
+        return torch.as_tensor(values, dtype=dtype)
+    # A frequency of 0 is what +F reports for a base the alignment lacks, so it is read
+    # back; a substitution process needs at least two states, though.
+    if len(spec) != 4 or min(spec) < 0 or sum(v > 0 for v in spec) < 2:
+        raise ModelError(f"+F takes four frequencies (A, C, G, T), none negative and at least "
+                         f"two above 0, got {spec} in {source!r}")
     values = torch.tensor(spec, dtype=dtype)
     if abs(float(values.sum()) - 1) > 1e-3:
         raise ModelError(f"the frequencies {spec} in {source!r} sum to {float(values.sum()):g}, not 1")

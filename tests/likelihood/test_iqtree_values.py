@@ -108,13 +108,26 @@ def test_a_base_absent_from_the_alignment_matches_iqtree(model, expected, dtype)
     assert value == pytest.approx(expected, abs=6e-5 if dtype == torch.float64 else 1e-3)
 
 
-def test_parameters_estimated_off_to_a_degenerate_model_are_a_model_error():
-    """On an alignment of one base the fit runs off to the boundary: one clear error."""
-    from phylovi.likelihood.optimize import optimize_model
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_frequencies_written_for_an_absent_base_read_back(dtype):
+    """``+F{...,0}`` is what the model string reports for an absent base; it parses."""
+    alignment = parse_alignment(NO_T)
+    patterns = compress_patterns(alignment)
+    written = parse_model("HKY{2}+F", patterns, dtype=dtype).to_string()
+    assert written.endswith(",0}")
+    again = parse_model(written, patterns, dtype=dtype)
+    tree = read_tree(NO_T_TREE, taxa=alignment.taxa)
+    likelihood = TreeLikelihood(patterns, again, dtype=dtype)
+    value = float(likelihood.log_likelihood(tree.topology, torch.as_tensor(tree.branch_lengths,
+                                                                           dtype=dtype)))
+    assert value == pytest.approx(-24.8276, abs=6e-5 if dtype == torch.float64 else 1e-3)
 
+
+@pytest.mark.parametrize("model", ["HKY", "GTR+FO", "F81+F{1,0,0,0}"])
+def test_frequencies_of_a_single_base_are_a_model_error(model):
+    """One base leaves no substitution process (the eigendecomposition once failed on it)."""
     alignment = parse_alignment(">A\nAAAAAAAAAA\n>B\nAAAAAAAAAA\n>C\nAAAAAAAAAA\n")
     patterns = compress_patterns(alignment)
-    tree = read_tree("(A:0.1,B:0.2,C:0.3);", taxa=alignment.taxa)
-    likelihood = TreeLikelihood(patterns, parse_model("HKY+FO", patterns))
-    with pytest.raises(ModelError, match="fix the parameters"):
-        optimize_model(likelihood, tree)
+    with pytest.raises(ModelError, match="single base \\(A\\)|at least two above 0"):
+        parse_model(model, patterns)
+    parse_model(model.split("+")[0] + "+FQ", patterns)  # equal frequencies are a model

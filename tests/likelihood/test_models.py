@@ -113,6 +113,13 @@ def test_parse_model_rejects_bad_strings(text):
     assert "\n" not in str(error.value)
 
 
+def test_a_value_beyond_float32_is_named_as_such():
+    parse_model("HKY{1e-300}", dtype=torch.float64)
+    with pytest.raises(ModelError, match="kappa .* beyond the range of float32"):
+        parse_model("HKY{1e-300}", dtype=torch.float32)
+    assert parse_model("HKY{1e-30}", dtype=torch.float32).parameters["kappa"].dtype == torch.float32
+
+
 @pytest.mark.parametrize("text", ["JC+F", "JC+F{0.1,0.2,0.3,0.4}", "K80{2}+FO", "SYM+F"])
 def test_equal_frequency_models_refuse_frequencies_and_name_their_unequal_form(text):
     # IQ-TREE silently keeps equal frequencies here; a user who wrote +F meant F81, HKY or GTR.
