@@ -150,11 +150,13 @@ def run_query(args) -> int:
             sample = read_trees(args.tree, taxa=posterior.taxa)
             trees = (sample.rooted_topologies() if posterior.rooted
                      else [t.topology for t in sample.trees])
-            names = [str(i) for i in range(1, len(trees) + 1)]
+            names = [str(i) for i in range(1, len(trees) + 1)]  # its place in the file
         log_probs = posterior.log_prob(trees)
-        rows = [{"tree": name, "probability": float(_exp(lp)), "log_probability": float(lp)}
-                for name, lp in zip(names, log_probs)]
-        return _emit(args, ["tree", "probability", "log_probability"], rows)
+        # The topology as phylovi writes it (as --top does), so a file's rows say which tree.
+        newicks = [t.to_newick() for t in posterior.topologies_of(trees)]
+        rows = [{"tree": name, "probability": float(_exp(lp)), "log_probability": float(lp),
+                 "newick": newick} for name, lp, newick in zip(names, log_probs, newicks)]
+        return _emit(args, ["tree", "probability", "log_probability", "newick"], rows)
     if args.top is not None or args.credible is not None:
         if args.top is not None:
             ranked = posterior.top(args.top)

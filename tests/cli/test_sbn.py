@@ -45,8 +45,18 @@ def test_fit_then_query_a_tree(files, capsys):
     assert code == 0 and "5 trees, 3 topologies" in out
     code, out, _ = run(["sbn", "query", model, "--tree", "(e,d,(c,(b,a)));"], capsys)
     header, row = out.strip().splitlines()
-    assert header.split("\t") == ["tree", "probability", "log_probability"]
+    assert header.split("\t") == ["tree", "probability", "log_probability", "newick"]
     assert float(row.split("\t")[1]) == pytest.approx(0.6)
+    # a file's trees are rows named by their place, with the topology written out
+    trees = files / "query.nwk"
+    trees.write_text("(e,d,(c,(b,a)));\n((a,c),b,(d,e));\n")
+    code, out, _ = run(["sbn", "query", model, "--tree", trees, "--json"], capsys)
+    rows = json.loads(out)
+    assert [r["tree"] for r in rows] == ["1", "2"]
+    posterior = TreePosterior.load(model)
+    for row, expected in zip(rows, (0.6, posterior.probability("((a,c),b,(d,e));"))):
+        assert posterior.probability(row["newick"]) == pytest.approx(expected)
+        assert row["probability"] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("method", ["ccd", "sa", "em", "em-alpha"])
