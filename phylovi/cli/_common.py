@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 
 from phylovi.errors import ConfigError
 
@@ -69,3 +71,12 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
                 action.help or ""):
             return action.help
         return super()._get_help_string(action)
+
+
+def available_memory() -> float:
+    """Bytes of free physical memory (inf where the platform does not say): commands that
+    would be killed by the kernel without a message check their needs against it first."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return math.inf

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-import os
 import sys
 
+from phylovi.cli import _common
 from phylovi.cli._common import HelpFormatter, add_common, check_seed
 from phylovi.genotype.correct import DEFAULT_ALPHA, DEFAULT_BETA
 from phylovi.io.records import to_json
@@ -132,7 +131,7 @@ def run_simulate(args) -> int:
     matrices = {(kind, k): f"{args.output}_{kind}_{k + 1}.tsv"
                 for k in range(args.number) for kind in ("true", "observed")}
     # All files or none; a path that cannot be written fails before the simulation.
-    if _bytes_needed(args) > _available_memory():  # the kernel would kill us silently
+    if _bytes_needed(args) > _common.available_memory():  # the kernel would kill us silently
         raise _too_large(args)
     with staged([*matrices.values(), labels]) as temporary:
         try:
@@ -167,13 +166,6 @@ def _bytes_needed(args) -> int:
     """A lower bound on the simulation's memory: per matrix, the coalescent's 2 cells x
     cells booleans (cells under each node) and the true and observed matrices."""
     return args.number * (2 * args.cells * args.cells + 2 * args.cells * args.mutations)
-
-
-def _available_memory() -> float:
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # not every platform says
-        return math.inf
 
 
 def _too_large(args):

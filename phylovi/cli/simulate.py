@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 
+from phylovi.cli import _common
 from phylovi.cli._common import HelpFormatter, add_common, setup
 from phylovi.cli.loglik import MODEL_HELP
 
@@ -44,6 +45,11 @@ def run(args) -> int:
         raise TreeFileError(f"taxon {spaced[0]!r} has a space, which a FASTA header cannot "
                             "hold; rename it in the tree (e.g. with '_')", path=args.tree)
     model = parse_model(args.model)
+    # The states of every node, the letters and the per-site draws (simulate_alignment).
+    needed = args.sites * (tree.topology.arrays.n_nodes + 2 * len(tree.taxa) + 128)
+    if needed > _common.available_memory():  # the kernel would kill us silently
+        raise ConfigError(f"not enough memory to simulate --sites {args.sites} for "
+                          f"{len(tree.taxa)} taxa (about {needed / 2**30:.1f} GiB)")
     generator = torch.Generator().manual_seed(args.seed)
     sequences = simulate_alignment(tree, model, args.sites, generator)
     with write(args.output) as handle:

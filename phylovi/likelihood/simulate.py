@@ -8,7 +8,7 @@ import torch
 from phylovi.likelihood.model_string import Model
 from phylovi.trees import Tree
 
-_BASES = np.array(list("ACGT"))
+_BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
 
 
 def simulate_alignment(tree: Tree, model: Model, n_sites: int,
@@ -35,18 +35,23 @@ def simulate_alignment(tree: Tree, model: Model, n_sites: int,
         pinv = float(site_rates.pinv) if site_rates.has_invariant else 0.0
         u = lambda *shape: torch.rand(shape, generator=generator, dtype=torch.float64)  # noqa: E731
         category = torch.randint(len(rates), (n_sites,), generator=generator)
-        site_rate = torch.where(u(n_sites) < pinv, torch.zeros(()), rates[category])
+        # One matrix per branch and distinct rate (the categories', then 0 for invariable
+        # sites), indexed per site: memory per site is a byte per node, not a 4 x 4 matrix.
+        invariable = u(n_sites) < pinv
+        rate_index = torch.where(invariable, len(rates), category)
+        del category, invariable
+        distinct = torch.cat([rates, torch.zeros(1, dtype=torch.float64)])
         arrays = tree.topology.arrays
-        states = torch.empty(arrays.n_nodes, n_sites, dtype=torch.long)
+        states = torch.empty(arrays.n_nodes, n_sites, dtype=torch.uint8)
         pi = substitution.frequencies.to(torch.float64)
         states[arrays.root] = _draw(pi.expand(n_sites, 4), u(n_sites))
         lengths = torch.as_tensor(tree.branch_lengths, dtype=torch.float64)
         for node in range(arrays.n_nodes - 2, -1, -1):  # parents before children
-            matrices = substitution.transition_matrices(lengths[node] * site_rate)  # [n_sites, 4, 4]
-            rows = matrices[torch.arange(n_sites), states[arrays.parent[node]]]
+            matrices = substitution.transition_matrices(lengths[node] * distinct)  # [R + 1, 4, 4]
+            rows = matrices[rate_index, states[arrays.parent[node]].long()]
             states[node] = _draw(rows, u(n_sites))
     letters = _BASES[states[: arrays.n_taxa].numpy()]
-    return ["".join(row) for row in letters]
+    return [row.tobytes().decode("ascii") for row in letters]
 
 
 def _draw(probabilities: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:

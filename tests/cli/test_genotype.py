@@ -169,7 +169,7 @@ def test_simulate_refuses_more_than_the_free_memory_before_starting(tmp_path, ca
         raise AssertionError("the simulation should not start")
 
     monkeypatch.setattr("phylovi.genotype.simulate.simulate", never)
-    monkeypatch.setattr("phylovi.cli.genotype._available_memory", lambda: 20_000)
+    monkeypatch.setattr("phylovi.cli._common.available_memory", lambda: 20_000)
     # 2 x 100 x 100 + 2 x 100 x 10 = 22,000 bytes at least
     _fails(capsys, ["genotype", "simulate", "--cells", "100", "-o", str(tmp_path / "p")],
            "not enough memory", "--cells 100")

@@ -113,6 +113,14 @@ def test_simulate_bad_arguments_leave_no_file(small, capsys):
     assert [p.name for p in small.iterdir() if p.name.startswith(".phylovi")] == []
 
 
+def test_simulate_refuses_more_than_the_free_memory_before_starting(small, capsys, monkeypatch):
+    monkeypatch.setattr("phylovi.cli._common.available_memory", lambda: 1e6)
+    code, _, err = run(["simulate", small / "tree.nwk", "-n", "100000", "-o", small / "big.fasta"],
+                       capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "not enough memory" in err
+    assert "--sites 100000 for 5 taxa" in err and not (small / "big.fasta").exists()
+
+
 def test_simulate_refuses_a_taxon_name_that_fasta_cannot_hold(small, capsys):
     """A FASTA reader cuts a header at its first space, so the alignment would not
     read back against its own tree."""
