@@ -94,7 +94,9 @@ class TreeLikelihood:
                 for a batch (``*S`` is any sample shape, possibly empty).
 
         Returns:
-            ``[*S]`` or ``[B, *S]`` log-likelihoods.
+            ``[*S]`` or ``[B, *S]`` log-likelihoods; -inf for a sample with a negative or
+            non-finite length (not an error, so that a sampler's wild proposal is
+            simply rejected).
         """
         single = isinstance(topologies, Topology)
         batch, lengths, sample_shape = self._prepare(topologies, branch_lengths)
