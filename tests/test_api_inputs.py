@@ -30,6 +30,17 @@ def problem():
     return patterns, tree, TreeLikelihood(patterns, parse_model("JC", patterns))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_negative_or_non_finite_length_gives_minus_infinity_only_for_its_sample(problem, dtype):
+    patterns, tree, _ = problem
+    likelihood = TreeLikelihood(patterns, parse_model("JC", patterns, dtype=dtype), dtype=dtype)
+    lengths = torch.as_tensor(tree.branch_lengths, dtype=dtype).repeat(5, 1)
+    lengths[1, 0], lengths[2, 3], lengths[3, 6] = -0.1, float("nan"), float("inf")
+    values = likelihood.log_likelihood(tree.topology, lengths)
+    assert values[1:4].tolist() == [-float("inf")] * 3
+    assert values[0] == values[4] and bool(torch.isfinite(values[0]))
+
+
 def test_lengths_as_a_list_or_numpy_array_equal_a_tensor(problem):
     _, tree, likelihood = problem
     lengths = tree.branch_lengths
