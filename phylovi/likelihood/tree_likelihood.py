@@ -111,7 +111,8 @@ class TreeLikelihood:
             site = self._site_log_likelihoods(batch, lengths, rescale)
             return (site.double() @ self.weights.double()).to(site.dtype)
 
-        value = self._underflow_checked(evaluate).reshape(len(batch), *sample_shape)
+        value = _invalid_to_minus_inf(self._underflow_checked(evaluate), lengths)
+        value = value.reshape(len(batch), *sample_shape)
         return value[0] if single else value
 
     def site_log_likelihoods(self, topologies, branch_lengths: torch.Tensor) -> torch.Tensor:
@@ -123,6 +124,7 @@ class TreeLikelihood:
             return site[0] if single else site
         site = self._underflow_checked(lambda rescale: self._site_log_likelihoods(
             batch, lengths, rescale))
+        site = _invalid_to_minus_inf(site, lengths)
         site = site.reshape(len(batch), *sample_shape, -1)
         return site[0] if single else site
 
@@ -240,3 +242,15 @@ class TreeLikelihood:
         if key not in batch.cache:
             batch.cache[key] = build_schedule(batch).to(self.device)
         return batch.cache[key]
+
+
+def _invalid_to_minus_inf(value: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``value`` ``[B, S, ...]`` with -inf where a sample's lengths ``[B, S, n_edges]`` are
+    not all in [0, inf): a negative length makes "probabilities" outside [0, 1] whose
+    products can still look like a likelihood."""
+    valid = ((lengths >= 0) & (lengths < math.inf)).all(-1)
+    if bool(valid.all()):
+        return value
+    valid = valid.reshape(valid.shape + (1,) * (value.dim() - valid.dim()))
+    return torch.where(valid, value, torch.full((), -math.inf, dtype=value.dtype,
+                                                device=value.device))
