@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
                      "where they join sequences that differ the result is -inf (null in "
                      "JSON), with a warning."),
         formatter_class=HelpFormatter)
-    parser.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP")
+    parser.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP (or gzipped)")
     parser.add_argument("tree", help="tree with branch lengths: Newick or NEXUS")
     parser.add_argument("-m", "--model", default="JC", help=MODEL_HELP)
     parser.add_argument("--format", choices=("fasta", "nexus", "phylip"), default=None,

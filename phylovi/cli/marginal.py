@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
             "is estimated and normalised; if the file gives reference probabilities "
             "(PROBABILITY<TAB>NEWICK lines), KL and split RMSD against them are reported."),
         formatter_class=HelpFormatter)
-    parser.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP")
+    parser.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP (or gzipped)")
     parser.add_argument("tree", nargs="?", help="the topology (Newick or NEXUS)")
     parser.add_argument("--topologies", metavar="FILE",
                         help="estimate every topology of FILE (Newick or PROBABILITY<TAB>NEWICK lines)")

@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
             "OUTDIR/elbo.png and OUTDIR/checkpoint.pt. Free model parameters (e.g. kappa in "
             "'HKY') are point estimates optimised jointly."),
         formatter_class=HelpFormatter)
-    parser.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP")
+    parser.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP (or gzipped)")
     parser.add_argument("tree", help="the topology: Newick or NEXUS (branch lengths are ignored)")
     parser.add_argument("-m", "--model", default="JC", help=MODEL_HELP)
     parser.add_argument("--family", choices=("gamma", "betaprime", "lognormal"), default="gamma",

@@ -19,7 +19,6 @@ import re
 import warnings
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 from Bio.AlignIO.NexusIO import NexusIterator
 from Bio.AlignIO.PhylipIO import (
@@ -30,6 +29,7 @@ from Bio.AlignIO.PhylipIO import (
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
 from phylovi.errors import AlignmentError
+from phylovi.io.files import extension, read_bytes
 from phylovi.trees.taxa import TaxonOrder
 
 FORMATS = ("fasta", "nexus", "phylip")
@@ -91,7 +91,7 @@ def read_alignment(path: str | os.PathLike, format: str | None = None) -> Alignm
     """
     path = os.fspath(path)
     try:
-        data = Path(path).read_bytes()
+        data = read_bytes(path)
     except OSError as error:
         raise AlignmentError(f"cannot read the alignment file: {error.strerror or error}",
                              path=path) from error
@@ -145,9 +145,8 @@ def _choose_format(text: str, format: str | None, path: str | None) -> str:
         return "nexus"
     if _PHYLIP_HEADER.fullmatch(start.split("\n", 1)[0]):
         return "phylip"
-    extension = os.path.splitext(path or "")[1].lower()
-    if extension in _EXTENSIONS:
-        return _EXTENSIONS[extension]
+    if extension(path) in _EXTENSIONS:
+        return _EXTENSIONS[extension(path)]
     raise AlignmentError("cannot tell the alignment format: the text starts with neither '>', "
                          "'#NEXUS' nor a PHYLIP header and the extension is not one of "
                          f"{' '.join(_EXTENSIONS)}", path=path)

@@ -15,12 +15,12 @@ import csv
 import io
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
 from phylovi.errors import ConfigError, GenotypeMatrixError
 from phylovi.io import atomic
+from phylovi.io.files import read_bytes
 
 MISSING = 3
 MISSING_MARKERS = ("3", "NA", "?", "")
@@ -125,7 +125,7 @@ def _name_problem(name, kind: str) -> str | None:
 
 def _read_text(path: str) -> str:
     try:
-        data = Path(path).read_bytes()
+        data = read_bytes(path)
     except OSError as error:
         raise GenotypeMatrixError(f"cannot read the genotype file: {error.strerror or error}",
                                   path) from error

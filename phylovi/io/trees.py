@@ -30,6 +30,7 @@ from dendropy.dataio.tokenizer import Tokenizer
 
 from phylovi.errors import ConfigError, TaxonMismatchError, TreeFileError
 from phylovi.io import atomic
+from phylovi.io.files import extension, read_bytes
 from phylovi.trees.bitset import bits_of, normalize_split
 from phylovi.trees.taxa import TaxonOrder
 from phylovi.trees.topology import RootedTopology, Topology, Tree
@@ -199,8 +200,7 @@ def _check_burnin(burnin, path: str) -> None:
 def read_text(path: str) -> str:
     """The text of a tree file (UTF-8, a byte-order mark dropped), or a TreeFileError."""
     try:
-        with open(path, encoding="utf-8-sig") as handle:
-            return handle.read()
+        return read_bytes(path).decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
     except FileNotFoundError:
         raise TreeFileError("no such tree file", path=path) from None
     except UnicodeDecodeError as error:
@@ -222,9 +222,8 @@ def _choose_format(text: str, path: str, format: str | None) -> str:
         return "nexus"
     if _PREAMBLE.sub("", start, count=1).startswith("("):
         return "newick"
-    extension = os.path.splitext(path)[1].lower()
-    if extension in _EXTENSIONS:
-        return _EXTENSIONS[extension]
+    if extension(path) in _EXTENSIONS:
+        return _EXTENSIONS[extension(path)]
     raise TreeFileError("cannot tell the tree format: the file starts with neither "
                         "'#NEXUS' nor '(' and its extension is not a known one", path=path)
 

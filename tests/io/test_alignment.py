@@ -144,6 +144,18 @@ def test_read_alignment_windows_line_endings_read_like_unix(tmp_path):
 
 @pytest.mark.parametrize("content", [FASTA, NEXUS_INTERLEAVED, PHYLIP_RELAXED],
                          ids=["fasta", "nexus", "phylip"])
+def test_read_alignment_gzipped_reads_like_the_plain_file(tmp_path, content):
+    import gzip
+
+    path = write(tmp_path, "a.fasta.gz", gzip.compress(content.encode()))
+    assert read_alignment(path).sequences == SEQUENCES
+    path.write_bytes(gzip.compress(content.encode())[:30])
+    with pytest.raises(AlignmentError, match="a.fasta.gz: cannot read .* damaged gzip"):
+        read_alignment(path)
+
+
+@pytest.mark.parametrize("content", [FASTA, NEXUS_INTERLEAVED, PHYLIP_RELAXED],
+                         ids=["fasta", "nexus", "phylip"])
 def test_read_alignment_format_detected_from_content_despite_extension(tmp_path, content):
     assert read_alignment(write(tmp_path, "a.txt", content)).sequences == SEQUENCES
     assert read_alignment(write(tmp_path, "a.fasta", content)).sequences == SEQUENCES

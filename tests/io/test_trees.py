@@ -113,6 +113,19 @@ def test_read_trees_detects_format(tmp_path, name, text, format, n_trees):
     assert len(read_trees(write(tmp_path, name, text), format=format).trees) == n_trees
 
 
+def test_read_trees_gzipped_reads_like_the_plain_file(tmp_path):
+    import gzip
+
+    text = "#NEXUS\r\nbegin trees;\r\n tree t1 = (a,b,(c,d));\r\n tree t2 = ((a,c),b,d);\r\nend;\r\n"
+    path = tmp_path / "run.t.gz"
+    path.write_bytes(gzip.compress(text.encode()))
+    sample = read_trees(path)
+    assert len(sample.trees) == 2 and sample.taxa == TaxonOrder("abcd")
+    rooted = tmp_path / "rooted.tre.gz"  # the extension under .gz tells the format
+    rooted.write_bytes(gzip.compress(b"[&R] ((a,b),(c,d));"))
+    assert len(read_trees(rooted).trees) == 1
+
+
 def test_read_trees_unclear_format_is_an_error(tmp_path):
     with pytest.raises(TreeFileError, match="cannot tell the tree format"):
         read_trees(write(tmp_path, "trees.txt", "[&R] a tree: ((a,b),(c,d));"))
