@@ -21,13 +21,16 @@ def add_parser(subparsers) -> None:
             "Estimate log p(alignment | topology), integrating over branch lengths, with the "
             "estimators of Fourment et al. (2020). Power posteriors run every temperature of "
             "the ladder as one batch. With --topologies, every topology of a credible-set file "
-            "is estimated and normalised; if the file gives reference probabilities "
-            "(PROBABILITY<TAB>NEWICK lines), KL and split RMSD against them are reported."),
+            "is estimated once and normalised; if the file gives reference probabilities "
+            "(PROBABILITY<TAB>NEWICK lines, a MrBayes .trprobs, 'phylovi sbn query --credible' "
+            "output), KL and split RMSD against them are reported."),
         formatter_class=HelpFormatter)
     parser.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP (or gzipped)")
     parser.add_argument("tree", nargs="?", help="the topology (Newick or NEXUS)")
     parser.add_argument("--topologies", metavar="FILE",
-                        help="estimate every topology of FILE (Newick or PROBABILITY<TAB>NEWICK lines)")
+                        help="estimate every topology of FILE: Newick or PROBABILITY<TAB>NEWICK lines, "
+                        "'phylovi sbn query' output, or a tree file (a MrBayes .t's repeats "
+                        "count once, a .trprobs' weights are its probabilities)")
     parser.add_argument("--method", action="append", default=None, metavar="METHOD",
                         help=f"estimator (repeat for several; default gss): {', '.join(METHOD_NAMES)}")
     parser.add_argument("--all", action="store_true", help="every estimator")

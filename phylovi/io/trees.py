@@ -66,6 +66,8 @@ class TreeSample:
         path: the file read, or None for a Newick string.
         root_splits: per tree, the split of the edge the file's binary root
             sits on, or None where the root has three children (unrooted).
+        weighted: the trees carry ``[&W]`` weights: a list of topologies with their
+            probabilities, not a chain's sample.
     """
 
     taxa: TaxonOrder
@@ -73,6 +75,7 @@ class TreeSample:
     weights: np.ndarray
     path: str | None
     root_splits: tuple[int | None, ...] = ()
+    weighted: bool = False
 
     def rooted_topologies(self) -> "list[RootedTopology]":
         """The trees as rooted topologies, rooted where the file rooted them.
@@ -229,7 +232,7 @@ def _choose_format(text: str, path: str, format: str | None) -> str:
 
 
 _NEWICK_COMMENT = re.compile(r"\[[^\]]*\]")
-_WEIGHT_COMMENT = re.compile(r"\[&W\s", re.IGNORECASE)
+WEIGHT_COMMENT = re.compile(r"\[&W\s", re.IGNORECASE)  # a tree's probability (MrBayes .trprobs)
 
 
 def _parse(text: str, path: str | None, format: str, taxa, burnin: float) -> TreeSample:
@@ -254,7 +257,8 @@ def _parse(text: str, path: str | None, format: str, taxa, burnin: float) -> Tre
             raise TreeFileError(f"text after the last tree's ';': {tail[:40]!r}", path=where)
     # Trees that carry [&W ...] are a list of topologies, not a chain (DendroPy gives
     # every NEXUS tree a weight of 1, so look for the comment itself).
-    if burnin > 0 and _WEIGHT_COMMENT.search(text):
+    weighted = bool(WEIGHT_COMMENT.search(text))
+    if burnin > 0 and weighted:
         raise TreeFileError(f"burn-in {burnin:g} drops the first trees of a chain, but these "
                             "trees carry weights ([&W], as in a MrBayes .trprobs file, ranked "
                             "by probability): use a burn-in of 0", path=where)
@@ -262,7 +266,7 @@ def _parse(text: str, path: str | None, format: str, taxa, burnin: float) -> Tre
     entries = entries[math.floor(burnin * len(entries)):]
     trees = _build_trees(taxa, entries, where)
     weights = np.array([entry[2] for entry in entries], dtype=np.float64)
-    return TreeSample(taxa, trees, weights, path, tuple(entry[3] for entry in entries))
+    return TreeSample(taxa, trees, weights, path, tuple(entry[3] for entry in entries), weighted)
 
 
 def _dendropy_trees(text: str, format: str, where: str) -> Iterator[tuple]:

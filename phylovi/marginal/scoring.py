@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from phylovi.errors import InputError, TreeFileError
-from phylovi.io.trees import is_newick_string, read_text, read_tree, read_trees
+from phylovi.io.trees import WEIGHT_COMMENT, is_newick_string, read_text, read_tree, read_trees
 from phylovi.trees.taxa import TaxonOrder
 from phylovi.trees.topology import Topology
 
@@ -22,9 +22,13 @@ from phylovi.trees.topology import Topology
 def read_credible_set(path: str | os.PathLike, taxa: TaxonOrder
                       ) -> tuple[list[Topology], np.ndarray | None]:
     """Topologies of a file of ``PROBABILITY<TAB>NEWICK`` lines (the study's format), of plain
-    Newick lines, or of a NEXUS tree file.
+    Newick lines, of ``phylovi sbn query --credible`` or ``--top`` output (a header naming
+    ``probability`` and ``newick`` columns), or of a tree file (NEXUS, or Newick with
+    ``[&W p]`` weights, as MrBayes' ``.t`` and ``.trprobs``).
 
-    Returns the topologies and their probabilities (None unless every line has one).
+    Returns the topologies and their probabilities (None unless every tree has one).
+    A tree file's repeated topologies (a chain's sample) are kept once, their weights
+    summed; a list of lines must not repeat one.
 
     Raises:
         TreeFileError: an unreadable file, a line that is neither form, a mix of the two,
@@ -34,14 +38,31 @@ def read_credible_set(path: str | os.PathLike, taxa: TaxonOrder
     """
     path = os.fspath(path)
     text = read_text(path)
-    if text.lstrip()[:6].upper() == "#NEXUS":
-        return [tree.topology for tree in read_trees(path, taxa).trees], None
+    if text.lstrip()[:6].upper() == "#NEXUS" or WEIGHT_COMMENT.search(text):
+        sample = read_trees(path, taxa)
+        totals: dict[Topology, float] = {}
+        for tree, weight in zip(sample.trees, sample.weights):
+            totals[tree.topology] = totals.get(tree.topology, 0.0) + float(weight)
+        topologies, probabilities = list(totals), list(totals.values())
+        return _checked(topologies, probabilities if sample.weighted else [], path)
+    lines = [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1)
+             if line.strip()]
+    columns = None
+    if lines:
+        header = [name.strip().lower() for name in lines[0][1].split("\t")]
+        if "newick" in header and "probability" in header:  # sbn query's table
+            columns = header.index("probability"), header.index("newick"), len(header)
+            lines = lines[1:]
     topologies, probabilities, first_line = [], [], {}
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line:
-            continue
-        first, _, rest = line.partition("\t")
+    for number, line in lines:
+        if columns is not None:
+            fields = line.split("\t")
+            if len(fields) != columns[2]:
+                raise TreeFileError(f"the row has {len(fields)} tab-separated fields, the "
+                                    f"header {columns[2]}", path=path, line=number)
+            first, rest = fields[columns[0]], fields[columns[1]]
+        else:
+            first, _, rest = line.partition("\t")
         if rest:
             try:
                 probability = float(first)
@@ -66,6 +87,11 @@ def read_credible_set(path: str | os.PathLike, taxa: TaxonOrder
                                 path=path, line=number)
         first_line[topology] = number
         topologies.append(topology)
+    return _checked(topologies, probabilities, path)
+
+
+def _checked(topologies: list[Topology], probabilities: list[float], path: str
+             ) -> tuple[list[Topology], np.ndarray | None]:
     if not topologies:
         raise TreeFileError("no topologies in the file", path=path)
     if probabilities and len(probabilities) != len(topologies):

@@ -332,6 +332,45 @@ def test_cli_reads_credible_sets_with_comments_and_in_nexus(problem, capsys, tmp
     assert code == 0 and "\n2\tml\t" in out and "\n3\tml\t" not in out  # both trees read
 
 
+_TWO = ("((a,c),b,(d,e));", "((a,b),c,(d,e));")
+
+
+@pytest.mark.parametrize("content", [
+    f"0.7\t{_TWO[0]}\n0.3\t{_TWO[1]}\n",
+    # a MrBayes .trprobs file
+    f"#NEXUS\nbegin trees;\n tree tree_1 [p = 0.7, P = 0.7] = [&W 0.7] {_TWO[0]}\n"
+    f" tree tree_2 [p = 0.3, P = 1.0] = [&W 0.3] {_TWO[1]}\nend;\n",
+    f"[&W 0.7] {_TWO[0]}\n[&W 0.3] {_TWO[1]}\n",
+    # phylovi sbn query --credible
+    f"rank\tprobability\tcumulative\tnewick\n1\t0.7\t0.7\t{_TWO[0]}\n2\t0.3\t1\t{_TWO[1]}\n",
+], ids=["tab", "trprobs", "weighted-newick", "sbn-query"])
+def test_credible_sets_in_every_form_read_alike(tmp_path, content):
+    from phylovi.marginal.scoring import read_credible_set
+    from phylovi.trees.taxa import TaxonOrder
+
+    path = tmp_path / "set"
+    path.write_text(content)
+    taxa = TaxonOrder("abcde")
+    topologies, probabilities = read_credible_set(path, taxa)
+    assert topologies == [read_tree(t, taxa).topology for t in _TWO]
+    np.testing.assert_allclose(probabilities, [0.7, 0.3])
+
+
+def test_a_chains_repeated_topologies_are_estimated_once(tmp_path):
+    """A MrBayes .t sample repeats topologies; each counted once, or the normalised
+    probabilities would weigh it by its count (a rerooted copy included)."""
+    from phylovi.marginal.scoring import read_credible_set
+    from phylovi.trees.taxa import TaxonOrder
+
+    path = tmp_path / "run.t"
+    path.write_text(f"#NEXUS\nbegin trees;\n tree gen.0 = [&U] {_TWO[0]}\n"
+                    f" tree gen.1 = [&U] (((a,c),b),d,e);\n tree gen.2 = [&U] {_TWO[1]}\n"
+                    f" tree gen.3 = [&U] {_TWO[0]}\nend;\n")
+    taxa = TaxonOrder("abcde")
+    topologies, probabilities = read_credible_set(path, taxa)
+    assert topologies == [read_tree(t, taxa).topology for t in _TWO] and probabilities is None
+
+
 def test_chains_start_from_a_map_branch_collapsed_below_the_samplers_range(problem):
     """A MAP branch of 1e-14 (log -32) lies where the sampler sees a diverged trajectory;
     the chains must still move (they once stayed at their start and gss returned NaN)."""
