@@ -195,6 +195,10 @@ def _parse_fasta(text: str, path: str | None) -> list[tuple[str, str]]:
 
 def _parse_nexus(text: str, path: str | None) -> list[tuple[str, str]]:
     declared, typed = _nexus_format(text, path)
+    # {AG} (uncertainty) means for a likelihood what (AG) (polymorphism) does, which
+    # Biopython reads as the ambiguity code R; IQ-TREE and MrBayes read both.
+    text = _MATRIX.sub(lambda block: block.group(1) + _UNCERTAIN.sub(r"(\1)", block.group(2))
+                       + block.group(3), text)
     try:
         alignments = list(NexusIterator(io.StringIO(text)))
     except Exception as original:
@@ -254,6 +258,7 @@ def _nexus_format(text: str, path: str | None) -> tuple[dict[str, str], bool]:
 
 
 _MATRIX = re.compile(r"(\bmatrix\b)(.*?)(;)", re.IGNORECASE | re.DOTALL)
+_UNCERTAIN = re.compile(r"\{([A-Za-z?-]+)\}")
 # A first word with a '-' and a character no sequence has (a letter outside IUPAC or a
 # digit) is a taxon name, not a row of gapped sequence.
 _HYPHENATED_NAME = re.compile(r"^(\s*)([^\s'\[]*-[^\s'\[]*)(?=\s)", re.MULTILINE)

@@ -142,6 +142,12 @@ def test_read_alignment_windows_line_endings_read_like_unix(tmp_path):
     assert read_alignment(path).sequences == SEQUENCES
 
 
+def test_read_alignment_nexus_uncertainty_and_polymorphism_are_ambiguity_codes():
+    text = ("#NEXUS\nbegin data; dimensions ntax=2 nchar=6; format datatype=dna gap=- "
+            "missing=?;\nmatrix\nA AC{AG}G(CT)T\nB ACGT{acgt}-\n;\nend;\n")
+    assert parse_alignment(text).sequences == ("ACRGYT", "ACGTN-")
+
+
 @pytest.mark.parametrize("content", [FASTA, NEXUS_INTERLEAVED, PHYLIP_RELAXED],
                          ids=["fasta", "nexus", "phylip"])
 def test_read_alignment_gzipped_reads_like_the_plain_file(tmp_path, content):
