@@ -214,6 +214,11 @@ def _parse_nexus(text: str, path: str | None) -> list[tuple[str, str]]:
                 raise AlignmentError("the MATRIX does not fit its DIMENSIONS (a row shorter "
                                      "or longer than NCHAR, or fewer rows than NTAX)",
                                      path=path) from None
+            # Biopython reads a short row on into the next taxon's name, and then says
+            # "not enough taxa" or "illegal character": name the row instead.
+            problem = _matrix_rows_problem(text)
+            if problem is not None:
+                raise AlignmentError(problem, path=path) from None
             if not typed:  # Biopython then fails at the next command, whatever it is
                 raise AlignmentError("the NEXUS DATA block declares no DATATYPE (FORMAT "
                                      "DATATYPE=DNA;)", path=path) from None
@@ -228,6 +233,26 @@ def _parse_nexus(text: str, path: str | None) -> list[tuple[str, str]]:
         if _OUTSIDE_ALPHABET.fullmatch(symbol):
             records = [(name, sequence.replace(symbol, ours)) for name, sequence in records]
     return records
+
+
+def _matrix_rows_problem(text: str) -> str | None:
+    """Which row of a MATRIX of one row per taxon is not NCHAR long, or how many rows are
+    missing; None when the matrix is not of that shape or its rows fit."""
+    plain = _NEXUS_COMMENT.sub("", text)
+    sizes = dict(re.findall(r"\b(ntax|nchar)\s*=\s*(\d+)", plain, re.IGNORECASE))
+    sizes = {key.lower(): int(value) for key, value in sizes.items()}
+    matrix = _MATRIX.search(plain)
+    rows = [line.split() for line in matrix.group(2).splitlines() if line.strip()] if matrix else []
+    if not rows or any(len(row) != 2 for row in rows):
+        return None
+    for name, sequence in rows:
+        length = len(re.sub(r"[({][^)}]*[)}]", "x", sequence))  # (AG) is one character
+        if "nchar" in sizes and length != sizes["nchar"]:
+            return (f"the row of taxon {name.strip(chr(39))} has {length} characters, "
+                    f"not NCHAR={sizes['nchar']}")
+    if "ntax" in sizes and len(rows) != sizes["ntax"]:
+        return f"the MATRIX has {len(rows)} rows, not NTAX={sizes['ntax']}"
+    return None
 
 
 _NEXUS_COMMENT = re.compile(r"\[[^\]]*\]")
