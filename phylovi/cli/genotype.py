@@ -15,7 +15,7 @@ MAX_SIZE = 100_000
 MAX_NUMBER = 10_000_000
 
 MATRIX_HELP = ("genotype matrix, TSV or CSV: a header (corner label, then mutation names), then "
-               "one row per cell (name, then 0, 1, or 3/NA/?/empty for missing)")
+               "one row per cell (name, then 0, 1, or 3/NA/?/nan/empty for missing; gzip is read)")
 
 
 def add_parser(subparsers) -> None:

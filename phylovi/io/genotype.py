@@ -23,10 +23,12 @@ from phylovi.io import atomic
 from phylovi.io.files import read_bytes
 
 MISSING = 3
-MISSING_MARKERS = ("3", "NA", "?", "")
+MISSING_MARKERS = ("3", "NA", "?", "", "nan", "NaN")
 """The entries read as missing; :func:`write_genotype_table` writes ``3``."""
 
-_CODES = {"0": 0, "1": 1, **{marker: MISSING for marker in MISSING_MARKERS}}
+# pandas writes a table with missing values as floats: 0.0, 1.0 and an empty field.
+_CODES = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "3.0": MISSING,
+          **{marker: MISSING for marker in MISSING_MARKERS}}
 _EXTENSION_SEPARATORS = {".tsv": "\t", ".tab": "\t", ".csv": ","}
 _SNIFFED_SEPARATORS = ("\t", ",", ";")
 
@@ -51,8 +53,11 @@ def read_genotype_table(path: str | os.PathLike, mutations_as_rows: bool = False
         raise GenotypeMatrixError(f"the header names no {column_kind}s: it must be a corner label "
                                   f"and then one {column_kind} name per column (is the separator "
                                   "right?)", path, header_line)
-    if all(field.strip() in ("0", "1", "3") for field in header):
-        raise GenotypeMatrixError("the first line holds only 0, 1 and 3: it is data, not the "
+    # A first row of entries under a number (a SiFit cell index) is data too.
+    if header[0] and (header[0] in _CODES or header[0].isdigit()) and all(
+            field in _CODES and field for field in header[1:]):
+        raise GenotypeMatrixError("the first line holds only entries (0, 1, missing) after a "
+                                  "number: it is data, not the "
                                   f"header (a corner label, then the {column_kind} names) that "
                                   "phylovi needs; add one to a headerless (SCITE) file", path,
                                   header_line)
@@ -62,6 +67,11 @@ def read_genotype_table(path: str | os.PathLike, mutations_as_rows: bool = False
     if not data:
         raise GenotypeMatrixError("the genotype file has a header but no data rows", path,
                                   header_line)
+    if all(len(fields) == len(header) + 1 for _, fields in data):
+        raise GenotypeMatrixError(f"every row has {len(header) + 1} fields, the header "
+                                  f"{len(header)}: the header lacks its corner label (as R's "
+                                  "write.table writes it); add one before the column names",
+                                  path, header_line)
     values = np.empty((len(data), len(column_names)), dtype=np.int8)
     for r, (line, fields) in enumerate(data):
         values[r] = _parse_entries(fields, len(header), path, line)
@@ -152,7 +162,7 @@ def _split_rows(text: str, path: str, sep: str | None) -> list[tuple[int, list[s
     rows = []
     try:
         for fields in reader:
-            if len(fields) > 1 or (fields and fields[0].strip()):
+            if any(field.strip() for field in fields):  # not blank, nor only separators
                 rows.append((reader.line_num, [field.strip() for field in fields]))
     except csv.Error as error:
         raise GenotypeMatrixError(f"malformed field: {error}", path, reader.line_num) from None

@@ -44,7 +44,7 @@ def test_train_then_predict(tmp_path, capsys):
     ("cell\tm1\tm2\nc1\t0\t2\n", ":2:3: "),
     ("cell\tm1\tm2\nc1\t0\n", ":2"),
     # SCITE's files have no header: its first row of data must not be read as names
-    ("1 0 1\n0 1 1\n1 1 0\n", ":1: the first line holds only 0, 1 and 3"),
+    ("1 0 1\n0 1 1\n1 1 0\n", ":1: the first line holds only entries"),
 ])
 def test_bad_matrices_fail_with_one_line(tmp_path, capsys, content, fragment):
     path = tmp_path / "bad.tsv"

@@ -90,8 +90,17 @@ def test_read_tsv_gives_names_values_and_missing(tmp_path):
     assert matrix.missing.sum() == 1
 
 
-def test_missing_markers_are_the_documented_four():
-    assert MISSING_MARKERS == ("3", "NA", "?", "")
+def test_missing_markers_are_the_documented_six():
+    assert MISSING_MARKERS == ("3", "NA", "?", "", "nan", "NaN")
+
+
+def test_pandas_float_entries_and_a_spreadsheets_empty_rows_read(tmp_path):
+    """pandas writes a table with NaN as 0.0/1.0 and empty fields; a spreadsheet's CSV
+    can end in rows of separators only."""
+    content = "\ta\tb\tc\nx\t1.0\t0.0\t\ny\tnan\t1.0\t0.0\n\t\t\t\n"
+    matrix = GenotypeMatrix.read(write_file(tmp_path, "pandas.tsv", content))
+    assert matrix.cells == ("x", "y") and matrix.mutations == ("a", "b", "c")
+    assert matrix.values.tolist() == [[1, 0, 3], [3, 1, 0]]
 
 
 @pytest.mark.parametrize("marker", MISSING_MARKERS)
@@ -150,7 +159,11 @@ BAD_FILES = [
     ("cell\ta\tb\nc1\tx\t1\n", 2, 2, "entry 'x'"),
     ("cell\ta\tb\nc1\t0.5\t1\n", 2, 2, "entry '0.5'"),
     ("cell\ta\tb\nc1\t0\n", 2, 3, "the row has 2 fields, expected 3"),
-    ("cell\ta\tb\nc1\t0\t1\t1\n", 2, 4, "the row has 4 fields, expected 3"),
+    ("cell\ta\tb\nc1\t0\t1\t1\nc2\t0\t1\n", 2, 4, "the row has 4 fields, expected 3"),
+    # R's write.table: no corner label, so every row is one field longer than the header
+    ("a\tb\nc1\t0\t1\nc2\t1\t1\n", 1, None, "the header lacks its corner label"),
+    # a SiFit-style file without a header: cell indices, then entries
+    ("5 0 1\n7 1 1\n9 1 0\n", 1, None, "the first line holds only entries"),
     ("cell\ta\nc1\t0\nc2\t1\nc1\t1\n", 4, 1, "cell name 'c1' appears twice, at line 2 and line 4"),
     ("cell\ta\tb\ta\nc1\t0\t1\t1\n", 1, 4,
      "mutation name 'a' appears twice, at column 2 and column 4"),
