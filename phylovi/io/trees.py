@@ -232,6 +232,7 @@ def _choose_format(text: str, path: str, format: str | None) -> str:
 
 
 _NEWICK_COMMENT = re.compile(r"\[[^\]]*\]")
+_UTREE = re.compile(r"^(\s*)utree(?=\s)", re.IGNORECASE | re.MULTILINE)
 WEIGHT_COMMENT = re.compile(r"\[&W\s", re.IGNORECASE)  # a tree's probability (MrBayes .trprobs)
 
 
@@ -276,6 +277,8 @@ def _dendropy_trees(text: str, format: str, where: str) -> Iterator[tuple]:
     DendroPy objects. Whatever DendroPy raises becomes a TreeFileError.
     """
     namespace = dendropy.TaxonNamespace(is_case_sensitive=True)
+    if format == "nexus":  # PAUP writes unrooted trees as UTREE, which DendroPy skips
+        text = _UTREE.sub(r"\1tree", text)
     files = [io.StringIO(text)]
     number = 0
     with warnings.catch_warnings():

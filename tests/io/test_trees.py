@@ -126,6 +126,13 @@ def test_read_trees_gzipped_reads_like_the_plain_file(tmp_path):
     assert len(read_trees(rooted).trees) == 1
 
 
+def test_read_trees_reads_paups_utree_statements(tmp_path):
+    text = ("#NEXUS\nbegin trees;\n tree * PAUP_1 = [&U] ((a,b),c,d);\n"
+            " utree PAUP_2 = ((a,c),b,d);\nUTREE PAUP_3 = ((a,d),b,c);\nend;\n")
+    sample = read_trees(write(tmp_path, "paup.tre", text))
+    assert len({tree.topology for tree in sample.trees}) == 3
+
+
 def test_read_trees_unclear_format_is_an_error(tmp_path):
     with pytest.raises(TreeFileError, match="cannot tell the tree format"):
         read_trees(write(tmp_path, "trees.txt", "[&R] a tree: ((a,b),(c,d));"))
