@@ -248,9 +248,10 @@ def _invalid_to_minus_inf(value: torch.Tensor, lengths: torch.Tensor) -> torch.T
     """``value`` ``[B, S, ...]`` with -inf where a sample's lengths ``[B, S, n_edges]`` are
     not all in [0, inf): a negative length makes "probabilities" outside [0, 1] whose
     products can still look like a likelihood."""
-    valid = ((lengths >= 0) & (lengths < math.inf)).all(-1)
-    if bool(valid.all()):
+    low, high = torch.aminmax(lengths.detach())  # NaN propagates; one sync on the fast path
+    if float(low) >= 0 and float(high) < math.inf:
         return value
+    valid = ((lengths >= 0) & (lengths < math.inf)).all(-1)
     valid = valid.reshape(valid.shape + (1,) * (value.dim() - valid.dim()))
     return torch.where(valid, value, torch.full((), -math.inf, dtype=value.dtype,
                                                 device=value.device))
