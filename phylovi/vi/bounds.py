@@ -48,10 +48,13 @@ def bound_loss(q: Distribution, log_joint: Callable[[torch.Tensor], torch.Tensor
         raise ConfigError("the leave-one-out baseline needs at least 2 particles")
     draws = q.sample((n_particles,))
     log_q = q.log_prob(draws)
+    # The draws carry no gradient, so log p(y, b) differentiates only the free model
+    # parameters (kappa, rates, ...), whose ELBO gradient is E_q[d log p(y, b) / d phi].
+    joint = log_joint(draws)
     with torch.no_grad():
-        f = log_joint(draws) - log_q
+        f = joint - log_q
         baseline = (f.sum() - f) / (n_particles - 1)
-    surrogate = ((f - baseline) * log_q).mean()
+    surrogate = ((f - baseline) * log_q).mean() + joint.mean()
     return -surrogate, float(f.mean())
 
 
