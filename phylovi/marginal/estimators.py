@@ -21,7 +21,7 @@ import torch
 from torch.distributions import Gamma, Independent, Normal
 
 from phylovi.errors import PhyloviError
-from phylovi.marginal.laplus import laplus_densities, laplus_log_marginal
+from phylovi.marginal.laplus import BranchProfile, laplus_densities, laplus_log_marginal
 from phylovi.marginal.mcmc import effective_sample_size
 from phylovi.marginal.optimize import diagonal_hessian, gradient, maximize
 from phylovi.marginal.posterior import Posterior
@@ -131,6 +131,7 @@ def _laplus(family):
 def glis(posterior, generator, settings, cache):
     """Importance sampling from the gamma Laplus product (10,000 draws by default)."""
     _, _, densities = _laplus_fit(posterior, cache, "gamma")
+    densities = [d.proposal if isinstance(d, BranchProfile) else d for d in densities]
     shapes = torch.tensor([d.args[0] for d in densities], dtype=posterior.dtype)
     rates = torch.tensor([1 / d.kwds["scale"] for d in densities], dtype=posterior.dtype)
     proposal = Independent(Gamma(shapes, rates), 1)
