@@ -51,8 +51,8 @@ def laplus_densities(posterior: Posterior, theta: torch.Tensor, first: torch.Ten
                 density = scipy.stats.gamma(rate * t + 1, scale=1 / rate)
                 if density.var() > 0.1 and t < 1e-4:
                     density = _profile_gamma(posterior, theta, i, rate, keep_mode=True)
-            elif d1 < 0 and _shape_at_zero(posterior, theta, i) < 1 - 1e-3:
-                density = BranchProfile(posterior, theta, i)
+            elif d1 < 0 and (shape := _shape_at_zero(posterior, theta, i)) < 1 - 1e-3:
+                density = BranchProfile(posterior, theta, i, shape)
             elif d1 < 0:
                 # A collapsed branch: the exponential with the profile's slope at zero.
                 density = scipy.stats.gamma(1.0, scale=1 / -d1)
@@ -78,11 +78,17 @@ def _shape_at_zero(posterior: Posterior, theta: torch.Tensor, i: int) -> float:
     """The k of the posterior's θ^(k-1) behaviour as branch ``i`` goes to 0 (the others at
     ``theta``): 1 + the log-posterior's slope in log θ there, where the likelihood is flat
     and only the prior bends it (k = 1 for an exponential prior, its shape for a gamma)."""
-    points = theta.detach().repeat(2, 1)
-    points[:, i] = torch.tensor([1e-30, 1e-20], dtype=points.dtype)
-    with torch.no_grad():
-        low, high = posterior.log_joint(points).tolist()
+    low, high = _along_branch(posterior, theta, i, np.array([1e-30, 1e-20]))
     return 1 + (high - low) / math.log(1e10)
+
+
+def _along_branch(posterior: Posterior, theta: torch.Tensor, i: int,
+                  lengths: np.ndarray) -> np.ndarray:
+    """log p(y, θ) with branch ``i`` at each of ``lengths`` and the others at ``theta``."""
+    points = theta.detach().repeat(len(lengths), 1)
+    points[:, i] = torch.as_tensor(lengths, dtype=points.dtype)
+    with torch.no_grad():
+        return posterior.log_joint(points).double().numpy()
 
 
 class BranchProfile:
@@ -91,16 +97,14 @@ class BranchProfile:
 
     ``logpdf`` is the normalised profile (so the candidate's formula counts this branch
     exactly, given the others); ``proposal`` is a gamma with the profile's mean, its
-    shape the smaller of the moment match and the profile's own at zero, so that
-    importance weights stay bounded there.
+    shape the smaller of the moment match and ``shape_at_zero`` (the profile's own,
+    :func:`_shape_at_zero`), so that importance weights stay bounded there.
     """
 
-    def __init__(self, posterior: Posterior, theta: torch.Tensor, i: int, n_points: int = 2000):
+    def __init__(self, posterior: Posterior, theta: torch.Tensor, i: int, shape_at_zero: float,
+                 n_points: int = 2000):
         self.log_lengths = np.linspace(math.log(1e-40), math.log(10.0), n_points)
-        points = theta.detach().repeat(n_points, 1)
-        points[:, i] = torch.as_tensor(np.exp(self.log_lengths), dtype=points.dtype)
-        with torch.no_grad():
-            self.profile = posterior.log_joint(points).double().numpy()
+        self.profile = _along_branch(posterior, theta, i, np.exp(self.log_lengths))
         integrand = self.profile + self.log_lengths  # over log θ
         step = self.log_lengths[1] - self.log_lengths[0]
         self.log_normaliser = float(scipy.special.logsumexp(integrand) + math.log(step))
@@ -109,7 +113,7 @@ class BranchProfile:
         lengths = np.exp(self.log_lengths)
         mean = float(weights @ lengths)
         variance = float(weights @ (lengths - mean) ** 2)
-        shape = min(mean * mean / variance, _shape_at_zero(posterior, theta, i))
+        shape = min(mean * mean / variance, shape_at_zero)
         self.proposal = scipy.stats.gamma(shape, scale=mean / shape)
 
     def logpdf(self, length: float) -> float:
@@ -130,10 +134,7 @@ def _profile_gamma(posterior: Posterior, theta: torch.Tensor, i: int, rate: floa
     """
     t = max(float(theta[i]), 1e-8)
     grid = np.geomspace(t, 0.5, 10)
-    points = theta.detach().repeat(10, 1)
-    points[:, i] = torch.as_tensor(grid, dtype=points.dtype)
-    with torch.no_grad():
-        profile = posterior.log_joint(points).numpy()
+    profile = _along_branch(posterior, theta, i, grid)
     profile = profile - profile.max()
 
     def make(shape: float):
