@@ -112,7 +112,7 @@ def run(args) -> int:
         raise
     if not args.quiet:
         state = "converged" if result.converged else "stopped at --steps"
-        print(f"{result.method}: {state} after {result.steps} steps, ELBO {result.elbo:.3f}; "
+        print(f"{result.method}: {state} after {result.steps} steps, {result.bound.upper()} {result.elbo:.3f}; "
               f"log p(y) = {result.value:.3f} ± {result.std_error:.3f} "
               f"({settings.is_samples} draws); {result.wall_seconds:.1f} s; wrote {args.output}/")
     elif not math.isfinite(record["log_marginal_likelihood"]):

@@ -64,7 +64,9 @@ class VIResult:
     """The fitted posterior's summary (an estimator result, see DESIGN.md).
 
     Attributes:
-        elbo: mean bound over the last window of steps.
+        elbo: mean over the last window of steps of the bound the run maximised:
+            the ELBO, or the K-sample (IWAE) bound when ``bound`` is ``"iwae"``.
+        bound: ``"elbo"`` or ``"iwae"``.
         value, std_error: importance-sampling estimate of log p(y | topology)
             from ``is_samples`` draws of q, and its standard error.
         n_likelihood_evals: tree-likelihood evaluations, fitting and estimate.
@@ -87,6 +89,7 @@ class VIResult:
     trace: list[tuple[int, float, float]] = field(default_factory=list)
     branches: dict[str, list[float]] = field(default_factory=dict)
     model_parameters: dict[str, list[float]] = field(default_factory=dict)
+    bound: str = "elbo"
 
 
 class BranchLengthVI:
@@ -198,7 +201,7 @@ class BranchLengthVI:
             n_likelihood_evals=self.n_likelihood_evals, wall_seconds=self.seconds,
             method=f"vi-{settings.family}-{settings.bound}-{settings.estimator}",
             steps=self.step, converged=self.converged, trace=list(self.trace),
-            branches=self.q.summary(), model_parameters=self.free.values())
+            branches=self.q.summary(), model_parameters=self.free.values(), bound=settings.bound)
 
     def _diverged(self, what: str) -> InferenceError:
         if self.step == 0:

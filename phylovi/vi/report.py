@@ -12,7 +12,10 @@ from phylovi.vi.branch_lengths import VIResult
 
 
 def write_outputs(folder: str, result: VIResult, topology: Topology, inputs: dict) -> dict:
-    """Write summary.json, posterior_mean.nwk, elbo.csv and elbo.png; return the summary."""
+    """Write summary.json, posterior_mean.nwk, elbo.csv and elbo.png; return the summary.
+
+    The summary names the bound the run maximised (``bound``) and gives its final value
+    under that name: ``elbo``, or ``iwae`` for the K-sample bound."""
     means = [m if math.isfinite(m) else med
              for m, med in zip(result.branches["mean"], result.branches["median"])]
     branches = []
@@ -23,7 +26,8 @@ def write_outputs(folder: str, result: VIResult, topology: Topology, inputs: dic
     record = {
         **inputs,
         "method": result.method,
-        "elbo": result.elbo,
+        "bound": result.bound,
+        result.bound: result.elbo,  # "elbo", or "iwae" for the K-sample bound
         "log_marginal_likelihood": result.value,
         "log_marginal_likelihood_se": result.std_error,
         "steps": result.steps,

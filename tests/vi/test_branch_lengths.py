@@ -140,6 +140,7 @@ def test_outputs_are_written(tmp_path, capsys):
     assert code == 0 and "log p(y)" in stdout
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["branches"]) == 37 and summary["method"] == "vi-lognormal-elbo-pathwise"
+    assert summary["bound"] == "elbo" and summary["elbo"] < summary["log_marginal_likelihood"]
     for branch in summary["branches"]:
         assert branch["lower_95"] < branch["median"] < branch["upper_95"]
     tree = read_tree(str(out / "posterior_mean.nwk"))
@@ -147,6 +148,20 @@ def test_outputs_are_written(tmp_path, capsys):
     lines = (out / "elbo.csv").read_text().splitlines()
     assert lines[0] == "step,bound,seconds" and len(lines) == summary["steps"] + 1
     assert (out / "elbo.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_iwae_run_reports_its_bound_under_its_own_name(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run_vi(["vi", EXAMPLE / "example.fasta", EXAMPLE / "example.nwk",
+                              "--bound", "iwae", "-k", 8, "--steps", 300, "--is-samples", 2000,
+                              "--seed", 2, "-o", out], capsys)
+    assert code == 0 and "IWAE" in stdout and "ELBO" not in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["bound"] == "iwae" and "elbo" not in summary
+    # a lower bound on log p(y), within its noise of the importance-sampling estimate
+    assert summary["iwae"] < summary["log_marginal_likelihood"] + 4 * summary[
+        "log_marginal_likelihood_se"]
+    assert summary["iwae"] > summary["log_marginal_likelihood"] - 5
 
 
 @pytest.mark.parametrize("argv,fragment", [
