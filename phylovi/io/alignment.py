@@ -43,7 +43,10 @@ _EXTENSIONS = {
 _TITLES = {"fasta": "FASTA", "nexus": "NEXUS", "phylip": "PHYLIP"}
 # re.ASCII keeps IGNORECASE from letting e.g. the Kelvin sign pass as "K".
 _OUTSIDE_ALPHABET = re.compile(f"[^{re.escape(DNA_CHARACTERS)}]", re.IGNORECASE | re.ASCII)
-_PHYLIP_HEADER = re.compile(r"\s*(\d+)\s+(\d+)\s*")
+# PHYLIP 3 allowed option letters after the counts: I (interleaved) and S (sequential)
+# only describe the layout, which the reader finds out anyway; others announce extra
+# lines (weights, categories, ...) that are not sequences.
+_PHYLIP_HEADER = re.compile(r"\s*(\d+)\s+(\d+)\s*(?:\s([A-Za-z]+)\s*)?")
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,8 @@ def read_alignment(path: str | os.PathLike, format: str | None = None) -> Alignm
 
     Args:
         path: a FASTA, NEXUS or PHYLIP (strict or relaxed names, interleaved
-            or sequential) file, UTF-8 encoded.
+            or sequential, PHYLIP 3's ``I`` or ``S`` after the counts allowed) file,
+            UTF-8 encoded.
         format: one of :data:`FORMATS`; by default the format is told from the
             content (``>``, ``#NEXUS`` or a line of two integers), else from
             the extension.
@@ -325,6 +329,11 @@ def _parse_phylip(text: str, path: str | None) -> list[tuple[str, str]]:
         raise AlignmentError("the first line of a PHYLIP file must be two integers, "
                              "the numbers of taxa and sites", path=path)
     declared = (int(header[1]), int(header[2]))
+    options = (header[3] or "").upper()
+    if options.strip("IS"):
+        raise AlignmentError(f"PHYLIP header option {options!r} is not supported (only I and S, "
+                             "which describe the layout)", path=path,
+                             line=text.count("\n", 0, len(text) - len(body)) + 1)
     n_lines = sum(1 for line in body.split("\n")[1:] if line.strip())
     if not 0 < declared[0] <= n_lines:
         # Biopython loops forever on 0 taxa, and for ages on more taxa than lines.
@@ -333,7 +342,8 @@ def _parse_phylip(text: str, path: str | None) -> list[tuple[str, str]]:
     # Biopython takes a blank line after the header, or between the rows of a file of
     # one row per taxon, for an empty row; IQ-TREE and RAxML skip it. (Between the
     # blocks of an interleaved file a blank line is layout, which Biopython knows.)
-    first, _, rest = body.partition("\n")
+    _, _, rest = body.partition("\n")
+    first = f"{declared[0]} {declared[1]}"  # without the option letters Biopython refuses
     if n_lines == declared[0]:
         rest = "\n".join(line for line in rest.split("\n") if line.strip())
     readable = first + "\n" + _LEADING_BLANK_LINES.sub("", rest)

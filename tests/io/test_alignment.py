@@ -137,6 +137,21 @@ def test_read_alignment_phylip_strict_cuts_names_at_ten_characters(tmp_path):
     assert alignment.sequences == SEQUENCES
 
 
+@pytest.mark.parametrize("content", [
+    PHYLIP_RELAXED_INTERLEAVED.replace(" 3 16", " 3 16 I"),
+    PHYLIP_RELAXED_SEQUENTIAL.replace("3 16", "3 16 s"),
+], ids=["interleaved", "sequential"])
+def test_read_alignment_phylip_layout_options_in_the_header_are_read(tmp_path, content):
+    # PHYLIP 3 programs wrote "I" or "S" after the counts; the content, not the name, says PHYLIP
+    assert read_alignment(write(tmp_path, "a.txt", content)).sequences == SEQUENCES
+
+
+def test_read_alignment_phylip_other_header_options_are_named(tmp_path):
+    path = write(tmp_path, "a.phy", "\n" + PHYLIP_RELAXED.replace("3 16", "3 16 W"))
+    with pytest.raises(AlignmentError, match=r"a.phy:2: PHYLIP header option 'W'"):
+        read_alignment(path)
+
+
 def test_read_alignment_windows_line_endings_read_like_unix(tmp_path):
     path = write(tmp_path, "a.fasta", b"\xef\xbb\xbf" + FASTA.replace("\n", "\r\n").encode())
     assert read_alignment(path).sequences == SEQUENCES
