@@ -1531,8 +1531,10 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                         for (int p = 0; p < n && any; p++) {
                             const real m = sc[p];
                             if (m < low && m > 0) {
+                                /* the scales' product, moved into the log sum before it
+                                 * underflows: prod and m apart, as prod * m may be 0 */
                                 double v = prod[p] * (double)m;
-                                if (v < 1e-250) { lsum[p] += log(v); v = 1.0; }
+                                if (v < 1e-250) { lsum[p] += log(prod[p]) + log((double)m); v = 1.0; }
                                 prod[p] = v;
                                 sc[p] = (real)1 / m;
                             } else {

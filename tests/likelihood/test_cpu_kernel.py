@@ -199,6 +199,32 @@ def test_float32_rescales_every_pattern_that_needs_it(random_half):
                                atol=0)
 
 
+@needs_compiler
+def test_float64_site_log_likelihoods_far_below_exp_minus_700_stay_finite(monkeypatch):
+    """A pattern's scales are multiplied into one number until that nears 1e-250 and is
+    moved into a sum of logs; a node whose scale was far below 1e-100 once took that
+    product to 0 first, so a site below about -1,000 nats could be -inf. Here, one
+    all-C site on a balanced 128-taxon tree with C rare: each 64-taxon half rescales by
+    about 1e-190 at once."""
+    taxa = TaxonOrder([f"t{i}" for i in range(128)])
+
+    def balanced(low, high):
+        return low if high - low == 1 else (balanced(low, (low + high) // 2),
+                                            balanced((low + high) // 2, high))
+
+    topology = Topology.from_nested(taxa, balanced(0, 128))
+    patterns = SitePatterns(taxa, np.full((128, 1), 2, np.uint8), np.ones(1), np.zeros(1, int))
+    model = parse_model("F81+F{0.001,0.001,0.001,0.997}", patterns)
+    lengths = torch.full((topology.n_edges,), 0.5, dtype=torch.float64)
+    values = {}
+    for kernel in ("c", "torch"):
+        if kernel == "torch":
+            monkeypatch.setenv("PHYLOVI_KERNEL", "torch")
+        values[kernel] = TreeLikelihood(patterns, model).log_likelihood(topology, lengths)
+    assert float(values["torch"]) < -700
+    torch.testing.assert_close(values["c"], values["torch"], rtol=1e-11, atol=0)
+
+
 @pytest.mark.parametrize("model_string, requires_grad, expected", [
     ("JC", False, True), ("F81+G4", False, True), ("GTR{1,1,1,1,1}", False, True),
     ("HKY{1}", False, True), ("K2P{1.5}", False, False), ("GTR{1,2,1,1,1}", False, False),
