@@ -46,6 +46,25 @@ def test_loglik_json_record_with_estimated_parameters(small, capsys):
     assert record["log_likelihood"] >= json.loads(fixed_out)["log_likelihood"] - 1e-9
 
 
+def test_loglik_in_float32_keeps_a_large_total_to_a_tenth_of_a_nat(tmp_path, capsys):
+    # 600,000 random sites: lnL near -3.3e6, where float32 numbers are 0.25 apart; the
+    # sites' float32 values are summed in float64.
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    rows = ["".join(rng.choice(list("ACGT"), 600_000)) for _ in range(4)]
+    (tmp_path / "aln.fasta").write_text("".join(f">{n}\n{r}\n" for n, r in zip("abcd", rows)))
+    (tmp_path / "tree.nwk").write_text("((a:0.5,b:0.6):0.4,c:0.7,d:0.8);")
+    values = {}
+    for dtype in ("float64", "float32"):
+        code, out, _ = run(["loglik", tmp_path / "aln.fasta", tmp_path / "tree.nwk", "-m", "JC",
+                            "--dtype", dtype, "--json"], capsys)
+        assert code == 0
+        values[dtype] = json.loads(out)["log_likelihood"]
+    assert abs(float(np.float32(values["float64"])) - values["float64"]) > 0.1  # float32's rounding
+    assert abs(values["float32"] - values["float64"]) < 0.02
+
+
 @pytest.mark.parametrize("model", ["JC", "GTR{1,2,3,4,5}+F{0.1,0.2,0.3,0.4}+G4{0.5}"])
 def test_loglik_is_minus_infinity_where_zero_branches_join_different_sequences(tmp_path, capsys,
                                                                               model):
