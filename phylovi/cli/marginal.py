@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 from phylovi.cli._common import HelpFormatter, add_common, setup
@@ -94,10 +95,12 @@ def run(args) -> int:
                              "log_marginal_likelihood": result.value,
                              "std_error": result.std_error,
                              "likelihood_evals": result.evals_alone,
-                             "seconds": round(result.seconds_alone, 3)})
+                             "seconds": round(result.seconds_alone, 3),
+                             **result.diagnostics})
             if not args.quiet:
                 print(f"topology {index}/{len(topologies)}, replicate {replicate} done",
                       file=sys.stderr)
+    _warn_about_heavy_tails(rows)
     record = {"estimates": rows}
     if len(topologies) > 1:
         record["scores"] = _scores(rows, methods, args.replicates, topologies, reference,
@@ -113,6 +116,22 @@ def run(args) -> int:
         columns += ["kl", "split_rmsd"] if reference is not None else []
         _print_table(record["scores"], columns + ["seconds_per_tree"])
     return 0
+
+
+def _warn_about_heavy_tails(rows: list[dict]) -> None:
+    """One line per importance-sampling method whose weights' Pareto k is above its
+    threshold in some rows: there the estimate and its standard error are unreliable."""
+    flagged: dict[str, list[dict]] = {}
+    for row in rows:
+        if row.get("pareto_k", -math.inf) > row.get("pareto_k_threshold", math.inf):
+            flagged.setdefault(row["method"], []).append(row)
+    for method, bad in flagged.items():
+        of = sum(1 for row in rows if row["method"] == method)
+        worst = max(row["pareto_k"] for row in bad)
+        print(f"phylovi: warning: {method}: the importance weights' Pareto k is above "
+              f"{bad[0]['pareto_k_threshold']:.2f} in {len(bad)} of {of} estimates (up to "
+              f"{worst:.2f}): there the estimate and its standard error are unreliable",
+              file=sys.stderr)
 
 
 def _scores(rows, methods, replicates, topologies, reference, normalised, kl_and_split_rmsd):

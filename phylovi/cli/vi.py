@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 from phylovi.cli._common import HelpFormatter, add_common, setup
 from phylovi.cli.loglik import MODEL_HELP
@@ -67,6 +68,7 @@ def run(args) -> int:
     from phylovi.likelihood.model_string import parse_model
     from phylovi.likelihood.patterns import compress_patterns
     from phylovi.likelihood.tree_likelihood import TreeLikelihood
+    from phylovi.vi.bounds import pareto_k_threshold
     from phylovi.vi.branch_lengths import BranchLengthVI, VISettings
     from phylovi.vi.report import write_outputs
 
@@ -112,9 +114,14 @@ def run(args) -> int:
         raise
     if not args.quiet:
         state = "converged" if result.converged else "stopped at --steps"
-        print(f"{result.method}: {state} after {result.steps} steps, {result.bound.upper()} {result.elbo:.3f}; "
+        print(f"{result.method}: {state} after {result.steps} steps, "
+              f"{result.bound.upper()} {result.elbo:.3f}; "
               f"log p(y) = {result.value:.3f} ± {result.std_error:.3f} "
               f"({settings.is_samples} draws); {result.wall_seconds:.1f} s; wrote {args.output}/")
-    elif not math.isfinite(record["log_marginal_likelihood"]):
-        print("phylovi: warning: the importance-sampling estimate is not finite")
+    if not math.isfinite(record["log_marginal_likelihood"]):
+        print("phylovi: warning: the importance-sampling estimate is not finite", file=sys.stderr)
+    elif result.pareto_k > pareto_k_threshold(settings.is_samples):
+        print(f"phylovi: warning: the importance weights' Pareto k is {result.pareto_k:.2f} (above "
+              f"{pareto_k_threshold(settings.is_samples):.2f}): q's tails are too light for "
+              "the estimate of log p(y) and its standard error to be trusted", file=sys.stderr)
     return 0

@@ -74,14 +74,14 @@ def estimate_many(posterior: Posterior | Sequence[Posterior], methods: Sequence[
         function = ESTIMATORS[method][0]
         done_before, shared.used = shared.computed(), set()
         evals_before, started = posterior.n_likelihood_evals, time.perf_counter()
-        value, std_error = function(posterior, generator, chosen[method], shared)
+        value, std_error, *diagnostics = function(posterior, generator, chosen[method], shared)
         seconds = time.perf_counter() - started
         evals = posterior.n_likelihood_evals - evals_before
         reused_seconds, reused_evals = shared.cost_of_reused(done_before)
         results[method] = MarginalResult(
             value=value, std_error=std_error, n_likelihood_evals=evals, wall_seconds=seconds,
             method=method, settings=chosen[method], seconds_alone=seconds + reused_seconds,
-            evals_alone=evals + reused_evals)
+            evals_alone=evals + reused_evals, diagnostics=diagnostics[0] if diagnostics else {})
     return results
 
 

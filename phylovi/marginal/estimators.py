@@ -1,7 +1,8 @@
 """The marginal-likelihood estimators of Fourment et al. (2020), each selectable by name.
 
 Every estimator is a function ``(posterior, generator, settings, shared) ->
-(value, std_error)`` registered in :data:`ESTIMATORS` with its default
+(value, std_error)``, or ``(value, std_error, diagnostics)`` (a dict, e.g. the
+importance weights' ``pareto_k``), registered in :data:`ESTIMATORS` with its default
 settings; ``shared`` (:class:`SharedWork`) holds the draws and fits that
 several methods reuse;
 :func:`phylovi.marginal.estimate` runs one and wraps the answer in a
@@ -27,6 +28,7 @@ from phylovi.marginal.optimize import diagonal_hessian, gradient, maximize
 from phylovi.marginal.posterior import Posterior
 from phylovi.marginal.power_posterior import (ChainSamples, run_chains, run_independent_chains,
                                              run_reference_chains)
+from phylovi.vi.bounds import log_mean_exp_with_error, pareto_k_threshold
 
 # SS, PS and MPS: after 200 HMC iterations (adaptation, then draws that give a first
 # fit) and 1,000 iterations in which each temperature's chain proposes from gammas
@@ -149,14 +151,17 @@ def _importance_sampling(posterior, proposal, n_samples, generator, batch=1000):
     return _log_mean_exp_with_error(torch.cat(log_w))
 
 
-def _log_mean_exp_with_error(log_w: torch.Tensor) -> tuple[float, float | None]:
-    """log mean exp(log_w) and its delta-method standard error (None from one draw)."""
-    top = log_w.max()
-    w = torch.exp(log_w - top)
-    value = float(top + w.mean().log())
-    if len(w) < 2:
-        return value, None
-    return value, float(w.std() / (math.sqrt(len(w)) * w.mean()))
+def _log_mean_exp_with_error(log_w: torch.Tensor):
+    """log mean exp(log_w), its delta-method standard error (None from one draw) and the
+    weights' Pareto k (see :func:`phylovi.vi.bounds.pareto_k`)."""
+    value, std_error, tail = log_mean_exp_with_error(log_w)
+    return value, std_error if math.isfinite(std_error) else None, _tail(tail, len(log_w))
+
+
+def _tail(pareto_k: float, n_samples: int) -> dict:
+    """The diagnostics of importance weights: their Pareto k, and the largest k at which
+    ``n_samples`` of them give a usable estimate."""
+    return {"pareto_k": pareto_k, "pareto_k_threshold": pareto_k_threshold(n_samples)}
 
 
 def _vi(posterior, settings, generator, cache):
@@ -179,7 +184,7 @@ def _vi(posterior, settings, generator, cache):
 def vbis(posterior, generator, settings, cache):
     """Importance sampling (10,000 draws) from a mean-field log-normal VI fit."""
     result = _vi(posterior, settings, generator, cache)
-    return result.value, result.std_error
+    return result.value, result.std_error, _tail(result.pareto_k, settings["n_samples"])
 
 
 def elbo(posterior, generator, settings, cache):
@@ -327,8 +332,8 @@ def _posterior_log_likelihoods(posterior, generator, settings, cache) -> torch.T
 def hm(posterior, generator, settings, cache):
     """Harmonic mean: -log mean exp(-ℓ) over posterior draws (known to be biased upwards)."""
     log_like = _posterior_log_likelihoods(posterior, generator, settings, cache)
-    value, _ = _log_mean_exp_with_error(-log_like)
-    return -value, None
+    value, _, tail = log_mean_exp_with_error(-log_like)
+    return -value, None, _tail(tail, len(log_like))  # the weights 1 / likelihood
 
 
 def shm(posterior, generator, settings, cache):

@@ -20,6 +20,9 @@ class MarginalResult:
         settings: the settings it ran with.
         seconds_alone, evals_alone: time and evaluations the method needs on its own
             (its share plus the shared work it reused, e.g. the posterior draws of bridge).
+        diagnostics: method-specific checks, e.g. ``pareto_k`` for the importance-sampling
+            estimators (nmc, glis, vbis, hm): the shape of the weights' tail, see
+            :func:`phylovi.vi.bounds.pareto_k`.
     """
 
     value: float
@@ -30,3 +33,4 @@ class MarginalResult:
     settings: dict = field(default_factory=dict)
     seconds_alone: float = 0.0
     evals_alone: int = 0
+    diagnostics: dict = field(default_factory=dict)

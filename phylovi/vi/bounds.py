@@ -59,8 +59,9 @@ def bound_loss(q: Distribution, log_joint: Callable[[torch.Tensor], torch.Tensor
 
 
 def importance_sampling(q: Distribution, log_joint: Callable[[torch.Tensor], torch.Tensor],
-                        n_samples: int, batch: int = 1000) -> tuple[float, float]:
-    """log p(y) estimated as ``log mean w`` over ``n_samples`` draws of q, and its standard error.
+                        n_samples: int, batch: int = 1000) -> tuple[float, float, float]:
+    """log p(y) estimated as ``log mean w`` over ``n_samples`` draws of q, its standard
+    error, and the weights' :func:`pareto_k`.
 
     The standard error is the delta-method one, ``sd(w) / (sqrt(n) mean(w))``.
     """
@@ -69,9 +70,49 @@ def importance_sampling(q: Distribution, log_joint: Callable[[torch.Tensor], tor
         for start in range(0, n_samples, batch):
             draws = q.sample((min(batch, n_samples - start),))
             log_w.append(log_joint(draws) - q.log_prob(draws))
-    log_w = torch.cat(log_w).double()
+    return log_mean_exp_with_error(torch.cat(log_w).double())
+
+
+def log_mean_exp_with_error(log_w: torch.Tensor) -> tuple[float, float, float]:
+    """``log mean exp(log_w)``, its delta-method standard error (inf from one draw) and
+    the weights' :func:`pareto_k`."""
     top = log_w.max()
     w = torch.exp(log_w - top)
     estimate = float(top + torch.log(w.mean()))
-    std_error = float(w.std() / (math.sqrt(n_samples) * w.mean())) if n_samples > 1 else math.inf
-    return estimate, std_error
+    if len(w) < 2:
+        return estimate, math.inf, math.nan
+    return estimate, float(w.std() / (math.sqrt(len(w)) * w.mean())), pareto_k(log_w)
+
+
+def pareto_k(log_w: torch.Tensor) -> float:
+    """The shape k of a generalised Pareto fitted to the largest importance weights
+    (Vehtari, Simpson, Gelman, Yao and Gabry 2024, "Pareto smoothed importance sampling").
+
+    The tail is the largest ``min(n / 5, 3 sqrt(n))`` weights, as theirs, fitted by
+    maximum likelihood (scipy's ``genpareto``) to their excess over the next weight.
+    The weights have finite variance only for k < 1/2, and above
+    :func:`pareto_k_threshold` the estimate (and its standard error, which assumes a
+    finite variance) cannot be trusted at this sample size. NaN when there are too
+    few weights to fit (under 50), -inf when the largest are all equal.
+    """
+    from scipy.stats import genpareto
+
+    log_w = log_w.detach().double().flatten()
+    log_w = log_w[torch.isfinite(log_w)]
+    n = len(log_w)
+    tail = int(min(n / 5, 3 * math.sqrt(n)))
+    if n < 50 or tail < 5:
+        return math.nan
+    largest = torch.topk(log_w, tail + 1).values  # descending
+    scaled = torch.exp(largest - largest[0]).numpy()  # the largest weight is 1
+    excess = scaled[:-1] - scaled[-1]
+    if not excess.max() > 0:  # the largest weights are equal: as light a tail as can be
+        return -math.inf
+    shape, _, _ = genpareto.fit(excess / excess.max(), floc=0)
+    return float(shape)
+
+
+def pareto_k_threshold(n_samples: int) -> float:
+    """The largest :func:`pareto_k` at which ``n_samples`` importance weights give a
+    usable estimate, ``min(1 - 1 / log10(n), 0.7)`` (Vehtari et al. 2024)."""
+    return min(1 - 1 / math.log10(max(n_samples, 11)), 0.7)

@@ -67,6 +67,8 @@ class VIResult:
         elbo: mean over the last window of steps of the bound the run maximised:
             the ELBO, or the K-sample (IWAE) bound when ``bound`` is ``"iwae"``.
         bound: ``"elbo"`` or ``"iwae"``.
+        pareto_k: the importance weights' tail shape (:func:`~phylovi.vi.bounds.pareto_k`):
+            above :func:`~phylovi.vi.bounds.pareto_k_threshold` the estimate is unreliable.
         value, std_error: importance-sampling estimate of log p(y | topology)
             from ``is_samples`` draws of q, and its standard error.
         n_likelihood_evals: tree-likelihood evaluations, fitting and estimate.
@@ -90,6 +92,7 @@ class VIResult:
     branches: dict[str, list[float]] = field(default_factory=dict)
     model_parameters: dict[str, list[float]] = field(default_factory=dict)
     bound: str = "elbo"
+    pareto_k: float = math.nan
 
 
 class BranchLengthVI:
@@ -191,7 +194,8 @@ class BranchLengthVI:
         self.free.detach()
         q = self.q.distribution()
         with torch.no_grad():
-            log_marginal, std_error = importance_sampling(q, self.log_joint, settings.is_samples)
+            log_marginal, std_error, tail = importance_sampling(q, self.log_joint,
+                                                                settings.is_samples)
         self.seconds = time.perf_counter() - started
         if checkpoint is not None:
             self.save_checkpoint(checkpoint)
@@ -201,7 +205,8 @@ class BranchLengthVI:
             n_likelihood_evals=self.n_likelihood_evals, wall_seconds=self.seconds,
             method=f"vi-{settings.family}-{settings.bound}-{settings.estimator}",
             steps=self.step, converged=self.converged, trace=list(self.trace),
-            branches=self.q.summary(), model_parameters=self.free.values(), bound=settings.bound)
+            branches=self.q.summary(), model_parameters=self.free.values(), bound=settings.bound,
+            pareto_k=tail)
 
     def _diverged(self, what: str) -> InferenceError:
         if self.step == 0:

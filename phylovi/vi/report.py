@@ -30,6 +30,7 @@ def write_outputs(folder: str, result: VIResult, topology: Topology, inputs: dic
         result.bound: result.elbo,  # "elbo", or "iwae" for the K-sample bound
         "log_marginal_likelihood": result.value,
         "log_marginal_likelihood_se": result.std_error,
+        "pareto_k": result.pareto_k,
         "steps": result.steps,
         "converged": result.converged,
         "n_likelihood_evals": result.n_likelihood_evals,

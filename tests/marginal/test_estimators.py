@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -284,6 +285,21 @@ def test_cli_bad_settings_fail_cleanly(argv, fragment, problem, capsys):
     code = main(["marginal", str(folder / "aln.fasta"), str(folder / "tree.nwk"), *argv])
     err = capsys.readouterr().err
     assert code == 2 and fragment in err and err.count("\n") == 1
+
+
+def test_cli_warns_when_importance_weights_have_a_heavy_tail(problem, capsys):
+    # Naive Monte Carlo draws from the prior, about 10 nats of information away from the
+    # posterior here: a few draws carry all the weight. GLIS's proposal fits the posterior.
+    _, folder = problem
+    code = main(["marginal", str(folder / "aln.fasta"), str(folder / "tree.nwk"), "--method",
+                 "nmc", "--method", "glis", "--json", "-q", "--seed", "3"])
+    captured = capsys.readouterr()
+    rows = {row["method"]: row for row in json.loads(captured.out)["estimates"]}
+    assert code == 0
+    assert rows["nmc"]["pareto_k"] > rows["nmc"]["pareto_k_threshold"] == pytest.approx(0.7)
+    assert rows["glis"]["pareto_k"] < rows["glis"]["pareto_k_threshold"]
+    assert captured.err.count("\n") == 1 and "warning: nmc: the importance weights' Pareto k" in (
+        captured.err)
 
 
 def test_cli_takes_the_tree_after_the_options_too(problem, capsys):

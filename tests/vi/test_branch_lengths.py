@@ -17,7 +17,7 @@ from phylovi.likelihood.model_string import parse_model
 from phylovi.likelihood.patterns import compress_patterns
 from phylovi.likelihood.tree_likelihood import TreeLikelihood
 from phylovi.vi import FAMILIES
-from phylovi.vi.bounds import bound_loss, importance_sampling
+from phylovi.vi.bounds import bound_loss, importance_sampling, pareto_k, pareto_k_threshold
 from phylovi.vi.branch_lengths import BranchLengthVI, VISettings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "data"
@@ -71,8 +71,30 @@ def test_importance_sampling_is_exact_when_q_is_the_posterior():
     # Prior Exp(1) and a "likelihood" that is constant: the posterior is the
     # prior, so with q = prior every weight is p(y) = exp(c) exactly.
     q = parse_prior("exp(1)", 3)
-    value, std_error = importance_sampling(q, lambda b: q.log_prob(b) + 2.5, 5000)
+    value, std_error, tail = importance_sampling(q, lambda b: q.log_prob(b) + 2.5, 5000)
     assert value == pytest.approx(2.5, abs=1e-12) and std_error == pytest.approx(0.0, abs=1e-12)
+    assert tail == -math.inf  # equal weights: no tail at all
+
+
+@pytest.mark.parametrize("shape", [0.3, 0.7, 1.2])
+def test_pareto_k_recovers_the_shape_of_pareto_weights(shape):
+    # w = U^-k for U uniform on (0, 1) has P(w > t) = t^(-1/k): a Pareto tail of shape k
+    generator = torch.Generator().manual_seed(3)
+    estimates = [pareto_k(-shape * torch.rand(10000, dtype=torch.float64,
+                                              generator=generator).log()) for _ in range(4)]
+    assert abs(sum(estimates) / 4 - shape) < 0.1, estimates
+
+
+def test_pareto_k_tells_a_too_narrow_proposal_from_a_wide_one():
+    # Target N(0, 1) from N(0, sigma^2): for sigma < 1 the weights' tail has k = 1 - sigma^2
+    # (0.75 at sigma = 0.5, approached slowly, through a log factor); for sigma > 1 the
+    # weights are bounded.
+    generator = torch.Generator().manual_seed(4)
+    for sigma, low, high in ((0.5, 0.55, 1.0), (1.5, -math.inf, 0.0)):
+        x = sigma * torch.randn(20000, dtype=torch.float64, generator=generator)
+        assert low < pareto_k(x**2 / (2 * sigma**2) - x**2 / 2) < high
+    assert pareto_k_threshold(10000) == pytest.approx(0.7)
+    assert pareto_k_threshold(1000) == pytest.approx(2 / 3)
 
 
 @pytest.mark.parametrize("estimator", ["pathwise", "score"])
