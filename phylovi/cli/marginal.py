@@ -88,7 +88,7 @@ def run(args) -> int:
                             device=kernel["device"])
         for replicate in range(1, args.replicates + 1):
             posterior = Posterior(likelihood, topology, prior)
-            seed = args.seed * 1_000_003 + index * 1009 + replicate
+            seed = (args.seed * 1_000_003 + index * 1009 + replicate) % 2**64
             results = estimate_many(posterior, methods, seed=seed, **settings)
             for method, result in results.items():
                 rows.append({"topology": index, "method": method, "replicate": replicate,
@@ -178,7 +178,9 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
         cells = []
         for column in columns:
             value = row[column]
-            if isinstance(value, float):
+            if isinstance(value, float) and math.isnan(value):
+                cells.append("NA")  # as None: no value (e.g. a standard error from one draw)
+            elif isinstance(value, float):
                 cells.append(f"{value:.6g}" if column != "log_marginal_likelihood" else f"{value:.4f}")
             elif isinstance(value, list):
                 cells.append(",".join(f"{v:.4g}" for v in value))

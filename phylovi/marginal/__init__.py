@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Sequence
 
@@ -59,15 +60,18 @@ def estimate_many(posterior: Posterior | Sequence[Posterior], methods: Sequence[
         ``{method: MarginalResult}``, or a list of them, one per posterior, when
         ``posterior`` is a list (the i-th posterior is seeded with ``seed + i``).
     """
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                             or not 0 <= seed < 2**64):
+        raise ConfigError(f"the seed must be an integer from 0 to 2**64 - 1, got {seed!r}")
     if not isinstance(posterior, Posterior):
-        return [estimate_many(p, methods, None if seed is None else seed + i, **settings)
+        return [estimate_many(p, methods, None if seed is None else (seed + i) % 2**64, **settings)
                 for i, p in enumerate(posterior)]
     chosen = check_settings(methods, settings)
     generator = torch.Generator()
     if seed is None:
         generator.seed()
     else:
-        generator.manual_seed(seed)
+        generator.manual_seed(int(seed))
     shared = SharedWork(posterior)
     results = {}
     for method in methods:
@@ -118,7 +122,9 @@ def _settings_of(method: str, methods: Sequence[str], settings: dict) -> dict:
             own[key] = value
     chosen = {**defaults, **shared, **own}
     _check(method, chosen)
-    return chosen
+    # numpy's numbers pass the checks; the estimators get Python's
+    return {name: int(value) if isinstance(value, numbers.Integral) else float(value)
+            for name, value in chosen.items()}
 
 
 # A count beyond this would run for days: more likely a typo than a wish.
@@ -127,18 +133,21 @@ _LARGEST_COUNT = 10**9
 
 def _check(method: str, settings: dict) -> None:
     for name, value in settings.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise ConfigError(f"{method}: {name} must be a finite number, got {value!r}")
         if (name.startswith("n_") or name.startswith("max_")) and (
-                not isinstance(value, int) or value < 1):
+                not isinstance(value, numbers.Integral) or value < 1):
             raise ConfigError(f"{method}: {name} must be a positive integer, got {value!r}")
         if (name.startswith("n_") or name.startswith("max_")) and value > _LARGEST_COUNT:
             raise ConfigError(f"{method}: {name} must be at most {_LARGEST_COUNT:.0e} (a typo?), "
                               f"got {value!r}")
     if "tolerance" in settings and not settings["tolerance"] > 0:
         raise ConfigError(f"{method}: tolerance must be positive")
-    if "n_live" in settings and settings["n_live"] < 2:
-        raise ConfigError(f"{method}: nested sampling needs at least 2 live points")
+    if "n_live" in settings and settings["n_live"] < 3:
+        raise ConfigError(f"{method}: nested sampling needs at least 3 live points")
+    if "n_adapt" in settings and settings["n_adapt"] < 2:
+        raise ConfigError(f"{method}: n_adapt must be at least 2 (the proposals are fitted to "
+                          "the adaptation's draws)")
     if "n_temperatures" in settings and settings["n_temperatures"] < 2:
         raise ConfigError(f"{method}: the ladder needs at least 2 temperatures (0 and 1)")
     if "ladder_shape" in settings and not settings["ladder_shape"] > 0:

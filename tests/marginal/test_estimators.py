@@ -279,6 +279,9 @@ def test_tempered_chain_at_beta_zero_samples_the_prior(problem):
     (["--set", "tolerance=0", "--method", "nested"], "tolerance must be positive"),
     (["--prior", "exp(1e400)", "--method", "map"], "prior"),
     (["--set", "n_samples=1e11", "--method", "nmc"], "at most"),
+    # one adaptation draw or two live points once ended in a traceback (a variance of NaN)
+    (["--set", "n_adapt=1", "--method", "ss"], "n_adapt must be at least 2"),
+    (["--set", "n_live=2", "--method", "nested"], "at least 3 live points"),
 ])
 def test_cli_bad_settings_fail_cleanly(argv, fragment, problem, capsys):
     _, folder = problem
@@ -300,6 +303,22 @@ def test_cli_warns_when_importance_weights_have_a_heavy_tail(problem, capsys):
     assert rows["glis"]["pareto_k"] < rows["glis"]["pareto_k_threshold"]
     assert captured.err.count("\n") == 1 and "warning: nmc: the importance weights' Pareto k" in (
         captured.err)
+
+
+@pytest.mark.parametrize("seed", [2**64, -1, 1.5, "1", True])
+def test_api_refuses_a_seed_that_is_not_a_64_bit_count(problem, seed):
+    posterior, _ = problem
+    with pytest.raises(ConfigError, match="seed must be an integer"):
+        estimate(posterior, "map", seed=seed)
+
+
+def test_api_takes_numpy_integers_and_the_cli_any_documented_seed(problem, capsys):
+    posterior, folder = problem
+    from_numpy = estimate(posterior, "nmc", seed=np.uint64(2**64 - 1), n_samples=np.int64(100))
+    assert from_numpy.value == estimate(posterior, "nmc", seed=2**64 - 1, n_samples=100).value
+    # the CLI derives each topology's seed from --seed; near 2**64 that once overflowed
+    assert main(["marginal", str(folder / "aln.fasta"), str(folder / "tree.nwk"), "--method",
+                 "map", "--seed", str(2**64 - 1), "-q"]) == 0
 
 
 def test_cli_takes_the_tree_after_the_options_too(problem, capsys):
@@ -393,6 +412,18 @@ def test_credible_sets_in_every_form_read_alike(tmp_path, content):
     topologies, probabilities = read_credible_set(path, taxa)
     assert topologies == [read_tree(t, taxa).topology for t in _TWO]
     np.testing.assert_allclose(probabilities, [0.7, 0.3])
+
+
+def test_weights_rounded_to_six_decimals_may_sum_to_a_little_over_one(tmp_path):
+    # MrBayes prints [&W %1.6lf]: 2/3, 1/6 and 1/6 come out summing to 1.000001
+    from phylovi.marginal.scoring import read_credible_set
+    from phylovi.trees.taxa import TaxonOrder
+
+    path = tmp_path / "set.trprobs"
+    path.write_text(f"[&W 0.666667] {_TWO[0]}\n[&W 0.166667] {_TWO[1]}\n"
+                    "[&W 0.166667] ((a,d),b,(c,e));\n")
+    _, probabilities = read_credible_set(path, TaxonOrder("abcde"))
+    np.testing.assert_allclose(probabilities, [0.666667, 0.166667, 0.166667])
 
 
 def test_a_chains_repeated_topologies_are_estimated_once(tmp_path):
