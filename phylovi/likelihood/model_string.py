@@ -32,6 +32,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from phylovi.errors import ModelError
@@ -234,7 +235,21 @@ def _frequencies(spec, patterns, dtype, source) -> torch.Tensor:
     values = torch.tensor(spec, dtype=dtype)
     if abs(float(values.sum()) - 1) > 1e-3:
         raise ModelError(f"the frequencies {spec} in {source!r} sum to {float(values.sum()):g}, not 1")
-    return values / values.sum()
+    values = values / values.sum()
+    # The rate matrix is decomposed with every frequency at least 1e-12 (see models.py):
+    # below that its transition probabilities into the base would be those of 1e-12.
+    tiny = [base for base, v in zip("ACGT", values.tolist()) if 0 < v < 1e-12]
+    if tiny:
+        raise ModelError(f"+F gives {tiny[0]} a frequency below 1e-12 in {source!r}, which phylovi "
+                         "cannot resolve; give 0 or at least 1e-12")
+    if patterns is not None:
+        for state, v in enumerate(values.tolist()):
+            seen = np.argwhere(patterns.codes == 1 << state) if v == 0 else ()
+            if len(seen):
+                raise ModelError(f"+F gives {'ACGT'[state]} a frequency of 0 in {source!r}, but "
+                                 f"taxon {patterns.taxa[int(seen[0][0])]!r} has {'ACGT'[state]}: "
+                                 "the alignment is impossible under that model")
+    return values
 
 
 def _check_ranges(parameters, source) -> None:

@@ -10,6 +10,7 @@ empirical frequencies, which count an ambiguous character as IQ-TREE does.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -121,6 +122,38 @@ def test_the_frequencies_written_for_an_absent_base_read_back(dtype):
     value = float(likelihood.log_likelihood(tree.topology, torch.as_tensor(tree.branch_lengths,
                                                                            dtype=dtype)))
     assert value == pytest.approx(-24.8276, abs=6e-5 if dtype == torch.float64 else 1e-3)
+
+
+def test_a_base_of_tiny_frequency_keeps_the_exact_f81_value():
+    # F81: P_ij(t) = e d_ij + (1 - e) pi_j, e = exp(-mu t), mu = 1 / (1 - sum pi^2); a 3-taxon
+    # tree has one internal node. T at 1e-10 is far below the other bases but above 1e-12.
+    pi = np.array([0.5, 0.5 - 1e-10, 0.0, 1e-10])
+    mu = 1 / (1 - np.sum(pi**2))
+
+    def p(t):
+        e = np.exp(-mu * t)
+        return e * np.eye(4) + (1 - e) * pi[None, :]
+
+    exact = np.log(np.sum(pi * p(0.1)[:, 0] * p(0.2)[:, 0] * p(0.3)[:, 3]))
+    alignment = parse_alignment(">a\nA\n>b\nA\n>c\nT\n")
+    patterns = compress_patterns(alignment)
+    model = parse_model("F81+F{0.5,0.4999999999,0,1e-10}", patterns)
+    tree = read_tree("(a:0.1,b:0.2,c:0.3);", taxa=alignment.taxa)
+    value = float(TreeLikelihood(patterns, model).log_likelihood(
+        tree.topology, torch.as_tensor(tree.branch_lengths)))
+    assert value == pytest.approx(exact, rel=1e-9)
+
+
+@pytest.mark.parametrize("model, message", [
+    # below 1e-12 the decomposition would use 1e-12 (the value once came out 2.3 nats high)
+    ("F81+F{0.5,0.5,0,1e-13}", "T a frequency below 1e-12"),
+    # a base of frequency 0 that a taxon has: impossible, not the value of 1e-12
+    ("F81+F{0.5,0.5,0,0}", "T a frequency of 0 .* taxon 'c' has T"),
+])
+def test_frequencies_the_data_contradict_or_that_cannot_be_resolved_are_refused(model, message):
+    patterns = compress_patterns(parse_alignment(">a\nA\n>b\nA\n>c\nT\n"))
+    with pytest.raises(ModelError, match=message):
+        parse_model(model, patterns)
 
 
 @pytest.mark.parametrize("model", ["HKY", "GTR+FO", "F81+F{1,0,0,0}"])
