@@ -31,7 +31,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--topologies", metavar="FILE",
                         help="estimate every topology of FILE: Newick or PROBABILITY<TAB>NEWICK lines, "
                         "'phylovi sbn query' output, or a tree file (a MrBayes .t's repeats "
-                        "count once, a .trprobs' weights are its probabilities)")
+                        "count once, a .trprobs' weights are its probabilities); the JSON "
+                        "record lists them in order, as 'topologies'")
     parser.add_argument("--method", action="append", default=None, metavar="METHOD",
                         help=f"estimator (repeat for several; default gss): {', '.join(METHOD_NAMES)}")
     parser.add_argument("--all", action="store_true", help="every estimator")
@@ -101,7 +102,7 @@ def run(args) -> int:
                 print(f"topology {index}/{len(topologies)}, replicate {replicate} done",
                       file=sys.stderr)
     _warn_about_heavy_tails(rows)
-    record = {"estimates": rows}
+    record = {"estimates": rows, "topologies": [t.to_newick() for t in topologies]}
     if len(topologies) > 1:
         record["scores"] = _scores(rows, methods, args.replicates, topologies, reference,
                                    normalised, kl_and_split_rmsd)

@@ -28,11 +28,12 @@ def read_credible_set(path: str | os.PathLike, taxa: TaxonOrder
 
     Returns the topologies and their probabilities (None unless every tree has one).
     A tree file's repeated topologies (a chain's sample) are kept once, their weights
-    summed; a list of lines must not repeat one.
+    summed, and so are those of plain Newick lines; lines with probabilities must not
+    repeat one.
 
     Raises:
         TreeFileError: an unreadable file, a line that is neither form, a mix of the two,
-            the same topology twice, or probabilities that are negative, not finite, all
+            the same topology on two lines with probabilities, or probabilities that are negative, not finite, all
             zero or summing to more than 1 (a credible set's may sum to less).
         TaxonMismatchError: a tree whose taxa are not ``taxa`` (naming the line).
     """
@@ -82,7 +83,9 @@ def read_credible_set(path: str | os.PathLike, taxa: TaxonOrder
         except InputError as error:  # name this file and line, not "<newick string>"
             error.path, error.line = path, number
             raise
-        if topology in first_line:  # it would count twice in the normalised probabilities
+        if topology in first_line and not rest:  # a sample of trees: each topology once
+            continue
+        if topology in first_line:  # its probability would count twice
             raise TreeFileError(f"the same unrooted topology as line {first_line[topology]}",
                                 path=path, line=number)
         first_line[topology] = number

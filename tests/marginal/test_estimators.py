@@ -21,6 +21,7 @@ from phylovi.likelihood.tree_likelihood import TreeLikelihood
 from phylovi.marginal import Posterior, estimate, estimate_many
 from phylovi.marginal.power_posterior import (ChainSamples, run_chains, run_independent_chains,
                                              run_reference_chains)
+from phylovi.trees.taxa import TaxonOrder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -345,6 +346,9 @@ def test_cli_scores_a_credible_set(problem, capsys, tmp_path):
 
     record = json.loads(capsys.readouterr().out)
     assert code == 0 and len(record["estimates"]) == 2
+    taxa = TaxonOrder("abcde")
+    assert [read_tree(t, taxa).topology for t in record["topologies"]] == [
+        read_tree(t, taxa).topology for t in (TREE, "((a,c),b,(d,e));")]
     score = record["scores"][0]
     assert sum(score["posterior_probabilities"]) == pytest.approx(1.0, abs=1e-5)
     assert score["kl"] >= 0 and 0 <= score["split_rmsd"] <= 1
@@ -437,6 +441,10 @@ def test_a_chains_repeated_topologies_are_estimated_once(tmp_path):
                     f" tree gen.1 = [&U] (((a,c),b),d,e);\n tree gen.2 = [&U] {_TWO[1]}\n"
                     f" tree gen.3 = [&U] {_TWO[0]}\nend;\n")
     taxa = TaxonOrder("abcde")
+    topologies, probabilities = read_credible_set(path, taxa)
+    assert topologies == [read_tree(t, taxa).topology for t in _TWO] and probabilities is None
+    # the same sample as plain Newick lines
+    path.write_text(f"{_TWO[0]}\n(((a,c),b),d,e);\n{_TWO[1]}\n{_TWO[0]}\n")
     topologies, probabilities = read_credible_set(path, taxa)
     assert topologies == [read_tree(t, taxa).topology for t in _TWO] and probabilities is None
 
