@@ -313,9 +313,12 @@ def run_predict(args) -> int:
     probabilities = model.predict([m.values for m in matrices])
     for path, m in zip(args.matrices, matrices):
         shape = model.judged_shape(m.values)
-        which = " with a 1" if args.task == "branching" else ""
+        size = f"{m.n_cells} x {m.n_mutations}"
+        if args.task == "branching":  # only cells and mutations with an observed 1 can branch
+            size += (f"; {shape[0]} cell{'s' * (shape[0] != 1)} and {shape[1]} "
+                     f"mutation{'s' * (shape[1] != 1)} with an observed 1")
         if model.too_small(shape):
-            print(f"phylovi: note: {path} ({shape[0]} x {shape[1]}{which}) is too small to "
+            print(f"phylovi: note: {path} ({size}) is too small to "
                   f"{'branch' if args.task == 'branching' else 'conflict'}; its probability "
                   "is exactly 0", file=sys.stderr)
     rows = [{"matrix": path, "cells": m.n_cells, "mutations": m.n_mutations,

@@ -53,11 +53,11 @@ def read_genotype_table(path: str | os.PathLike, mutations_as_rows: bool = False
         raise GenotypeMatrixError(f"the header names no {column_kind}s: it must be a corner label "
                                   f"and then one {column_kind} name per column (is the separator "
                                   "right?)", path, header_line)
-    # A first row of entries under a number (a SiFit cell index) is data too.
-    if header[0] and (header[0] in _CODES or header[0].isdigit()) and all(
-            field in _CODES and field for field in header[1:]):
-        raise GenotypeMatrixError("the first line holds only entries (0, 1, missing) after a "
-                                  "number: it is data, not the "
+    # A first row of entries after a cell's name or index (SCITE, SiFit) is data, which
+    # read as a header would silently lose that cell; mutations are not named 0 and 1.
+    if all(field in _CODES and field for field in header[1:]):
+        raise GenotypeMatrixError("the first line holds only entries (0, 1, missing) after its "
+                                  "first field: it is data, not the "
                                   f"header (a corner label, then the {column_kind} names) that "
                                   "phylovi needs; add one to a headerless (SCITE) file", path,
                                   header_line)

@@ -274,6 +274,10 @@ def test_matrices_too_small_to_branch_or_conflict_get_exactly_zero(tmp_path, cap
     captured = capsys.readouterr()
     assert [row["probability"] for row in json.loads(captured.out)["predictions"]] == [0, 0, 0]
     assert captured.err.count("phylovi: note: ") == 3 and "exactly 0" in captured.err
+    # the note gives the matrix's size (once it gave the counts with a 1 as the size)
+    assert "onemut.tsv (3 x 1" in captured.err
+    if task == "branching":
+        assert "2 cells and 1 mutation with an observed 1" in captured.err
 
 
 def test_train_refuses_a_huge_size_range(tmp_path, capsys):

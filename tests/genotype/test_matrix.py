@@ -164,6 +164,8 @@ BAD_FILES = [
     ("a\tb\nc1\t0\t1\nc2\t1\t1\n", 1, None, "the header lacks its corner label"),
     # a SiFit-style file without a header: cell indices, then entries
     ("5 0 1\n7 1 1\n9 1 0\n", 1, None, "the first line holds only entries"),
+    # cell names, no header: read as one, the first cell was silently lost
+    ("c1\t1\t0\nc2\t0\t1\nc3\t1\t1\n", 1, None, "the first line holds only entries"),
     ("cell\ta\nc1\t0\nc2\t1\nc1\t1\n", 4, 1, "cell name 'c1' appears twice, at line 2 and line 4"),
     ("cell\ta\tb\ta\nc1\t0\t1\t1\n", 1, 4,
      "mutation name 'a' appears twice, at column 2 and column 4"),
