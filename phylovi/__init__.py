@@ -10,8 +10,11 @@ import importlib
 
 __version__ = "0.1.0"
 
+_ERRORS = ("PhyloviError", "InputError", "AlignmentError", "TreeFileError", "TaxonMismatchError",
+           "ModelError", "GenotypeMatrixError", "ConfigError", "OutputError", "PosteriorFileError",
+           "InferenceError")
 _PUBLIC = {
-    "PhyloviError": "phylovi.errors",
+    **{name: "phylovi.errors" for name in _ERRORS},
     "read_alignment": "phylovi.io.alignment",
     "read_tree": "phylovi.io.trees",
     "read_trees": "phylovi.io.trees",
@@ -25,6 +28,13 @@ _PUBLIC = {
     "parse_model": "phylovi.likelihood",
     "TreeLikelihood": "phylovi.likelihood",
     "TreePosterior": "phylovi.sbn",
+    "parse_prior": "phylovi.distributions",
+    "BranchLengthVI": "phylovi.vi.branch_lengths",
+    "VISettings": "phylovi.vi.branch_lengths",
+    "Posterior": "phylovi.marginal",
+    "estimate": "phylovi.marginal",
+    "estimate_many": "phylovi.marginal",
+    "METHODS": "phylovi.marginal",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -81,3 +81,22 @@ def test_tree_posterior_queries_refuse_non_integers_and_non_splits():
             call()
     assert posterior.top(np.int64(1))[0][1] == pytest.approx(0.5)
     assert sorted(map(len, posterior.split_names(np.int64(3)))) == [2, 3]
+
+
+def test_every_name_docs_api_md_imports_from_phylovi_is_there():
+    """docs/api.md says its names are importable from ``phylovi``: the error classes,
+    ``estimate`` and the others once were not."""
+    import re
+    from pathlib import Path
+
+    import phylovi
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+    documented = {name for names in re.findall(r"from phylovi import ([\w, ]+)", text)
+                  for name in re.split(r",\s*", names.strip())}
+    documented |= {"AlignmentError", "TreeFileError", "TaxonMismatchError", "ModelError",
+                   "ConfigError", "InferenceError", "estimate", "estimate_many", "METHODS"}
+    assert documented <= set(phylovi.__all__)
+    for name in phylovi.__all__[1:]:
+        assert getattr(phylovi, name) is not None
+    assert issubclass(phylovi.AlignmentError, phylovi.PhyloviError)

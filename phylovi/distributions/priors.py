@@ -59,7 +59,8 @@ class CompoundDirichlet(Distribution):
                 - (n_edges - 1) * torch.log(length))
 
 
-_NUMBER = r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*"
+# signed, so that a negative parameter is reported as out of range rather than unknown
+_NUMBER = r"\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*"
 _PATTERNS = {
     "exp": re.compile(rf"exp(?:onential)?\({_NUMBER}\)$"),
     "gamma": re.compile(rf"gamma\({_NUMBER},{_NUMBER}\)$"),

@@ -33,3 +33,9 @@ def test_compound_dirichlet_draws_have_the_tree_length_prior():
 def test_bad_prior_strings_raise_config_error(text):
     with pytest.raises(ConfigError):
         parse_prior(text, 5)
+
+
+@pytest.mark.parametrize("text", ["exp(-1)", "gamma(2,-0.5)", "gammadir(1,0.1,-1,1)"])
+def test_a_negative_parameter_is_named_as_out_of_range_not_as_an_unknown_prior(text):
+    with pytest.raises(ConfigError, match="must be from 1e-06 to 1e\\+06"):
+        parse_prior(text, 5)
