@@ -24,7 +24,9 @@ def add_parser(subparsers) -> None:
             "the ladder as one batch. With --topologies, every topology of a credible-set file "
             "is estimated once and normalised; if the file gives reference probabilities "
             "(PROBABILITY<TAB>NEWICK lines, a MrBayes .trprobs, 'phylovi sbn query --credible' "
-            "output), KL and split RMSD against them are reported."),
+            "output), KL and split RMSD against them are reported. The importance-sampling "
+            "estimators (nmc, glis, vbis, hm) give their weights' Pareto k in --json output, "
+            "and a warning where it is too large for the estimate to be trusted."),
         formatter_class=HelpFormatter)
     parser.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP (or gzipped)")
     parser.add_argument("tree", nargs="?", help="the topology (Newick or NEXUS)")
