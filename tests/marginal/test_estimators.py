@@ -421,7 +421,6 @@ def test_credible_sets_in_every_form_read_alike(tmp_path, content):
 def test_weights_rounded_to_six_decimals_may_sum_to_a_little_over_one(tmp_path):
     # MrBayes prints [&W %1.6lf]: 2/3, 1/6 and 1/6 come out summing to 1.000001
     from phylovi.marginal.scoring import read_credible_set
-    from phylovi.trees.taxa import TaxonOrder
 
     path = tmp_path / "set.trprobs"
     path.write_text(f"[&W 0.666667] {_TWO[0]}\n[&W 0.166667] {_TWO[1]}\n"
