@@ -234,6 +234,8 @@ def _ladder_error(influence: torch.Tensor) -> float:
     docs/marginal-history.md, "Standard errors of the ladder estimators").
     """
     summed = influence.sum(0)
+    if len(summed) < 2:  # one draw has no variance (and torch would warn about it)
+        return math.nan
     return math.sqrt(float(summed.var() / effective_sample_size(summed[None])[0]))
 
 

@@ -306,6 +306,19 @@ def test_cli_warns_when_importance_weights_have_a_heavy_tail(problem, capsys):
         captured.err)
 
 
+def test_one_kept_draw_gives_no_standard_error_and_no_warning(problem, capsys):
+    import warnings
+
+    _, folder = problem
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(["marginal", str(folder / "aln.fasta"), str(folder / "tree.nwk"), "--method",
+                     "gss", "--set", "n_samples=1", "--seed", "1", "-q"])
+    out = capsys.readouterr().out
+    assert code == 0 and not caught  # torch once warned of a variance of one value
+    assert out.splitlines()[1].split("\t")[4] == "NA"
+
+
 @pytest.mark.parametrize("seed", [2**64, -1, 1.5, "1", True])
 def test_api_refuses_a_seed_that_is_not_a_64_bit_count(problem, seed):
     posterior, _ = problem
