@@ -35,6 +35,9 @@ def add_parser(subparsers) -> None:
                         "'phylovi sbn query' output, or a tree file (a MrBayes .t's repeats "
                         "count once, a .trprobs' weights are its probabilities); the JSON "
                         "record lists them in order, as 'topologies'")
+    parser.add_argument("--burnin", type=float, default=0.0, metavar="FRACTION",
+                        help="with --topologies from a tree sample (a MrBayes .t, Newick lines): "
+                        "the fraction of its trees to drop from the start, in [0, 1)")
     parser.add_argument("--method", action="append", default=None, metavar="METHOD",
                         help=f"estimator (repeat for several; default gss): {', '.join(METHOD_NAMES)}")
     parser.add_argument("--all", action="store_true", help="every estimator")
@@ -65,6 +68,8 @@ def run(args) -> int:
 
     if (args.tree is None) == (args.topologies is None):
         raise ConfigError("give either a TREE or --topologies FILE")
+    if args.burnin and args.topologies is None:
+        raise ConfigError("--burnin applies to --topologies FILE, not to one TREE")
     methods = list(METHODS) if args.all else (args.method or ["gss"])
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -76,7 +81,7 @@ def run(args) -> int:
     alignment = read_alignment(args.alignment, format=args.format)
     patterns = compress_patterns(alignment)
     if args.topologies:
-        topologies, reference = read_credible_set(args.topologies, alignment.taxa)
+        topologies, reference = read_credible_set(args.topologies, alignment.taxa, args.burnin)
     else:
         topologies, reference = [read_tree(args.tree, taxa=alignment.taxa).topology], None
     model = parse_model(args.model, patterns, dtype=kernel["dtype"])

@@ -117,7 +117,7 @@ def read_trees(path: str | os.PathLike, taxa: TaxonOrder | None = None,
         ConfigError: bad ``format`` or ``burnin``.
     """
     path = os.fspath(path)
-    _check_burnin(burnin, path)
+    check_burnin(burnin, path)
     text = read_text(path)
     if not text.strip():
         raise TreeFileError("the tree file is empty", path=path)
@@ -194,7 +194,8 @@ def _newick_of(tree: Tree | Topology) -> str:
     raise TypeError(f"write_newick takes Tree or Topology objects, got {type(tree).__name__}")
 
 
-def _check_burnin(burnin, path: str) -> None:
+def check_burnin(burnin, path: str) -> None:
+    """A ConfigError naming ``path`` unless ``burnin`` is a fraction in [0, 1)."""
     if (isinstance(burnin, bool) or not isinstance(burnin, numbers.Real)
             or not 0 <= burnin < 1):
         raise ConfigError(f"burn-in must be a fraction in [0, 1), got {burnin!r}", path=path)

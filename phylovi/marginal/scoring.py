@@ -13,18 +13,22 @@ import os
 
 import numpy as np
 
-from phylovi.errors import InputError, TreeFileError
-from phylovi.io.trees import WEIGHT_COMMENT, is_newick_string, read_text, read_tree, read_trees
+from phylovi.errors import ConfigError, InputError, TreeFileError
+from phylovi.io.trees import (WEIGHT_COMMENT, check_burnin, is_newick_string, read_text,
+                              read_tree, read_trees)
 from phylovi.trees.taxa import TaxonOrder
 from phylovi.trees.topology import Topology
 
 
-def read_credible_set(path: str | os.PathLike, taxa: TaxonOrder
+def read_credible_set(path: str | os.PathLike, taxa: TaxonOrder, burnin: float = 0.0
                       ) -> tuple[list[Topology], np.ndarray | None]:
     """Topologies of a file of ``PROBABILITY<TAB>NEWICK`` lines (the study's format), of plain
     Newick lines, of ``phylovi sbn query --credible`` or ``--top`` output (a header naming
     ``probability`` and ``newick`` columns), or of a tree file (NEXUS, or Newick with
     ``[&W p]`` weights, as MrBayes' ``.t`` and ``.trprobs``).
+
+    ``burnin``, a fraction in [0, 1), drops that share of a sample's trees (a tree file
+    or plain Newick lines) from the start, as :func:`~phylovi.io.trees.read_trees` does.
 
     Returns the topologies and their probabilities (None unless every tree has one).
     A tree file's repeated topologies (a chain's sample) are kept once, their weights
@@ -33,14 +37,17 @@ def read_credible_set(path: str | os.PathLike, taxa: TaxonOrder
 
     Raises:
         TreeFileError: an unreadable file, a line that is neither form, a mix of the two,
-            the same topology on two lines with probabilities, or probabilities that are negative, not finite, all
-            zero or summing to more than 1 (a credible set's may sum to less).
+            the same topology on two lines with probabilities, or probabilities that are
+            negative, not finite, all zero or summing to more than 1 (a credible set's may
+            sum to less).
         TaxonMismatchError: a tree whose taxa are not ``taxa`` (naming the line).
+        ConfigError: a burn-in outside [0, 1), or one given with probabilities.
     """
     path = os.fspath(path)
+    check_burnin(burnin, path)
     text = read_text(path)
     if text.lstrip()[:6].upper() == "#NEXUS" or WEIGHT_COMMENT.search(text):
-        sample = read_trees(path, taxa)
+        sample = read_trees(path, taxa, burnin=burnin)
         totals: dict[Topology, float] = {}
         for tree, weight in zip(sample.trees, sample.weights):
             totals[tree.topology] = totals.get(tree.topology, 0.0) + float(weight)
@@ -54,6 +61,10 @@ def read_credible_set(path: str | os.PathLike, taxa: TaxonOrder
         if "newick" in header and "probability" in header:  # sbn query's table
             columns = header.index("probability"), header.index("newick"), len(header)
             lines = lines[1:]
+    if burnin and (columns is not None or any("\t" in line for _, line in lines)):
+        raise ConfigError("a burn-in applies to a sample of trees, not to a list of "
+                          "probabilities", path=path)
+    lines = lines[math.floor(burnin * len(lines)):]
     topologies, probabilities, first_line = [], [], {}
     for number, line in lines:
         if columns is not None:

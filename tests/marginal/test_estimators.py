@@ -283,6 +283,7 @@ def test_tempered_chain_at_beta_zero_samples_the_prior(problem):
     # one adaptation draw or two live points once ended in a traceback (a variance of NaN)
     (["--set", "n_adapt=1", "--method", "ss"], "n_adapt must be at least 2"),
     (["--set", "n_live=2", "--method", "nested"], "at least 3 live points"),
+    (["--burnin", "0.5", "--method", "map"], "--burnin applies to --topologies"),
 ])
 def test_cli_bad_settings_fail_cleanly(argv, fragment, problem, capsys):
     _, folder = problem
@@ -459,6 +460,27 @@ def test_a_chains_repeated_topologies_are_estimated_once(tmp_path):
     path.write_text(f"{_TWO[0]}\n(((a,c),b),d,e);\n{_TWO[1]}\n{_TWO[0]}\n")
     topologies, probabilities = read_credible_set(path, taxa)
     assert topologies == [read_tree(t, taxa).topology for t in _TWO] and probabilities is None
+
+
+def test_a_samples_burn_in_is_dropped_before_its_topologies_are_kept(tmp_path):
+    from phylovi.marginal.scoring import read_credible_set
+
+    taxa = TaxonOrder("abcde")
+    sample = [_TWO[1], _TWO[1], _TWO[0], _TWO[0]]  # the second topology only in the burn-in
+    nexus = tmp_path / "run.t"
+    nexus.write_text("#NEXUS\nbegin trees;\n" + "".join(
+        f" tree gen.{k} = [&U] {t}\n" for k, t in enumerate(sample)) + "end;\n")
+    lines = tmp_path / "run.nwk"
+    lines.write_text("".join(f"{t}\n" for t in sample))
+    for path in (nexus, lines):
+        assert read_credible_set(path, taxa)[0] == [read_tree(t, taxa).topology for t in _TWO[::-1]]
+        assert read_credible_set(path, taxa, burnin=0.5)[0] == [read_tree(_TWO[0], taxa).topology]
+    probabilities = tmp_path / "set.tsv"
+    probabilities.write_text(f"0.7\t{_TWO[0]}\n0.3\t{_TWO[1]}\n")
+    with pytest.raises(ConfigError, match="not to a list of probabilities"):
+        read_credible_set(probabilities, taxa, burnin=0.5)
+    with pytest.raises(ConfigError, match="burn-in must be a fraction"):
+        read_credible_set(lines, taxa, burnin=1.0)
 
 
 def test_chains_start_from_a_map_branch_collapsed_below_the_samplers_range(problem):
