@@ -154,5 +154,8 @@ def _check(method: str, settings: dict) -> None:
         raise ConfigError(f"{method}: ladder_shape must be positive")
     if "independent" in settings and settings["independent"] not in (0, 1):
         raise ConfigError(f"{method}: independent must be 1 (independence sampler) or 0 (HMC)")
+    if "prior_weight" in settings and not 0 <= settings["prior_weight"] <= 1:
+        raise ConfigError(f"{method}: prior_weight must be from 0 to 1 (1: nested sampling from "
+                          "the prior, as in the study)")
     if "delta" in settings and not 0 < settings["delta"] < 1:
         raise ConfigError(f"{method}: delta must be in (0, 1)")
