@@ -68,9 +68,10 @@ def run(args) -> None:
                 # Time and evaluations each method needs on its own, shared draws included
                 # (the study's accounting: SS, PS and MPS each pay for the ladder).
                 record = {"data": args.data, "topology": index, "replicate": replicate,
+                          "wall_seconds": time.perf_counter() - started,
                           "results": {m: {"value": r.value, "std_error": r.std_error,
                                           "evals": r.evals_alone,
-                                          "seconds": r.seconds_alone}
+                                          "seconds": r.seconds_alone, **r.diagnostics}
                                       for m, r in results.items()}}
                 handle.write(json.dumps(record) + "\n")
                 handle.flush()

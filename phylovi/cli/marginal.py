@@ -26,7 +26,9 @@ def add_parser(subparsers) -> None:
             "(PROBABILITY<TAB>NEWICK lines, a MrBayes .trprobs, 'phylovi sbn query --credible' "
             "output), KL and split RMSD against them are reported. The importance-sampling "
             "estimators (nmc, glis, vbis, hm) give their weights' Pareto k in --json output, "
-            "and a warning where it is too large for the estimate to be trusted."),
+            "and a warning where it is too large for the estimate to be trusted. Nested "
+            "sampling integrates over GLIS's gamma Laplus fit mixed with the prior; "
+            "--set nested.prior_weight=1 integrates over the prior, as the study did."),
         formatter_class=HelpFormatter)
     parser.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP (or gzipped)")
     parser.add_argument("tree", nargs="?", help="the topology (Newick or NEXUS)")
