@@ -455,7 +455,7 @@ def nested(posterior, generator, settings, cache):
     (about 110 nats on DS1). By default the reference r is GLIS's product of
     gamma Laplus densities mixed with the prior at weight ``prior_weight``
     (0.1), and the integrand p(y|b) p(b) / r(b): the same integral, which now
-    needs a few nats of compression (on DS1, a fifteenth of the likelihood
+    needs a few nats of compression (on DS1, a twelfth of the likelihood
     evaluations for a tenth of the error). This is the repartitioning of Chen,
     Feroz and Hobson (2019), and it is to nested sampling what GSS is to
     stepping stone. The prior's share keeps r's tails no lighter than the
