@@ -116,8 +116,10 @@ def map_estimate(posterior, generator, settings, cache):
 
 def _laplus_fit(posterior, cache, family):
     theta, value = _map(posterior, cache)
-    first = gradient(posterior.log_joint, theta.unsqueeze(0))[0]
-    second = diagonal_hessian(posterior.log_joint, theta)
+    # the log joint's slope and curvature at the MAP, shared by every family, GLIS and nested
+    first, second = cache.get("curvature", lambda: (
+        gradient(posterior.log_joint, theta.unsqueeze(0))[0],
+        diagonal_hessian(posterior.log_joint, theta)))
     return theta, value, laplus_densities(posterior, theta, first, second, family)
 
 
