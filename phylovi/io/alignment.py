@@ -438,9 +438,13 @@ def _check_characters(names: list[str], sequences: list[str], path: str | None,
         bad = _OUTSIDE_ALPHABET.search(sequence)
         if bad is not None:
             line, column = locate(index, bad.start())
+            # '.' is a gap to IQ-TREE but "as the first sequence" in NEXUS's MATCHCHAR
+            # and some PHYLIP files: a guess could silently change the data.
+            hint = ("; write '-' for a gap, or the first sequence's base where '.' means "
+                    "'same as the first sequence'" if bad.group() == "." else "")
             raise AlignmentError(
                 f"taxon {name!r} has {bad.group()!r} at site {bad.start() + 1}, which is not "
-                f"a DNA character (expected one of {DNA_CHARACTERS})",
+                f"a DNA character (expected one of {DNA_CHARACTERS}){hint}",
                 path=path, line=line, column=column)
 
 

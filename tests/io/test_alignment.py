@@ -250,6 +250,12 @@ def test_read_alignment_nexus_bad_character_still_named_after_hyphen_retry():
         parse_alignment(text)
 
 
+def test_a_dot_in_fasta_is_refused_with_what_to_write():
+    # IQ-TREE reads '.' as a gap, NEXUS's MATCHCHAR as the first sequence's base
+    with pytest.raises(AlignmentError, match=r"'\.' at site 2.*write '-' for a gap"):
+        parse_alignment(">a\nACGT\n>b\nA.GT\n")
+
+
 def test_read_alignment_fasta_blanks_inside_sequences_are_layout():
     assert parse_alignment(">a\nAC\tGT\n>b\nAC GT\n").sequences == ("ACGT", "ACGT")
 
