@@ -219,6 +219,56 @@ static inline void grad_four_f32(int n, const float *PV_RESTRICT A, long la,
 }
 #undef PV_GRAD_FOUR
 
+/* The branch-length gradient of an internal child's edge for a reversible model with a
+ * fixed Q, in float32, with the upper partials kept divided by pi ("z-form", see
+ * pv_loglik): z_i = A_i S_i is the message over pi, and with Sym = diag(pi) Q
+ * (symmetric, zero row sums)
+ *   m^T Q y = z^T Sym y = -sum_{i<j} Sym_ij (z_i - z_j)(y_i - y_j),
+ * 6 multiply-adds and 12 subtractions per pattern instead of 16 multiply-adds (the
+ * subtractions go to the add pipes where a core has them beside its FMA pipes). Returns
+ * sum_p sum_{i<j} w_k (z_i - z_j)(y_i - y_j) for w = -Sym's upper triangle (pairs 01,
+ * 02, 03, 12, 13, 23), y = x. When up is given, the child's upper over pi is
+ * up_j = sum_i P_ji z_i = (P z)_j (for a reversible P, pi_i P_ij / pi_j = P_ji): M as it
+ * is, not transposed. In float64 the same sweep made the gradient slower (2-core AMD
+ * EPYC, 2026-12-07: docs/performance.md), so float64 keeps grad_four. */
+#define PV_GRAD_FOUR_Z(V, LOAD, MUL, FMA, SUB, ZERO, STEP, MASK, STORE, SET1)                  \
+    V h01 = ZERO, h02 = ZERO, h03 = ZERO, h12 = ZERO, h13 = ZERO, h23 = ZERO;               \
+    for (int p = 0; p < n; p += STEP) {                                                      \
+        MASK;                                                                                \
+        const V a = MUL(LOAD(A + p), LOAD(S + p)), b = MUL(LOAD(A + ls + p), LOAD(S + ls + p)), \
+          c = MUL(LOAD(A + 2 * ls + p), LOAD(S + 2 * ls + p)),                               \
+          d = MUL(LOAD(A + 3 * ls + p), LOAD(S + 3 * ls + p));                               \
+        if (up)                                                                              \
+            for (int j = 0; j < 4; j++)                                                      \
+                STORE(up + j * ls + p, FMA(SET1(M[4 * j + 3]), d, FMA(SET1(M[4 * j + 2]), c,  \
+                      FMA(SET1(M[4 * j + 1]), b, MUL(SET1(M[4 * j]), a)))));                \
+        const V u = LOAD(x + p), v = LOAD(x + ls + p), w = LOAD(x + 2 * ls + p),             \
+          z = LOAD(x + 3 * ls + p);                                                          \
+        h01 = FMA(SUB(a, b), SUB(u, v), h01); h02 = FMA(SUB(a, c), SUB(u, w), h02);          \
+        h03 = FMA(SUB(a, d), SUB(u, z), h03); h12 = FMA(SUB(b, c), SUB(v, w), h12);          \
+        h13 = FMA(SUB(b, d), SUB(v, z), h13); h23 = FMA(SUB(c, d), SUB(w, z), h23);          \
+    }
+
+static inline double grad_four_z_f32(int n, const float *PV_RESTRICT A, const float *PV_RESTRICT S,
+                                     long ls, const float *PV_RESTRICT x, const float *M,
+                                     float *PV_RESTRICT up, const double *wz)
+{
+#define PV_LOAD_MASKED(ptr) _mm512_maskz_loadu_ps(m, ptr)
+#define PV_STORE_MASKED(ptr, value) _mm512_mask_storeu_ps(ptr, m, value)
+    PV_GRAD_FOUR_Z(__m512, PV_LOAD_MASKED, _mm512_mul_ps, _mm512_fmadd_ps, _mm512_sub_ps,
+                   _mm512_setzero_ps(), 16,
+                   const __mmask16 m = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1),
+                   PV_STORE_MASKED, _mm512_set1_ps)
+#undef PV_LOAD_MASKED
+#undef PV_STORE_MASKED
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512 r[16] = {h01, h02, h03, h12, h13, h23, zero, zero,
+                          zero, zero, zero, zero, zero, zero, zero, zero};
+    const __m512d sums = _mm512_cvtps_pd(_mm512_castps512_ps256(pv_lane_sums16_ps(r)));
+    return _mm512_reduce_add_pd(_mm512_mul_pd(sums, _mm512_loadu_pd(wz)));
+}
+#undef PV_GRAD_FOUR_Z
+
 /* Tips given by their codes (4-bit state masks, bit j: state j). A tip's contribution
  * M @ x takes one of 16 values per row i, (M @ the code's 0/1 vector)_i =
  * sum_j M[i][j] bit_j(code): the tables below build them in registers, and a permute per
@@ -694,14 +744,18 @@ static inline void pv_tip_lookup_ps(int n, const float *Mt, const uint8_t *PV_RE
 
 #define PV_REAL double
 #define PV_FN(name) name##_f64
+#define PV_ZFORM 0 /* see grad_four_z_f32 */
 #include "cpu_kernel.c"
 #undef PV_REAL
 #undef PV_FN
+#undef PV_ZFORM
 #define PV_REAL float
 #define PV_FN(name) name##_f32
+#define PV_ZFORM 1
 #include "cpu_kernel.c"
 #undef PV_REAL
 #undef PV_FN
+#undef PV_ZFORM
 
 #else /* one precision */
 
@@ -1410,6 +1464,40 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
     const double log_variable = log1p(-pinv), log_pinv = pinv > 0 ? log(pinv) : -INFINITY;
     /* the invariant part of a site: needed with +I, and for d lnL / d pinv at pinv = 0 */
     const int with_constant = pinv > 0 || jac_other != NULL;
+    /* Along Q for a reversible model in float32 (AVX-512 builds), the upper partials are
+     * kept divided by pi ("z-form"): an internal child's 16 sums become 6 (grad_four_z_f32),
+     * and the sums that remain (tips, roots of three) are contracted with diag(pi) Q
+     * instead of Q. */
+#if PV_FOUR_ROWS && PV_ZFORM
+    int zf = 0;
+    real piq[16];
+    double wz[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (dirs) {
+        double sym[16], big = 0;
+        for (int q = 0; q < 16; q++) {
+            sym[q] = (double)freq[q / 4] * gen[q];
+            big = fmax(big, fabs(sym[q]));
+        }
+        zf = big > 0;
+        for (int i = 0; i < 4; i++) { /* symmetric, rows summing to 0: else keep the m-form */
+            double row = 0;
+            for (int j = 0; j < 4; j++) {
+                row += sym[4 * i + j];
+                if (fabs(sym[4 * i + j] - sym[4 * j + i]) > 1e-4 * big) zf = 0;
+            }
+            if (fabs(row) > 1e-4 * big) zf = 0;
+        }
+        const int pi_[6] = {0, 0, 0, 1, 1, 2}, pj_[6] = {1, 2, 3, 2, 3, 3};
+        for (int k = 0; k < 6; k++)
+            wz[k] = -0.5 * (sym[4 * pi_[k] + pj_[k]] + sym[4 * pj_[k] + pi_[k]]);
+        for (int q = 0; q < 16; q++) piq[q] = (real)sym[q];
+    }
+    const int zform = zf;
+    const real *cgen = zform ? piq : gen; /* what the 16 sums are contracted with */
+#else
+    const int zform = 0;
+    const real *cgen = gen;
+#endif
     int failed = 0;
 #pragma omp parallel num_threads(nt)
     {
@@ -1608,7 +1696,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                             for (int i = 0; i < 4; i++) {
                                 double g = 0;
                                 const real *PV_RESTRICT r = root + (c * 4 + i) * blk;
-                                const double f = (double)catw[c] * freq[i];
+                                const double f = (double)catw[c] * (zform ? 1.0 : (double)freq[i]);
                                 for (int p = 0; p < n; p++) {
                                     work[i * blk + p] = (real)(ap[p] * f) * (rescaled[local] ? sc[p] : (real)1);
                                     g += ap[p] * catw[c] * r[p];
@@ -1685,12 +1773,18 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                                 double *gt = Gt + (edge - e0) * t_step + c;
                                 if (sizeof(real) == 8)
                                     pv_grad_tip_dir_pd(n, (const double *)A, (const double *)con[1 - k], blk, cdx,
-                                                       (const double *)M, (const double *)gen, gt);
+                                                       (const double *)M, (const double *)cgen, gt);
                                 else
                                     pv_grad_tip_dir_ps(n, (const float *)A, (const float *)con[1 - k], blk, cdx,
-                                                       (const float *)M, (const float *)gen, gt);
+                                                       (const float *)M, (const float *)cgen, gt);
                                 continue;
                             }
+#if PV_ZFORM
+                            if (zform && nch == 2) { /* an internal child, along Q in z-form */
+                                Gt[(edge - e0) * t_step + c] += grad_four_z_f32(n, A, con[1 - k], blk, x, M, up, wz);
+                                continue;
+                            }
+#endif
                             if (cdx && nch == 2 && !f81) { /* a tip child: G from its codes */
                                 double *Gk = Ge + (edge - e0) * e_step + c * 16;
                                 if (sizeof(real) == 8)
@@ -1709,6 +1803,14 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                                 Gt[(edge - e0) * t_step + c] += sum;
                                 continue;
                             }
+#if PV_ZFORM
+                            /* in z-form the upper is P z, not P^T m: child_backward transposes M */
+                            real Mz[16];
+                            if (zform) {
+                                for (int q = 0; q < 16; q++) Mz[q] = M[4 * (q % 4) + q / 4];
+                                M = Mz;
+                            }
+#endif
                             PV_FN(child_backward)(n, A, con[(k + 1) % nch], nch == 3 ? con[(k + 2) % nch] : NULL,
                                                   x, lx, x2, sx, M, up, msg, xbuf, blk, f81,
                                                   Ge + (edge - e0) * e_step + c * 16);
@@ -1723,7 +1825,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                             for (int c = 0; c < C; c++) {
                                 const double *g = pair + ((long)e * C + c) * 16;
                                 double v = Gt[(long)e * C + c];
-                                for (int q = 0; q < 16; q++) v += g[q] * gen[q];
+                                for (int q = 0; q < 16; q++) v += g[q] * cgen[q];
                                 jac_times[row * C + c] = v;
                             }
                         } else {
@@ -1752,7 +1854,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
             for (int t = 0; t < nt; t++) {
                 const double *g = gacc + (long)t * per_thread;
                 v += g[n_grad + n_other + q];
-                for (int k = 0; k < 16; k++) v += g[q * 16 + k] * gen[k];
+                for (int k = 0; k < 16; k++) v += g[q * 16 + k] * cgen[k];
             }
             jac_times[q] = v;
         }
