@@ -229,8 +229,9 @@ static inline void grad_four_f32(int n, const float *PV_RESTRICT A, long la,
  * sum_p sum_{i<j} w_k (z_i - z_j)(y_i - y_j) for w = -Sym's upper triangle (pairs 01,
  * 02, 03, 12, 13, 23), y = x. When up is given, the child's upper over pi is
  * up_j = sum_i P_ji z_i = (P z)_j (for a reversible P, pi_i P_ij / pi_j = P_ji): M as it
- * is, not transposed. In float64 the same sweep made the gradient slower (2-core AMD
- * EPYC, 2026-12-07: docs/performance.md), so float64 keeps grad_four. */
+ * is, not transposed. In float64 the same sweep gained nothing (0.97-1.05x the
+ * gradient's time on a 2-core AMD EPYC, 2026-12-07: docs/performance.md), so float64
+ * keeps grad_four. */
 #define PV_GRAD_FOUR_Z(V, LOAD, MUL, FMA, SUB, ZERO, STEP, MASK, STORE, SET1)                  \
     V h01 = ZERO, h02 = ZERO, h03 = ZERO, h12 = ZERO, h13 = ZERO, h23 = ZERO;               \
     for (int p = 0; p < n; p += STEP) {                                                      \
