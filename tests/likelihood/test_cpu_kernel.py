@@ -112,7 +112,7 @@ def test_cpu_kernel_matches_torch_kernel(case, rescale, dtype, monkeypatch):
 
 @needs_compiler
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("case", [CASES[2], CASES[3], CASES[5], CASES[7]])
+@pytest.mark.parametrize("case", [CASES[2], CASES[3], CASES[5], CASES[6], CASES[7]])
 def test_branch_length_gradient_of_a_fixed_model_matches_torch_kernel(case, dtype, monkeypatch):
     """With the model's parameters fixed the chain rule from d lnL / d P to the branch
     lengths is done by hand (FixedModelLogLikelihood), not by autograd."""
