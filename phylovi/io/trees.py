@@ -241,7 +241,7 @@ def _parse(text: str, path: str | None, format: str, taxa, burnin: float) -> Tre
     where = path or _STRING
     if taxa is not None and not isinstance(taxa, TaxonOrder):
         taxa = TaxonOrder(taxa)
-    reference = "the given taxa"
+    reference = "the expected taxa"
     entries = []  # (tree number, edge lengths by split, weight), one per tree
     for number, (dtree, declared) in enumerate(_dendropy_trees(text, format, where), 1):
         if taxa is None and declared:
@@ -259,7 +259,11 @@ def _parse(text: str, path: str | None, format: str, taxa, burnin: float) -> Tre
             raise TreeFileError(f"text after the last tree's ';': {tail[:40]!r}", path=where)
     # Trees that carry [&W ...] are a list of topologies, not a chain (DendroPy gives
     # every NEXUS tree a weight of 1, so look for the comment itself).
-    weighted = bool(WEIGHT_COMMENT.search(text))
+    n_weights = len(WEIGHT_COMMENT.findall(text))
+    weighted = n_weights > 0
+    if weighted and n_weights != len(entries):  # DendroPy would give the others weight 1
+        raise TreeFileError(f"{n_weights} of the {len(entries)} trees carry a [&W] weight: give "
+                            "every tree one (as a MrBayes .trprobs file does) or none", path=where)
     if burnin > 0 and weighted:
         raise TreeFileError(f"burn-in {burnin:g} drops the first trees of a chain, but these "
                             "trees carry weights ([&W], as in a MrBayes .trprobs file, ranked "

@@ -233,16 +233,33 @@ class SubsplitNetwork:
 
     @classmethod
     def from_dict(cls, taxa, record: dict) -> "SubsplitNetwork":
+        """The network :meth:`to_dict` wrote; ValueError where the tables do not fit
+        together (lengths, clade indices, key order, probabilities summing to 1)."""
         support = SubsplitSupport(taxa, [int(c, 16) for c in record["clades"]])
-        bits = key_bits(len(support))
-        pcsps = record["pcsps"]
-        sister = np.array(pcsps["sister"], dtype=np.int64)
+        n_clades, bits = len(support), key_bits(len(support))
+        pcsps, roots = record["pcsps"], record["rootsplits"]
+        sister, clade, child = (np.array(pcsps[k], dtype=np.int64) for k in ("sister", "clade", "child"))
+        pcsp_probs = np.array(pcsps["probability"], dtype=np.float64)
+        root_keys = np.array(roots["clade"], dtype=np.int64)
+        root_probs = np.array(roots["probability"], dtype=np.float64)
+        if (any(a.ndim != 1 for a in (sister, clade, child, pcsp_probs, root_keys, root_probs))
+                or not len(sister) == len(clade) == len(child) == len(pcsp_probs)
+                or len(root_keys) != len(root_probs)):
+            raise ValueError("the rootsplit or PCSP tables differ in length")
+        for name, values, low in (("rootsplit", root_keys, 0), ("sister", sister, -1),
+                                  ("parent", clade, 0), ("child", child, 0)):
+            if ((values < low) | (values >= n_clades)).any():
+                raise ValueError(f"a {name} clade index is outside the {n_clades} clades")
         sister = np.where(sister < 0, (1 << bits) - 1, sister)
-        keys = ((sister << (2 * bits)) | (np.array(pcsps["clade"], dtype=np.int64) << bits)
-                | np.array(pcsps["child"], dtype=np.int64))
-        return cls(support, record["conditioning"], np.array(record["rootsplits"]["clade"]),
-                   np.array(record["rootsplits"]["probability"]), keys,
-                   np.array(pcsps["probability"]))
+        keys = (sister << (2 * bits)) | (clade << bits) | child
+        if (np.diff(root_keys) <= 0).any() or (np.diff(keys) <= 0).any():
+            raise ValueError("the rootsplit or PCSP tables are not in increasing key order")
+        network = cls(support, record["conditioning"], root_keys, root_probs, keys, pcsp_probs)
+        sums = np.add.reduceat(pcsp_probs, network.parent_start) if len(keys) else np.ones(0)
+        if abs(root_probs.sum() - 1) > 1e-6 or (np.abs(sums - 1) > 1e-6).any():
+            raise ValueError("the rootsplit probabilities, or a parent's PCSP probabilities, "
+                             "do not sum to 1")
+        return network
 
 
 def by_rooting(per_instance: np.ndarray, choice: np.ndarray) -> np.ndarray:

@@ -133,13 +133,18 @@ class TreePosterior:
         if method not in METHODS:
             raise ConfigError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
         if method == "em-alpha":
-            alpha = DEFAULT_ALPHA if alpha is None else float(alpha)
-            if not alpha > 0 or not math.isfinite(alpha):
-                raise ConfigError(f"alpha must be a positive number, got {alpha}")
+            alpha = DEFAULT_ALPHA if alpha is None else alpha
+            if not _is_real(alpha) or not alpha > 0 or not math.isfinite(alpha):
+                raise ConfigError(f"alpha must be a positive number, got {alpha!r}")
+            alpha = float(alpha)
         elif alpha not in (None, 0, 0.0):
             raise ConfigError(f"alpha applies only to method em-alpha, not {method!r}")
-        if not (1 <= min_iterations <= max_iterations) or not tolerance >= 0:
-            raise ConfigError("EM needs 1 <= min_iterations <= max_iterations and tolerance >= 0")
+        if (not _is_integer(min_iterations) or not _is_integer(max_iterations)
+                or not 1 <= min_iterations <= max_iterations
+                or not _is_real(tolerance) or not tolerance >= 0):
+            raise ConfigError("EM needs integers 1 <= min_iterations <= max_iterations and a "
+                              f"tolerance >= 0, got {min_iterations!r}, {max_iterations!r}, "
+                              f"{tolerance!r}")
         started = time.perf_counter()
         taxa, topologies, raw_weights = collect_trees(trees, taxa, burnin, weights, samples_per_file,
                                                       rooted)
@@ -186,7 +191,7 @@ class TreePosterior:
         topology it has never produced can be missed; :meth:`credible_set`
         reports how much probability the ranked list covers.
         """
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        if not _is_integer(k) or k < 1:
             raise ConfigError(f"k must be an integer of at least 1, got {k!r}")
         topologies, probs = self._ranking()
         return list(zip(topologies[:k], probs[:k].tolist()))
@@ -201,8 +206,8 @@ class TreePosterior:
         If the ranked topologies cover less than ``level`` in total, all of them
         are returned (their sum says how far short it fell).
         """
-        if not 0 < level <= 1:
-            raise ConfigError(f"the credible level must be in (0, 1], got {level}")
+        if not _is_real(level) or not 0 < level <= 1:
+            raise ConfigError(f"the credible level must be a number in (0, 1], got {level!r}")
         topologies, probs = self._ranking()
         cumulative = np.cumsum(probs)
         n = int(np.searchsorted(cumulative, level * (1 - 1e-12))) + 1
@@ -268,8 +273,10 @@ class TreePosterior:
     def sample(self, n: int, seed: int | None = None,
                generator: torch.Generator | None = None) -> list[Topology]:
         """Draw ``n`` topologies; the same ``seed`` (or generator state) gives the same draws."""
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        if not _is_integer(n) or n < 0:
             raise ConfigError(f"the number of draws must be an integer >= 0, got {n!r}")
+        if seed is not None and (not _is_integer(seed) or not 0 <= seed < 2 ** 64):
+            raise ConfigError(f"the seed must be an integer in [0, 2^64), got {seed!r}")
         if generator is None:
             generator = torch.Generator()
             if seed is None:
@@ -294,6 +301,8 @@ class TreePosterior:
                 in Zhang & Matsen 2018).
             samples_per_file: as in :meth:`fit`, for reference tree files.
         """
+        if not _is_real(eps) or not 0 < eps < 1:
+            raise ConfigError(f"eps must be a number in (0, 1), got {eps!r}")
         if not isinstance(reference, TreePosterior):
             reference = TreePosterior.fit(reference, method="srf", taxa=self.taxa,
                                           samples_per_file=samples_per_file, rooted=self.rooted)
@@ -305,7 +314,9 @@ class TreePosterior:
         topologies = self.topologies_of(list(reference.training))
         p = reference.training_probabilities
         q = np.exp(self.log_prob(topologies))
-        return float(np.sum(p * np.log(p / np.maximum(q, eps))))
+        value = float(np.sum(p * np.log(p / np.maximum(q, eps))))
+        # KL >= 0: a model compared with its own sample can land a rounding error below
+        return 0.0 if -1e-12 < value < 0 else value
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -332,6 +343,8 @@ class TreePosterior:
         Raises:
             PosteriorFileError: the file is missing, not JSON, or not a phylovi posterior.
         """
+        if not isinstance(path, (str, os.PathLike)):
+            raise ConfigError(f"a model is read from a path, not a {type(path).__name__}")
         path = os.fspath(path)
         try:
             with open(path, encoding="utf-8") as handle:
@@ -348,7 +361,9 @@ class TreePosterior:
                 path=path)
         try:
             taxa = TaxonOrder(record["taxa"])
-            rooted = bool(record["rooted"])
+            rooted = record["rooted"]
+            if not isinstance(rooted, bool):
+                raise ValueError(f"rooted is {rooted!r}, not true or false")
             training = [_topology(newick, taxa, rooted) for newick in record["training"]["newick"]]
             network = (None if record["network"] is None
                        else SubsplitNetwork.from_dict(taxa, record["network"]))
@@ -405,8 +420,10 @@ class TreePosterior:
 def collect_trees(trees, taxa, burnin: float, weights, samples_per_file: int | None = None,
                   rooted: bool = False) -> tuple[TaxonOrder, list, np.ndarray]:
     """Taxa, topologies and weights from any input :meth:`TreePosterior.fit` accepts."""
-    if samples_per_file is not None and samples_per_file < 1:
-        raise ConfigError(f"samples per file must be at least 1, got {samples_per_file}")
+    if samples_per_file is not None and (not _is_integer(samples_per_file) or samples_per_file < 1):
+        raise ConfigError(f"samples per file must be an integer of at least 1, got {samples_per_file!r}")
+    if not _is_real(burnin) or not 0 <= burnin < 1:
+        raise ConfigError(f"burn-in must be a number in [0, 1), got {burnin!r}")
     if taxa is not None and not isinstance(taxa, TaxonOrder):
         taxa = TaxonOrder(taxa)
     if isinstance(trees, TreeSample):
@@ -420,8 +437,6 @@ def collect_trees(trees, taxa, burnin: float, weights, samples_per_file: int | N
     if all(isinstance(t, (str, os.PathLike)) and not is_newick_string(t) for t in trees):
         if weights is not None:
             raise ConfigError("weights apply to a list of trees, not to tree files")
-        if not 0 <= burnin < 1:
-            raise ConfigError(f"burn-in must be in [0, 1), got {burnin}")
         topologies, pooled = [], []
         for path in trees:
             sample = read_trees(path, taxa=taxa, burnin=burnin)
@@ -433,12 +448,14 @@ def collect_trees(trees, taxa, burnin: float, weights, samples_per_file: int | N
             if samples_per_file is None:
                 pooled.append(sample.weights / sample.weights.sum() / len(trees))
             else:
-                pooled.append(np.round(sample.weights * samples_per_file))
+                counts = np.round(sample.weights * samples_per_file)
+                if counts.sum() <= 0:
+                    raise ConfigError(f"the trees of {os.fspath(path)} round to no sample at "
+                                      f"{samples_per_file} samples per file")
+                pooled.append(counts)
         return taxa, topologies, np.concatenate(pooled)
     if samples_per_file is not None:
         raise ConfigError("samples per file applies to tree files, not to a list of trees")
-    if not 0 <= burnin < 1:
-        raise ConfigError(f"burn-in must be in [0, 1), got {burnin}")
     if taxa is None:
         first = trees[0]
         taxa = (first.taxa if isinstance(first, (Topology, RootedTopology, Tree))
@@ -446,13 +463,25 @@ def collect_trees(trees, taxa, burnin: float, weights, samples_per_file: int | N
     topologies = [_topology(tree, taxa, rooted) for tree in trees]
     if weights is None:
         weights = np.ones(len(topologies))
-    weights = np.asarray(weights, dtype=np.float64)
+    try:
+        weights = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        weights = np.array([np.nan])  # refused below, like any other bad weight
     if weights.shape != (len(topologies),) or not np.all(np.isfinite(weights)) or (weights < 0).any():
         raise ConfigError(f"expected {len(topologies)} finite non-negative weights")
-    if weights.sum() <= 0:
-        raise ConfigError("the weights sum to zero")
     skip = math.floor(burnin * len(topologies))
+    if weights[skip:].sum() <= 0:
+        raise ConfigError("the weights of the trees after the burn-in sum to zero"
+                          if skip else "the weights sum to zero")
     return taxa, topologies[skip:], weights[skip:]
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _topology(tree, taxa: TaxonOrder, rooted: bool = False) -> Topology | RootedTopology:

@@ -191,6 +191,13 @@ def test_read_trees_trprobs_weights(tmp_path):
     assert all(np.isnan(t.branch_lengths).all() for t in sample.trees)
 
 
+def test_read_trees_refuses_a_weighted_file_with_a_tree_left_unweighted(tmp_path):
+    # DendroPy gives such a tree weight 1, which would outweigh the others
+    text = TRPROBS.replace("[&W 0.300000] ", "")
+    with pytest.raises(TreeFileError, match="2 of the 3 trees carry a"):
+        read_trees(write(tmp_path, "DS.trprobs", text))
+
+
 def test_read_trees_refuses_burnin_on_weighted_trees(tmp_path):
     # .trprobs lists topologies by decreasing probability: a burn-in would drop the best
     with pytest.raises(TreeFileError, match="carry weights"):
@@ -252,8 +259,8 @@ def test_read_trees_taxon_mismatch_names_both_sides_and_file(tmp_path):
     error = caught.value
     assert error.only_left == ("x",) and error.only_right == ("e",)
     assert str(error).startswith(f"{path}: ")
-    assert "'x' in tree 1 is not in the given taxa" in str(error)
-    assert "'e' in the given taxa is not in tree 1" in str(error)
+    assert "'x' in tree 1 is not in the expected taxa" in str(error)
+    assert "'e' in the expected taxa is not in tree 1" in str(error)
 
 
 def test_read_trees_later_tree_with_other_taxa(tmp_path):

@@ -189,7 +189,7 @@ def test_queries_accept_newick_dendropy_and_topologies(sample6):
 def test_kl_is_zero_against_itself_and_positive_otherwise(sample6):
     chosen, weights, _ = sample6
     srf = TreePosterior.fit(chosen, method="srf", weights=weights)
-    assert srf.kl(srf) == pytest.approx(0.0, abs=1e-15)
+    assert 0.0 <= srf.kl(srf) < 1e-15  # never a rounding error below 0
     sa = TreePosterior.fit(chosen, method="sa", weights=weights)
     expected = sum(p * math.log(p / sa.probability(t))
                    for t, p in zip(srf.training, srf.training_probabilities))
@@ -216,11 +216,43 @@ def test_fit_reads_and_pools_tree_files(tmp_path, sample6):
     ({"method": "em-alpha", "alpha": -1.0}, ConfigError),
     ({"method": "em", "burnin": 1.0}, ConfigError),
     ({"method": "em", "min_iterations": 5, "max_iterations": 2}, ConfigError),
+    # settings of the wrong type are the package's errors too, not TypeError or ValueError
+    ({"method": "em", "burnin": "0.1"}, ConfigError),
+    ({"method": "em", "burnin": None}, ConfigError),
+    ({"method": "em", "burnin": float("nan")}, ConfigError),
+    ({"method": "em", "min_iterations": "5"}, ConfigError),
+    ({"method": "em-alpha", "alpha": "x"}, ConfigError),
+    ({"method": "srf", "weights": ["a"] * 4}, ConfigError),
 ])
 def test_fit_rejects_bad_settings(kwargs, error, sample6):
     chosen, _, _ = sample6
     with pytest.raises(error):
-        TreePosterior.fit(chosen, **kwargs)
+        TreePosterior.fit(chosen[:4], **kwargs)
+
+
+def test_no_weight_left_after_burn_in_or_rounding_is_an_error(sample6, tmp_path):
+    # an empty model would answer every later query with a traceback or a KL of 0
+    chosen, _, _ = sample6
+    with pytest.raises(ConfigError, match="after the burn-in sum to zero"):
+        TreePosterior.fit(chosen[:2], weights=[1, 0], burnin=0.5)
+    trprobs = tmp_path / "small.trprobs"
+    trprobs.write_text("#NEXUS\nbegin trees;\n" + "".join(
+        f"tree tree_{i} = [&W {w}] {t.to_newick()}\n"
+        for i, (t, w) in enumerate(zip(chosen, (0.3, 0.3, 0.4)), 1)) + "end;\n")
+    assert TreePosterior.fit(trprobs, method="srf", samples_per_file=10).info.n_topologies == 3
+    with pytest.raises(ConfigError, match="small.trprobs round to no sample at 1 samples"):
+        TreePosterior.fit(trprobs, method="srf", samples_per_file=1)
+
+
+@pytest.mark.parametrize("query", [
+    lambda p: p.credible_set("0.5"), lambda p: p.sample(3, seed=2 ** 70),
+    lambda p: p.sample(3, seed="a"), lambda p: p.kl(p, eps=0), lambda p: p.kl(p, eps="x"),
+    lambda p: TreePosterior.load(["model.json"]),
+])
+def test_queries_with_bad_arguments_raise_config_errors(query, sample6):
+    chosen, _, _ = sample6
+    with pytest.raises(ConfigError):
+        query(TreePosterior.fit(chosen, method="sa"))
 
 
 def test_bad_trees_raise_phylovi_errors(sample6, tmp_path):
@@ -256,6 +288,41 @@ def test_load_rejects_damaged_probabilities_and_methods(sample6, tmp_path, metho
         record["method"] = "bogus"
     path.write_text(json.dumps(record))
     with pytest.raises(PosteriorFileError, match="corrupt model"):
+        TreePosterior.load(path)
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("root index", "rootsplit clade index"), ("child index", "child clade index"),
+    ("short table", "differ in length"), ("root sum", "do not sum to 1"),
+    ("pcsp sum", "do not sum to 1"), ("order", "increasing key order"),
+    ("rooted", "not true or false"),
+])
+def test_load_rejects_network_tables_that_do_not_fit_together(sample6, tmp_path, damage, message):
+    # each of these once loaded, then gave tracebacks or probabilities above 1 in queries
+    import json
+
+    chosen, _, _ = sample6
+    path = tmp_path / "model.json"
+    TreePosterior.fit(chosen, method="sa").save(path)
+    record = json.loads(path.read_text())
+    network = record["network"]
+    if damage == "root index":
+        network["rootsplits"]["clade"][0] = 999
+    elif damage == "child index":
+        network["pcsps"]["child"][0] = 999
+    elif damage == "short table":
+        network["pcsps"]["probability"].pop()
+    elif damage == "root sum":
+        network["rootsplits"]["probability"] = [1.0] * len(network["rootsplits"]["probability"])
+    elif damage == "pcsp sum":
+        network["pcsps"]["probability"][0] *= 0.5
+    elif damage == "order":
+        network["rootsplits"]["clade"].reverse()
+        network["rootsplits"]["probability"].reverse()
+    else:
+        record["rooted"] = "no"
+    path.write_text(json.dumps(record))
+    with pytest.raises(PosteriorFileError, match=message):
         TreePosterior.load(path)
 
 
