@@ -47,8 +47,10 @@ def _add_check(commands) -> None:
     parser = commands.add_parser(
         "check", help="exact tests: perfect phylogeny, linear or branching, mutation tree",
         description=("Whether the matrix admits a perfect phylogeny (no pair of mutations shows "
-                     "all three gametes 11, 10, 01), which pairs conflict, whether a conflict-"
-                     "free matrix is linear or branching, and its mutation tree in Newick."),
+                     "all three gametes 11, 10, 01), which pairs conflict (how many and the "
+                     "first 10 as MUTATION/MUTATION; --json lists them all), whether a "
+                     "conflict-free matrix is linear or branching, and its mutation tree in "
+                     "Newick."),
         formatter_class=HelpFormatter)
     _add_matrix_arguments(parser)
     parser.add_argument("--missing-as", type=int, choices=(0, 1), default=0,
@@ -57,17 +59,27 @@ def _add_check(commands) -> None:
     parser.set_defaults(run=run_check)
 
 
+_SHOWN_PAIRS = 10  # conflicting pairs that check's text output names
+
+
 def run_check(args) -> int:
+    import numpy as np
+
     from phylovi.genotype import GenotypeMatrix, conflicting_pairs, perfect_phylogeny_tree
-    from phylovi.genotype.perfect_phylogeny import is_linear
+    from phylovi.genotype.perfect_phylogeny import (is_linear, is_perfect_phylogeny,
+                                                    n_conflicting_pairs)
 
     matrix = GenotypeMatrix.read(args.matrix, mutations_as_rows=args.mutations_as_rows)
     values = matrix.filled(args.missing_as)
-    pairs = conflicting_pairs(values)
+    perfect = is_perfect_phylogeny(values)  # O(nm); the pairs below only when there are some
+    # JSON lists every conflicting pair; the text gives their number and the first few
+    shown = (np.zeros((0, 2), dtype=np.int64) if perfect
+             else conflicting_pairs(values, None if args.json else _SHOWN_PAIRS))
+    n_pairs = 0 if perfect else len(shown) if args.json else n_conflicting_pairs(values)
     record = {"cells": matrix.n_cells, "mutations": matrix.n_mutations,
-              "missing": int(matrix.missing.sum()), "perfect_phylogeny": len(pairs) == 0,
-              "conflicting_pairs": [[matrix.mutations[p], matrix.mutations[q]] for p, q in pairs]}
-    if len(pairs) == 0:
+              "missing": int(matrix.missing.sum()), "perfect_phylogeny": perfect,
+              "conflicting_pairs": [[matrix.mutations[p], matrix.mutations[q]] for p, q in shown]}
+    if perfect:
         record["shape"] = "linear" if is_linear(values) else "branching"
         record["tree"] = perfect_phylogeny_tree(values, matrix.mutations, matrix.cells)
     if args.json:
@@ -76,7 +88,10 @@ def run_check(args) -> int:
     print(f"matrix\t{matrix.n_cells} cells x {matrix.n_mutations} mutations, "
           f"{record['missing']} missing (read as {args.missing_as})")
     print(f"perfect_phylogeny\t{'yes' if record['perfect_phylogeny'] else 'no'}")
-    print(f"conflicting_pairs\t{len(pairs)} of {matrix.n_mutations * (matrix.n_mutations - 1) // 2}")
+    listed = "".join(f"\t{p}/{q}" for p, q in record["conflicting_pairs"])
+    more = "\t..." if n_pairs > len(shown) else ""
+    print(f"conflicting_pairs\t{n_pairs} of {matrix.n_mutations * (matrix.n_mutations - 1) // 2}"
+          f"{listed}{more}")
     if "shape" in record:
         print(f"shape\t{record['shape']}")
         print(f"tree\t{record['tree']}")
@@ -260,7 +275,7 @@ def _add_predict(commands) -> None:
                      "(and the input file's name when there are several, so those names must "
                      "differ), and prints what it changed. A network output that still "
                      "conflicts is decoded onto a tree and reported as repaired. A matrix too "
-                     "small to branch (under 2 cells or 2 mutations with an observed 1) or to "
+                     "small to branch (under 2 cells or 2 mutations) or to "
                      "conflict (under 3 cells or 2 mutations) gets the exact probability 0."),
         formatter_class=HelpFormatter)
     parser.add_argument("matrices", nargs="+", metavar="MATRIX", help=MATRIX_HELP)
@@ -312,13 +327,8 @@ def run_predict(args) -> int:
         return _write_eliminated(args, model, matrices, prefixes)
     probabilities = model.predict([m.values for m in matrices])
     for path, m in zip(args.matrices, matrices):
-        shape = model.judged_shape(m.values)
-        size = f"{m.n_cells} x {m.n_mutations}"
-        if args.task == "branching":  # only cells and mutations with an observed 1 can branch
-            size += (f"; {shape[0]} cell{'s' * (shape[0] != 1)} and {shape[1]} "
-                     f"mutation{'s' * (shape[1] != 1)} with an observed 1")
-        if model.too_small(shape):
-            print(f"phylovi: note: {path} ({size}) is too small to "
+        if model.too_small(m.values.shape):
+            print(f"phylovi: note: {path} ({m.n_cells} x {m.n_mutations}) is too small to "
                   f"{'branch' if args.task == 'branching' else 'conflict'}; its probability "
                   "is exactly 0", file=sys.stderr)
     rows = [{"matrix": path, "cells": m.n_cells, "mutations": m.n_mutations,

@@ -147,7 +147,7 @@ def run_query(args) -> int:
         if is_newick_string(args.tree):
             names, trees = [args.tree.strip()], [args.tree]
         else:
-            sample = read_trees(args.tree, taxa=posterior.taxa)
+            sample = read_trees(args.tree, taxa=posterior.taxa, lengths=False)
             trees = (sample.rooted_topologies() if posterior.rooted
                      else [t.topology for t in sample.trees])
             names = [str(i) for i in range(1, len(trees) + 1)]  # its place in the file

@@ -22,8 +22,10 @@ def add_parser(subparsers) -> None:
             "to the branch lengths of a fixed topology with implicit reparameterisation "
             "gradients, and estimate log p(alignment | topology) by importance sampling from "
             "it. Writes OUTDIR/summary.json, OUTDIR/posterior_mean.nwk, OUTDIR/elbo.csv, "
-            "OUTDIR/elbo.png and OUTDIR/checkpoint.pt. Free model parameters (e.g. kappa in "
-            "'HKY') are point estimates optimised jointly."),
+            "OUTDIR/elbo.png and OUTDIR/checkpoint.pt. A branch whose posterior mean is "
+            "infinite (a beta-prime of shape beta <= 1) takes its median in "
+            "posterior_mean.nwk; summary.json's median_for_mean lists those edges. Free "
+            "model parameters (e.g. kappa in 'HKY') are point estimates optimised jointly."),
         formatter_class=HelpFormatter)
     parser.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP (or gzipped)")
     parser.add_argument("tree", help="the topology: Newick or NEXUS (branch lengths are ignored)")
@@ -62,7 +64,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from phylovi.distributions.priors import parse_prior
-    from phylovi.errors import ConfigError, InferenceError
+    from phylovi.errors import ConfigError, InferenceError, OutputError
     from phylovi.io.alignment import read_alignment
     from phylovi.io.trees import read_tree
     from phylovi.likelihood.model_string import parse_model
@@ -82,7 +84,7 @@ def run(args) -> int:
     kernel = setup(args)
     alignment = read_alignment(args.alignment, format=args.format)
     patterns = compress_patterns(alignment)
-    topology = read_tree(args.tree, taxa=alignment.taxa).topology
+    topology = read_tree(args.tree, taxa=alignment.taxa, lengths=False).topology
     model = parse_model(args.model, patterns, dtype=kernel["dtype"])
     likelihood = TreeLikelihood(patterns, model, **kernel)
     internal = [node >= topology.n_taxa for node in range(topology.n_edges)]
@@ -96,7 +98,11 @@ def run(args) -> int:
     if args.resume and not os.path.exists(checkpoint):
         raise ConfigError(f"--resume: no checkpoint at {checkpoint}")
     created = not os.path.exists(args.output)
-    os.makedirs(args.output, exist_ok=True)
+    try:
+        os.makedirs(args.output, exist_ok=True)
+    except OSError as error:  # /proc, a read-only mount: what check_output cannot foresee
+        raise OutputError(f"cannot create the folder: {error.strerror or error}",
+                          path=args.output) from None
     try:
         vi = BranchLengthVI(likelihood, topology, prior, settings)
         if args.resume:

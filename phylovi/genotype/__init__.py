@@ -13,6 +13,7 @@ from phylovi.genotype.perfect_phylogeny import (
     is_perfect_phylogeny,
     linear_or_branching,
     mutation_tree_parents,
+    n_conflicting_pairs,
     perfect_phylogeny_tree,
 )
 from phylovi.genotype.matrix import MISSING, MISSING_MARKERS, GenotypeMatrix
@@ -27,6 +28,7 @@ __all__ = [
     "is_perfect_phylogeny",
     "linear_or_branching",
     "mutation_tree_parents",
+    "n_conflicting_pairs",
     "perfect_phylogeny_tree",
 ]
 

@@ -290,9 +290,11 @@ class GenotypeClassifier(GenotypeModel):
     column never conflicts), so they carry no evidence about the shape, and
     real data can hold many of them (normal cells) where simulations hold few.
 
-    A matrix too small to branch or to conflict (:meth:`too_small`; for ``branching``
-    counting only the cells and mutations with an observed 1) gets the exact answer, 0,
-    rather than the network's.
+    A matrix too small to branch or to conflict (:meth:`too_small`, on its whole shape)
+    gets the exact answer, 0, rather than the network's. For ``branching`` that is the
+    shape, not its cells and mutations with an observed 1: the label is the true tree's,
+    and a true tree of 2 cells and 2 mutations can branch with every 1 of one of them
+    dropped out; the masked network, which sees no evidence there, answers instead.
     """
 
     def predict(self, matrices, batch_size: int = 1024) -> np.ndarray:
@@ -302,9 +304,7 @@ class GenotypeClassifier(GenotypeModel):
         with torch.no_grad():
             for batch, mask, sizes in _batches(matrices, batch_size):
                 if self.task == "branching":
-                    # the size rule below then sees what the network sees: padding a
-                    # matrix with rows and columns without a 1 changes neither
-                    mask, sizes = _informative(batch, mask)
+                    mask = _informative(batch, mask)
                 p = torch.sigmoid(self.model(batch, mask)).numpy()
                 p[np.array([self.too_small(size) for size in sizes])] = 0.0
                 out.append(p)
@@ -317,20 +317,12 @@ class GenotypeClassifier(GenotypeModel):
         n_cells, n_mutations = shape
         return n_mutations < 2 or n_cells < (2 if self.task == "branching" else 3)
 
-    def judged_shape(self, values: np.ndarray) -> tuple[int, int]:
-        """The (cells, mutations) of one matrix that :meth:`too_small` judges in
-        :meth:`predict`: for ``branching`` only those with an observed 1."""
-        values = np.asarray(values)
-        if self.task != "branching":
-            return values.shape
-        ones = values == 1
-        return int(ones.any(1).sum()), int(ones.any(0).sum())
 
 
-def _informative(batch: torch.Tensor, mask: torch.Tensor | None
-                 ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+def _informative(batch: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """``mask`` ``[B, n, m]`` narrowed to the rows and columns holding an observed 1 (a matrix
-    without any 1 keeps its whole mask), and each matrix's (cells, mutations) holding one."""
+    without any 1 keeps its whole mask): padding a matrix with rows and columns without a 1
+    does not change what the network sees."""
     ones = batch == 1
     if mask is not None:
         ones &= mask
@@ -339,7 +331,7 @@ def _informative(batch: torch.Tensor, mask: torch.Tensor | None
     empty = ~ones.flatten(1).any(1)
     if empty.any():
         informative[empty] = True if mask is None else mask[empty]
-    return informative, list(zip(rows.sum(1).tolist(), columns.sum(1).tolist()))
+    return informative
 
 
 @dataclass

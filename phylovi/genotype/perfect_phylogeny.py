@@ -34,16 +34,18 @@ import numpy as np
 from phylovi.errors import GenotypeMatrixError
 
 
-def conflicting_pairs(X) -> np.ndarray:
+def conflicting_pairs(X, limit: int | None = None) -> np.ndarray:
     """Column pairs that break the rooted three-gametes rule.
 
     Uses ``N11 = Xᵀ X`` and the column sums ``c``: ``n10 = c_p - n11`` and
     ``n01 = c_q - n11``; a pair conflicts when all three are positive.
-    O(n m²) time and O(m²) memory; it lists *every* conflict, which
-    Gusfield's test (:func:`is_perfect_phylogeny`) does not.
+    O(n m²) time, computed a block of columns at a time so that memory stays
+    O(n m + m · block) plus the pairs themselves; it lists *every* conflict,
+    which Gusfield's test (:func:`is_perfect_phylogeny`) does not.
 
     Args:
         X: 0/1 matrix ``[n_cells, n_mutations]``.
+        limit: stop after this many pairs (the first in lexicographic order).
 
     Returns:
         int64 array ``[n_conflicts, 2]`` of column pairs ``(p, q)`` with
@@ -52,13 +54,34 @@ def conflicting_pairs(X) -> np.ndarray:
     Raises:
         GenotypeMatrixError: ``X`` is not a 2-D 0/1 matrix (as for every test here).
     """
+    found = []
+    total = 0
+    for pairs in _conflict_blocks(X):
+        found.append(pairs)
+        total += len(pairs)
+        if limit is not None and total >= limit:
+            break
+    pairs = np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
+    return pairs if limit is None else pairs[:limit]
+
+
+def n_conflicting_pairs(X) -> int:
+    """How many column pairs :func:`conflicting_pairs` would list, without listing them."""
+    return sum(len(pairs) for pairs in _conflict_blocks(X))
+
+
+def _conflict_blocks(X, block: int = 512):
+    """The conflicting pairs ``(p, q)``, ``p < q``, of each block of ``block`` columns p."""
     X = _binary(X).astype(np.float64)  # BLAS matmul; counts are exact below 2**53
-    n11 = np.rint(X.T @ X).astype(np.int64)
-    counts = np.diag(n11)
-    n10 = counts[:, None] - n11
-    n01 = counts[None, :] - n11
-    conflict = (n11 > 0) & (n10 > 0) & (n01 > 0)
-    return np.argwhere(np.triu(conflict, 1)).astype(np.int64).reshape(-1, 2)
+    counts = np.rint(X.sum(axis=0)).astype(np.int64)
+    for start in range(0, X.shape[1], block):
+        stop = min(start + block, X.shape[1])
+        n11 = np.rint(X[:, start:stop].T @ X).astype(np.int64)  # [block, m]
+        conflict = ((n11 > 0) & (counts[start:stop, None] > n11) & (counts[None, :] > n11)
+                    & (np.arange(start, stop)[:, None] < np.arange(X.shape[1])[None, :]))
+        pairs = np.argwhere(conflict).astype(np.int64).reshape(-1, 2)
+        pairs[:, 0] += start
+        yield pairs
 
 
 def is_perfect_phylogeny(X) -> bool:

@@ -96,7 +96,8 @@ class TreeSample:
 
 
 def read_trees(path: str | os.PathLike, taxa: TaxonOrder | None = None,
-               format: str | None = None, burnin: float = 0.0) -> TreeSample:
+               format: str | None = None, burnin: float = 0.0,
+               lengths: bool = True) -> TreeSample:
     """Read every tree of a Newick or NEXUS file.
 
     Args:
@@ -108,6 +109,9 @@ def read_trees(path: str | os.PathLike, taxa: TaxonOrder | None = None,
             (``#NEXUS`` or ``(``), then from the extension.
         burnin: fraction in [0, 1) of the trees to drop from the start
             (``floor(burnin * n_trees)`` trees).
+        lengths: False for callers that use only the topologies: the branch
+            lengths are then neither checked nor kept (all NaN), so that, say, a
+            neighbour-joining tree's negative lengths are no error.
 
     Raises:
         TreeFileError: unreadable, malformed, empty, non-binary trees, bad
@@ -121,23 +125,24 @@ def read_trees(path: str | os.PathLike, taxa: TaxonOrder | None = None,
     text = read_text(path)
     if not text.strip():
         raise TreeFileError("the tree file is empty", path=path)
-    return _parse(text, path, _choose_format(text, path, format), taxa, burnin)
+    return _parse(text, path, _choose_format(text, path, format), taxa, burnin, lengths)
 
 
 def read_tree(path_or_newick: str | os.PathLike, taxa: TaxonOrder | None = None,
-              format: str | None = None) -> Tree:
+              format: str | None = None, lengths: bool = True) -> Tree:
     """Read the one tree of a file, or of a Newick string such as ``"((a,b),c,d);"``.
 
     A string is taken as Newick when it is not an existing path and starts with '('.
+    ``lengths`` as in :func:`read_trees`.
 
     Raises:
         TreeFileError: as :func:`read_trees`, or when there is not exactly one tree.
     """
     if is_newick_string(path_or_newick):
         text = path_or_newick.lstrip("\ufeff")
-        sample = _parse(text, None, _choose_format(text, _STRING, format), taxa, 0.0)
+        sample = _parse(text, None, _choose_format(text, _STRING, format), taxa, 0.0, lengths)
     else:
-        sample = read_trees(path_or_newick, taxa, format)
+        sample = read_trees(path_or_newick, taxa, format, lengths=lengths)
     if len(sample.trees) != 1:
         raise TreeFileError(f"expected exactly one tree, found {len(sample.trees)}",
                             path=sample.path or _STRING)
@@ -153,16 +158,17 @@ def is_newick_string(value) -> bool:
 
 def read_rooted_topology(path_or_newick: str | os.PathLike, taxa: TaxonOrder | None = None,
                          format: str | None = None) -> RootedTopology:
-    """The one tree of a file or Newick string, as a rooted topology (its root must be binary).
+    """The one tree of a file or Newick string, as a rooted topology (its root must be binary;
+    its branch lengths are not read).
 
     Raises:
         TreeFileError: as :func:`read_tree`, or when the root has three children.
     """
     if is_newick_string(path_or_newick):
         sample = _parse(path_or_newick, None, _choose_format(path_or_newick, _STRING, format),
-                        taxa, 0.0)
+                        taxa, 0.0, lengths=False)
     else:
-        sample = read_trees(path_or_newick, taxa, format)
+        sample = read_trees(path_or_newick, taxa, format, lengths=False)
     if len(sample.trees) != 1:
         raise TreeFileError(f"expected exactly one tree, found {len(sample.trees)}",
                             path=sample.path or _STRING)
@@ -237,7 +243,8 @@ _UTREE = re.compile(r"^(\s*)utree(?=\s)", re.IGNORECASE | re.MULTILINE)
 WEIGHT_COMMENT = re.compile(r"\[&W\s", re.IGNORECASE)  # a tree's probability (MrBayes .trprobs)
 
 
-def _parse(text: str, path: str | None, format: str, taxa, burnin: float) -> TreeSample:
+def _parse(text: str, path: str | None, format: str, taxa, burnin: float,
+           lengths: bool = True) -> TreeSample:
     where = path or _STRING
     if taxa is not None and not isinstance(taxa, TaxonOrder):
         taxa = TaxonOrder(taxa)
@@ -248,8 +255,8 @@ def _parse(text: str, path: str | None, format: str, taxa, burnin: float) -> Tre
             taxa, reference = TaxonOrder(declared), "the NEXUS taxa"
         elif taxa is None:
             taxa, reference = _first_tree_taxa(dtree), "tree 1"
-        lengths, root_split = _edge_lengths(dtree, taxa, f"tree {number}", reference, where)
-        entries.append((number, lengths, _weight(dtree, number, where), root_split))
+        edges, root_split = _edge_lengths(dtree, taxa, f"tree {number}", reference, where, lengths)
+        entries.append((number, edges, _weight(dtree, number, where), root_split))
     if not entries:
         raise TreeFileError(f"the {format} file holds no trees", path=where)
     if format == "newick" and ";" in text:
@@ -395,14 +402,14 @@ def _check_taxa(labels: list[str], taxa: TaxonOrder, what: str, reference: str,
                                  path=where) from None
 
 
-def _edge_lengths(dtree, taxa: TaxonOrder, what: str, reference: str,
-                  where: str) -> tuple[dict[int, float], int | None]:
+def _edge_lengths(dtree, taxa: TaxonOrder, what: str, reference: str, where: str,
+                  read_lengths: bool = True) -> tuple[dict[int, float], int | None]:
     """Length of every edge of one DendroPy tree, keyed by its normalised split, and the root's split.
 
     The two edges at a binary root have the same split, so their lengths add
     up: that is the unrooting; that split is returned as the root's (None
     for a root of three children). ``what`` names the tree, ``reference``
-    where ``taxa`` came from.
+    where ``taxa`` came from; without ``read_lengths`` every length is NaN.
     """
     root = dtree.seed_node
     nodes = [root]
@@ -426,7 +433,8 @@ def _edge_lengths(dtree, taxa: TaxonOrder, what: str, reference: str,
                 f"{len(kids)} {'child' if len(kids) == 1 else 'children'}", path=where)
         if node is not root:
             split = normalize_split(mask, full)
-            lengths[split] = lengths.get(split, 0.0) + _length(node, mask, taxa, what, where)
+            length = _length(node, mask, taxa, what, where) if read_lengths else math.nan
+            lengths[split] = lengths.get(split, 0.0) + length
     kids = root.child_nodes()
     return lengths, (normalize_split(clade[kids[0]], full) if len(kids) == 2 else None)
 

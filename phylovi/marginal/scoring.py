@@ -47,7 +47,7 @@ def read_credible_set(path: str | os.PathLike, taxa: TaxonOrder, burnin: float =
     check_burnin(burnin, path)
     text = read_text(path)
     if text.lstrip()[:6].upper() == "#NEXUS" or WEIGHT_COMMENT.search(text):
-        sample = read_trees(path, taxa, burnin=burnin)
+        sample = read_trees(path, taxa, burnin=burnin, lengths=False)
         totals: dict[Topology, float] = {}
         for tree, weight in zip(sample.trees, sample.weights):
             totals[tree.topology] = totals.get(tree.topology, 0.0) + float(weight)
@@ -90,7 +90,7 @@ def read_credible_set(path: str | os.PathLike, taxa: TaxonOrder, burnin: float =
             raise TreeFileError("expected a Newick tree, starting with '('", path=path,
                                 line=number)
         try:
-            topology = read_tree(line, taxa).topology
+            topology = read_tree(line, taxa, lengths=False).topology
         except InputError as error:  # name this file and line, not "<newick string>"
             error.path, error.line = path, number
             raise

@@ -439,7 +439,7 @@ def collect_trees(trees, taxa, burnin: float, weights, samples_per_file: int | N
             raise ConfigError("weights apply to a list of trees, not to tree files")
         topologies, pooled = [], []
         for path in trees:
-            sample = read_trees(path, taxa=taxa, burnin=burnin)
+            sample = read_trees(path, taxa=taxa, burnin=burnin, lengths=False)
             taxa = sample.taxa
             if sample.weights.sum() <= 0:
                 raise ConfigError(f"the trees of {os.fspath(path)} have zero total weight")
@@ -459,7 +459,7 @@ def collect_trees(trees, taxa, burnin: float, weights, samples_per_file: int | N
     if taxa is None:
         first = trees[0]
         taxa = (first.taxa if isinstance(first, (Topology, RootedTopology, Tree))
-                else read_tree(_newick_of(first)).taxa)
+                else read_tree(_newick_of(first), lengths=False).taxa)
     topologies = [_topology(tree, taxa, rooted) for tree in trees]
     if weights is None:
         weights = np.ones(len(topologies))
@@ -498,7 +498,7 @@ def _topology(tree, taxa: TaxonOrder, rooted: bool = False) -> Topology | Rooted
         tree = tree.to_newick()
     if rooted:
         return read_rooted_topology(_newick_of(tree), taxa)
-    return read_tree(_newick_of(tree), taxa).topology
+    return read_tree(_newick_of(tree), taxa, lengths=False).topology
 
 
 def _newick_of(tree) -> str:

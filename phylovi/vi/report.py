@@ -15,11 +15,16 @@ def write_outputs(folder: str, result: VIResult, topology: Topology, inputs: dic
     """Write summary.json, posterior_mean.nwk, elbo.csv and elbo.png; return the summary.
 
     The summary names the bound the run maximised (``bound``) and gives its final value
-    under that name: ``elbo``, or ``iwae`` for the K-sample bound."""
+    under that name: ``elbo``, or ``iwae`` for the K-sample bound. A branch whose
+    posterior mean is infinite (a beta-prime with shape beta <= 1) takes its median in
+    posterior_mean.nwk and tree_length_mean; ``median_for_mean`` lists those edges. Each
+    branch's ``taxa`` are the smaller side of its split (a pendant branch: its taxon)."""
     means = [m if math.isfinite(m) else med
              for m, med in zip(result.branches["mean"], result.branches["median"])]
     branches = []
     for edge, split in enumerate(topology.edges):
+        if 2 * bin(split).count("1") > topology.n_taxa:
+            split = ((1 << topology.n_taxa) - 1) ^ split
         side = [topology.taxa[i] for i in range(topology.n_taxa) if split >> i & 1]
         branches.append({"edge": edge, "taxa": side,
                          **{key: values[edge] for key, values in result.branches.items()}})
@@ -37,6 +42,8 @@ def write_outputs(folder: str, result: VIResult, topology: Topology, inputs: dic
         "wall_seconds": result.wall_seconds,
         "model_parameters": result.model_parameters,
         "tree_length_mean": sum(means),
+        "median_for_mean": [edge for edge, m in enumerate(result.branches["mean"])
+                            if not math.isfinite(m)],
         "branches": branches,
     }
     summary, tree, trace, plot = (os.path.join(folder, name) for name in (

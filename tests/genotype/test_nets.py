@@ -110,18 +110,19 @@ def test_a_matrix_too_small_to_branch_or_conflict_gets_exactly_zero():
     assert noise[:6].tolist() == [0] * 6 and np.all(noise[6:] > 0)
 
 
-def test_the_size_rule_counts_only_cells_and_mutations_with_a_one_for_branching():
-    # Padding with rows and columns without an observed 1 leaves the call as it was, so a
-    # single 1 (or none) padded to 5 x 5 is still too small to branch: exactly 0.
+def test_only_the_whole_shape_makes_a_branching_call_exactly_zero():
+    # The label is the true tree's: a 5 x 5 matrix with one observed 1 may branch under
+    # dropout, so the network answers; padding with rows and columns without a 1 leaves
+    # that answer unchanged. Only a matrix of one cell or one mutation gets exactly 0.
     torch.manual_seed(0)
     single = np.zeros((5, 5), dtype=np.int8)
     single[0, 0] = 1
-    missing = np.full((2, 2), 3, dtype=np.int8)
-    two_clones = np.zeros((5, 5), dtype=np.int8)
-    two_clones[0, 0] = two_clones[1, 1] = 1  # 2 x 2 with a 1: big enough
+    padded = np.zeros((7, 6), dtype=np.int8)
+    padded[3, 2] = 1
     model = GenotypeClassifier(PairSetNet(width=8), "branching")
-    p = model.predict([single, np.zeros((5, 5), dtype=np.int8), missing, two_clones])
-    assert p[:3].tolist() == [0, 0, 0] and p[3] > 0
+    p = model.predict([single, padded, np.zeros((5, 5), dtype=np.int8),
+                       np.full((2, 2), 3, dtype=np.int8), np.ones((1, 5), dtype=np.int8)])
+    assert np.all(p[:4] > 0) and p[0] == pytest.approx(p[1], abs=1e-6) and p[4] == 0
 
 
 def test_a_file_holding_a_bare_tensor_is_not_a_model(tmp_path):

@@ -21,6 +21,7 @@ from phylovi.genotype import (
     is_perfect_phylogeny,
     linear_or_branching,
     mutation_tree_parents,
+    n_conflicting_pairs,
     perfect_phylogeny_tree,
 )
 
@@ -179,6 +180,18 @@ def test_larger_noisy_tree_matrices_agree_with_the_pairwise_test():
         X = X ^ flips
         assert is_perfect_phylogeny(X) == (len(conflicting_pairs(X)) == 0)
         assert conflicting_pairs(X).tolist() == [list(pair) for pair in reference_conflicts(X)]
+
+
+def test_conflicting_pairs_across_column_blocks_match_the_whole_table():
+    # pairs are found a block of 512 columns at a time (memory O(m) per block, not O(m^2))
+    rng = np.random.default_rng(5)
+    X = (rng.random((12, 1100)) < 0.3).astype(np.int8)
+    n11 = X.T.astype(np.int64) @ X
+    counts = np.diag(n11)
+    whole = np.argwhere(np.triu((n11 > 0) & (counts[:, None] > n11) & (counts[None, :] > n11), 1))
+    assert conflicting_pairs(X).tolist() == whole.tolist()
+    assert n_conflicting_pairs(X) == len(whole) > 100_000
+    assert conflicting_pairs(X, limit=7).tolist() == whole[:7].tolist()
 
 
 def test_conflicting_pairs_names_the_three_gamete_pair():

@@ -191,6 +191,17 @@ def test_read_trees_trprobs_weights(tmp_path):
     assert all(np.isnan(t.branch_lengths).all() for t in sample.trees)
 
 
+@pytest.mark.parametrize("length", ["-0.1", "NaN", "1e400"])
+def test_topology_readers_ignore_lengths_that_tree_readers_refuse(length):
+    # a neighbour-joining tree's negative lengths are no reason to refuse its topology
+    newick = f"((a:0,b:{length}):0.1,c:0.1,d:0.1);"
+    with pytest.raises(TreeFileError, match="branch length"):
+        read_tree(newick)
+    tree = read_tree(newick, lengths=False)
+    assert tree.topology == read_tree("((a,b),c,d);").topology
+    assert np.isnan(tree.branch_lengths).all()
+
+
 def test_read_trees_refuses_a_weighted_file_with_a_tree_left_unweighted(tmp_path):
     # DendroPy gives such a tree weight 1, which would outweigh the others
     text = TRPROBS.replace("[&W 0.300000] ", "")

@@ -230,6 +230,14 @@ def test_fit_rejects_bad_settings(kwargs, error, sample6):
         TreePosterior.fit(chosen[:4], **kwargs)
 
 
+def test_fit_and_query_use_topologies_whatever_their_lengths(sample6):
+    chosen, _, _ = sample6
+    posterior = TreePosterior.fit(chosen, method="sa")
+    negative = "((t0:-1,t1:0.1):0.2,(t2:0.1,t3:0.1):-0.5,(t4:0.1,t5:nan):0.1);"
+    assert posterior.probability(negative) == posterior.probability("((t0,t1),(t2,t3),(t4,t5));")
+    assert TreePosterior.fit([negative], method="srf").probability(negative) == 1.0
+
+
 def test_no_weight_left_after_burn_in_or_rounding_is_an_error(sample6, tmp_path):
     # an empty model would answer every later query with a traceback or a KL of 0
     chosen, _, _ = sample6

@@ -165,6 +165,12 @@ def test_outputs_are_written(tmp_path, capsys):
     assert summary["bound"] == "elbo" and summary["elbo"] < summary["log_marginal_likelihood"]
     for branch in summary["branches"]:
         assert branch["lower_95"] < branch["median"] < branch["upper_95"]
+    # each branch names the smaller side of its split: a pendant branch, its one taxon
+    sides = sorted(len(branch["taxa"]) for branch in summary["branches"])
+    assert sides[:20] == [1] * 20 and sides[-1] <= 10
+    assert sorted(b["taxa"][0] for b in summary["branches"][:20] if len(b["taxa"]) == 1) == \
+        sorted(read_tree(str(EXAMPLE / "example.nwk")).taxa)
+    assert summary["median_for_mean"] == []  # log-normal means are finite
     tree = read_tree(str(out / "posterior_mean.nwk"))
     assert tree.branch_lengths.sum() == pytest.approx(summary["tree_length_mean"], rel=1e-6)
     lines = (out / "elbo.csv").read_text().splitlines()
