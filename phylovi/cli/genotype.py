@@ -128,7 +128,9 @@ def _add_simulate(commands) -> None:
         formatter_class=HelpFormatter)
     _add_size_and_noise(parser)
     parser.add_argument("--linear-fraction", type=float, default=0.0,
-                        help="fraction of matrices made linear (same column sizes)")
+                        help="fraction of matrices made linear (same column sizes); the "
+                        "others keep their simulated tree, which can be linear too (often "
+                        "under --prior clonal: a few clones may form one chain)")
     parser.add_argument("-n", "--number", type=int, default=1, help="matrices to simulate")
     add_common(parser, seed=True, compute=False,
                output="output prefix, e.g. sims/m (folders must exist)")
@@ -404,8 +406,9 @@ def _write_eliminated(args, model, matrices, prefixes) -> int:
 def _add_evaluate(commands) -> None:
     parser = commands.add_parser(
         "evaluate", help="score a network on fresh simulated matrices, beside the classical baseline",
-        description=("Simulate N fresh matrices of one size and noise level (labels exact, "
-                     "classes balanced as in training) and report the model's accuracy, AUC, "
+        description=("Simulate N fresh matrices of one size and noise level (labels exact; "
+                     "classes as in training, balanced where the prior allows: positive_fraction "
+                     "says how) and report the model's accuracy, AUC, "
                      "calibration error and time per matrix; for eliminate, the per-entry "
                      "error, the fraction already conflict-free before repair and the fraction "
                      "recovered exactly. Beside it, the classical baseline on the first "
