@@ -65,7 +65,7 @@ def run(args) -> int:
     from phylovi.likelihood.model_string import parse_model
     from phylovi.likelihood.patterns import compress_patterns
     from phylovi.likelihood.tree_likelihood import TreeLikelihood
-    from phylovi.marginal import METHODS, Posterior, estimate_many
+    from phylovi.marginal import METHODS, Posterior, estimate_many, parse_settings
     from phylovi.marginal.scoring import kl_and_split_rmsd, normalised, read_credible_set
 
     if (args.tree is None) == (args.topologies is None):
@@ -78,7 +78,7 @@ def run(args) -> int:
         raise ConfigError(f"unknown method {unknown[0]!r}; valid methods: {', '.join(METHODS)}")
     if args.replicates < 1:
         raise ConfigError(f"--replicates must be at least 1, got {args.replicates}")
-    settings = _settings(args.set)
+    settings = parse_settings(args.set)
     kernel = setup(args)
     alignment = read_alignment(args.alignment, format=args.format)
     patterns = compress_patterns(alignment)
@@ -162,25 +162,6 @@ def _scores(rows, methods, replicates, topologies, reference, normalised, kl_and
     return scores
 
 
-def _settings(items: list[str]) -> dict:
-    from phylovi.errors import ConfigError
-
-    settings = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        if not name or not value:
-            raise ConfigError(f"--set expects NAME=VALUE, got {item!r}")
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigError(f"--set {name}: {value!r} is not a number") from None
-        # a count may be written 1e5; a plain "2.0" stays a float
-        if value.strip().lstrip("-").isdigit():
-            number = int(value)
-        elif "e" in value.lower() and number.is_integer():
-            number = int(number)
-        settings[name.strip()] = number
-    return settings
 
 
 def _print_table(rows: list[dict], columns: list[str]) -> None:

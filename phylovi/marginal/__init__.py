@@ -89,6 +89,27 @@ def estimate_many(posterior: Posterior | Sequence[Posterior], methods: Sequence[
     return results
 
 
+def parse_settings(items: Sequence[str]) -> dict:
+    """``NAME=VALUE`` strings (``phylovi marginal --set``) as a settings dict: numbers,
+    an integer where the text is one (``5000``, or ``1e4``), else a float."""
+    settings = {}
+    for item in items:
+        name, _, value = str(item).partition("=")
+        if not name or not value:
+            raise ConfigError(f"--set expects NAME=VALUE, got {item!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"--set {name}: {value!r} is not a number") from None
+        # a count may be written 1e5; a plain "2.0" stays a float
+        if value.strip().lstrip("-").isdigit():
+            number = int(value)
+        elif "e" in value.lower() and number.is_integer():
+            number = int(number)
+        settings[name.strip()] = number
+    return settings
+
+
 def check_settings(methods: Sequence[str], settings: dict) -> dict[str, dict]:
     """Each method's settings (its defaults overridden as :func:`estimate_many` does), or a
     ConfigError naming an unknown method or a setting out of place or out of range; for

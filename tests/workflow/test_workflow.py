@@ -79,6 +79,8 @@ def _config(tmp_path: Path, **changes) -> Path:
     ({"model": "BOGUS"}, "config key model: unknown substitution model"),
     ({"prior": "exp(-1)"}, "config key prior"),
     ({"marginal.settings": {"bogus_setting": 3}}, "config key marginal: setting 'bogus_setting'"),
+    ({"marginal.settings": {"n_samples": "lots"}}, "config key marginal: --set n_samples: 'lots'"),
+    ({"seed": -1}, "config['seed']: -1 is less than the minimum of 0"),  # phylovi's --seed range
 ])
 def test_bad_config_stops_with_a_message_naming_the_key(tmp_path, changes, message):
     config = _config(tmp_path, **changes)
@@ -102,6 +104,18 @@ def test_a_users_config_replaces_the_bundled_example(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "name=mine" in result.stdout and "name=example" not in result.stdout
     assert "genotype_calls" not in result.stdout
+
+
+def test_config_values_on_the_command_line_change_the_bundled_example(tmp_path):
+    # --config KEY=VALUE overrides one value (it once replaced the whole example config);
+    # a setting YAML reads as text, such as 1e4, passes as phylovi's --set would take it
+    result = snakemake("--dry-run", "--cores", "1", "--config", "seed=2", cwd=WORKFLOW)
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = _config(tmp_path, **{"marginal.methods": ["laplus-gamma", "vbis", "gss"],
+                                  "marginal.settings": {"n_samples": "1e4"}})
+    result = snakemake("--dry-run", "--cores", "1", "-s", str(WORKFLOW / "Snakefile"),
+                       "--configfile", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _read(path: Path) -> list[dict]:

@@ -1,5 +1,9 @@
 # The config's checks (the schema's, then what it cannot check: files exist, phylovi
 # accepts the model, prior and settings) and helpers shared by the rules.
+#
+# The rules write what a command prints under NAME.part and rename it when the command
+# succeeds: Snakemake does not notice every interrupted job (not one it finds only after
+# a checkpoint has run), and a half-written file must never carry the final name.
 
 import os
 
@@ -39,13 +43,14 @@ def _check_settings():
     from phylovi.distributions.priors import parse_prior
     from phylovi.errors import PhyloviError
     from phylovi.likelihood.model_string import parse_model
-    from phylovi.marginal import check_settings
+    from phylovi.marginal import check_settings, parse_settings
 
+    # the settings as the marginal rule passes them, --set NAME=VALUE (YAML reads 1e4 as text)
+    pairs = ["=".join(map(str, item)) for item in config["marginal"].get("settings", {}).items()]
     checks = [
         ("model", lambda: parse_model(config["model"])),
         ("prior", lambda: parse_prior(config["prior"], 3)),
-        ("marginal", lambda: check_settings(config["marginal"]["methods"],
-                                            config["marginal"].get("settings", {}))),
+        ("marginal", lambda: check_settings(config["marginal"]["methods"], parse_settings(pairs))),
     ]
     for key, check in checks:
         try:

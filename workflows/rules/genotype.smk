@@ -18,10 +18,12 @@ rule genotype_calls:
     benchmark:
         "benchmarks/genotype/{matrix}.tsv"
     shell:
-        "(phylovi genotype check {input:q} --json > {output.check:q} "
-        "&& phylovi genotype predict {input:q} --task branching --json > {output.branching:q} "
-        "&& phylovi genotype predict {input:q} --task noise --json > {output.noise:q}) "
-        "2> {log:q}"
+        "(phylovi genotype check {input:q} --json > {output.check:q}.part "
+        "&& phylovi genotype predict {input:q} --task branching --json > {output.branching:q}.part "
+        "&& phylovi genotype predict {input:q} --task noise --json > {output.noise:q}.part) "
+        "2> {log:q} && mv {output.check:q}.part {output.check:q} "
+        "&& mv {output.branching:q}.part {output.branching:q} "
+        "&& mv {output.noise:q}.part {output.noise:q}"
 
 
 rule genotype_table:

@@ -1,3 +1,6 @@
+from types import SimpleNamespace
+
+
 rule report:
     """Markdown report with plots: split support, ELBO traces, estimator comparison,
     topology posteriors and genotype calls."""
@@ -5,6 +8,11 @@ rule report:
         posteriors=expand("results/{name}/topology_posteriors.tsv", name=ALIGNMENTS),
         splits=expand("results/{name}/splits.tsv", name=ALIGNMENTS),
         genotype="results/genotype/calls.tsv" if MATRICES else [],
+        # the ELBO traces it plots, so that a missing one is rebuilt, not a crash
+        traces=lambda wildcards: [
+            f"results/{name}/vi/t{rank}/elbo.csv"
+            for name in ALIGNMENTS
+            for rank in topology_ranks(SimpleNamespace(name=name))],
     output:
         "results/report.md",
     params:

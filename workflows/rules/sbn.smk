@@ -39,7 +39,8 @@ rule split_support:
     benchmark:
         "benchmarks/{name}/split_support.tsv"
     shell:
-        "phylovi sbn query {input:q} --splits > {output:q} 2> {log:q}"
+        "phylovi sbn query {input:q} --splits > {output:q}.part 2> {log:q} "
+        "&& mv {output:q}.part {output:q}"
 
 
 checkpoint credible_set:
@@ -63,7 +64,8 @@ checkpoint credible_set:
     benchmark:
         "benchmarks/{name}/credible_set.tsv"
     shell:
-        "phylovi sbn query {input:q} --credible {params.level} > {output.table:q} 2> {log:q} "
+        "phylovi sbn query {input:q} --credible {params.level} > {output.table:q}.part "
+        "2> {log:q} && mv {output.table:q}.part {output.table:q} "
         "&& mkdir -p {output.topologies:q} "
         # Columns: rank, probability, cumulative, newick (header first).
         "&& (cd {output.topologies:q} && awk -F '\\t' -v cap={params.cap} "

@@ -56,7 +56,8 @@ rule marginal:
     shell:
         "phylovi marginal {input.alignment:q} {input.tree:q} {params.methods} {params.settings} "
         "--model {params.model:q} --prior {params.prior:q} --seed {params.seed} "
-        "--threads {threads} --json -q > {output:q} 2> {log:q}"
+        "--threads {threads} --json -q > {output:q}.part 2> {log:q} "
+        "&& mv {output:q}.part {output:q}"
 
 
 rule topology_posteriors:
