@@ -19,8 +19,11 @@ def add_parser(subparsers) -> None:
         "loglik", help="log-likelihood of an alignment on a tree",
         description=("Print log p(alignment | tree, branch lengths, model). Model parameters "
                      "the model string leaves out (e.g. kappa in 'HKY', alpha in '+G') are "
-                     "estimated by maximum likelihood on the fixed tree, as IQ-TREE does. "
-                     "Branch lengths of 0 are taken as given (IQ-TREE raises them to 1e-6): "
+                     "estimated by maximum likelihood on the fixed tree, as IQ-TREE does, "
+                     "within IQ-TREE's ranges (exchangeabilities and kappa 1e-4 to 100, "
+                     "Gamma shape 0.02 to 1000). Values given in the string are used as "
+                     "given: a shape below 0.02 too (IQ-TREE raises it to 0.02), and "
+                     "branch lengths of 0 (IQ-TREE raises them to 1e-6): "
                      "where they join sequences that differ the result is -inf (null in "
                      "JSON), with a warning."),
         formatter_class=HelpFormatter)

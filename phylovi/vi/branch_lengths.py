@@ -31,7 +31,7 @@ from phylovi.trees.topology import Topology
 from phylovi.vi.bounds import bound_loss, importance_sampling
 from phylovi.vi.families import MeanField
 
-CHECKPOINT_VERSION = 2  # 2: records the inputs (see _inputs_digest)
+CHECKPOINT_VERSION = 3  # 2: records the inputs (see _inputs_digest); 3: bounded free parameters
 
 
 @dataclass
