@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 
 from phylovi import __version__
 from phylovi.cli import genotype, loglik, marginal, sbn, simulate, vi
@@ -45,8 +47,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extras)}")
     except SystemExit as done:  # --help, --version, or a usage error already printed
         return done.code
+    # SIGTERM (a scheduler cancelling the job) unwinds like Ctrl-C, so that no temporary
+    # file is left beside an output; only the main thread may set a handler.
+    handler = None
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.run(args)
+    except _Terminated:
+        print("phylovi: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except PhyloviError as error:
         print(f"phylovi: error: {error}", file=sys.stderr)
         return 2
@@ -65,3 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (e.g. "| head"): stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGTERM, handler)
+
+
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler while a command runs (a BaseException, as
+    KeyboardInterrupt is, so that no "except Exception" takes it for an error)."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated

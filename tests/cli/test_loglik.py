@@ -168,3 +168,26 @@ def test_shared_options_out_of_range_are_one_line_and_exit_2(small, capsys, argv
     code, _, err = run([paths.get(a, a) for a in argv], capsys)
     assert code == 2 and fragment in err and len(err.splitlines()) == 1
     assert not (small / "out.fasta").exists()
+
+
+def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_temporary_file(tmp_path):
+    # a scheduler cancelling a job sends SIGTERM; Python's default would die on the spot,
+    # leaving the half-written temporary file beside the output
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    tree = Path(__file__).resolve().parents[2] / "data" / "example.nwk"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "phylovi", "simulate", str(tree), "-n", "3000000", "-q",
+         "-o", str(tmp_path / "big.fasta")], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".phylovi-*")) and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM and "phylovi: terminated" in err
+    assert list(tmp_path.iterdir()) == []
