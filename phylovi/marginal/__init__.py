@@ -150,6 +150,7 @@ def _settings_of(method: str, methods: Sequence[str], settings: dict) -> dict:
 
 # A count beyond this would run for days: more likely a typo than a wish.
 _LARGEST_COUNT = 10**9
+_MOST_TEMPERATURES = 10_000
 
 
 def _check(method: str, settings: dict) -> None:
@@ -171,6 +172,11 @@ def _check(method: str, settings: dict) -> None:
                           "the adaptation's draws)")
     if "n_temperatures" in settings and settings["n_temperatures"] < 2:
         raise ConfigError(f"{method}: the ladder needs at least 2 temperatures (0 and 1)")
+    if "n_temperatures" in settings and settings["n_temperatures"] > _MOST_TEMPERATURES:
+        # every temperature runs a chain; a billion of them once took all 23 GB of a
+        # machine and were killed without a word
+        raise ConfigError(f"{method}: n_temperatures must be at most {_MOST_TEMPERATURES:,} "
+                          f"(the study used 50-100), got {settings['n_temperatures']}")
     if "ladder_shape" in settings and not settings["ladder_shape"] > 0:
         raise ConfigError(f"{method}: ladder_shape must be positive")
     if "independent" in settings and settings["independent"] not in (0, 1):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import numpy as np
 
@@ -93,6 +94,8 @@ def read_credible_set(path: str | os.PathLike, taxa: TaxonOrder, burnin: float =
             topology = read_tree(line, taxa, lengths=False).topology
         except InputError as error:  # name this file and line, not "<newick string>"
             error.path, error.line = path, number
+            # the one tree of this line's text, not the file's first
+            error.message = re.sub(r"\btree 1\b", "the tree on this line", error.message)
             raise
         if topology in first_line and not rest:  # a sample of trees: each topology once
             continue

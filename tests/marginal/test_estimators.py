@@ -312,6 +312,8 @@ def test_tempered_chain_at_beta_zero_samples_the_prior(problem):
     (["--method", "magic"], "valid methods: gss"),
     (["--set", "n_samples=-5", "--method", "nmc"], "n_samples"),
     (["--set", "n_temperatures=1", "--method", "ss"], "temperatures"),
+    # a billion temperatures once took all the machine's memory and were killed silently
+    (["--set", "ss.n_temperatures=1000000000", "--method", "ss"], "at most 10,000"),
     (["--set", "gss.n_live=3", "--method", "gss"], "gss has no setting 'n_live'"),
     (["--set", "ss.n_samples=3", "--method", "gss"], "'ss' is not among the methods run"),
     (["--model", "HKY"], "kappa"),
@@ -416,6 +418,8 @@ def test_cli_scores_a_credible_set(problem, capsys, tmp_path):
     ("0\t((a,c),b,(d,e));\n0\t((a,b),c,(d,e));\n", "all zero"),
     ("nan\t((a,c),b,(d,e));\n", "nan"),
     ("0.5\t((a,c),b,(d,e));\n0.5\t((a,b),c,(d,x));\n", "set.tsv:2"),  # names the line
+    # ... and the tree on it, not "tree 1" (the first of the one-tree text read)
+    ("0.5\t((a,c),b,(d,e));\n0.5\t((a,b),c,(d,x));\n", "'x' in the tree on this line"),
     ("0.5\t((a,c),b,(d,e));\n((a,b),c,(d,e));\n", "some lines"),
     ("hello\n", "expected a Newick tree"),
     # The same unrooted topology twice (here rerooted) would count twice.
