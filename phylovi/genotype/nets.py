@@ -318,7 +318,6 @@ class GenotypeClassifier(GenotypeModel):
         return n_mutations < 2 or n_cells < (2 if self.task == "branching" else 3)
 
 
-
 def _informative(batch: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """``mask`` ``[B, n, m]`` narrowed to the rows and columns holding an observed 1 (a matrix
     without any 1 keeps its whole mask): padding a matrix with rows and columns without a 1
