@@ -13,6 +13,7 @@ from phylovi.io.alignment import parse_alignment
 from phylovi.io.trees import read_tree
 from phylovi.likelihood.model_string import parse_model
 from phylovi.likelihood.patterns import compress_patterns
+from phylovi.likelihood.simulate import simulate_alignment
 from phylovi.likelihood.tree_likelihood import TreeLikelihood
 from phylovi.marginal import Posterior
 from phylovi.sbn import TreePosterior
@@ -65,6 +66,17 @@ def test_no_samples_give_empty_results(problem):
      "7 branches"),
     (lambda p: VISettings(n_particles=0), ConfigError, "n_particles"),
     (lambda p: VISettings(lr=float("nan")), ConfigError, "lr"),
+    # an unknown bound or estimator once failed later, reported as a diverged run
+    (lambda p: VISettings(bound="xx"), ConfigError, "bound must be one of elbo, iwae"),
+    (lambda p: VISettings(estimator="xx"), ConfigError, "estimator must be one of"),
+    (lambda p: VISettings(lr="0.1"), ConfigError, "lr must be a number"),
+    # a Tree where its topology is meant once raised "'Tree' object is not iterable"
+    (lambda p: p[2].log_likelihood(p[1], torch.as_tensor(p[1].branch_lengths)), ConfigError,
+     "its .topology"),
+    # a tree read without lengths once simulated all-'A' sequences
+    (lambda p: simulate_alignment(read_tree("((a,b),c,(d,e));"), parse_model("JC"), 10),
+     ConfigError, "7 edges have no branch length"),
+    (lambda p: simulate_alignment(p[1], parse_model("JC"), -1), ConfigError, "-1"),
 ])
 def test_bad_arguments_raise_the_package_errors(problem, call, error, fragment):
     with pytest.raises(error, match=fragment) as caught:
@@ -100,3 +112,28 @@ def test_every_name_docs_api_md_imports_from_phylovi_is_there():
     for name in phylovi.__all__[1:]:
         assert getattr(phylovi, name) is not None
     assert issubclass(phylovi.AlignmentError, phylovi.PhyloviError)
+
+
+def test_float32_keeps_pinv_near_one_in_float64(problem):
+    # float32's rounding of pinv = 0.999999 once put 1 - pinv off by 6% (9 nats on 20 taxa)
+    patterns, tree, _ = problem
+    values = [float(TreeLikelihood(patterns, parse_model("JC+I{0.999999}", patterns),
+                                   dtype=dtype).log_likelihood(
+        tree.topology, torch.as_tensor(tree.branch_lengths, dtype=dtype)))
+        for dtype in (torch.float64, torch.float32)]
+    assert values[1] == pytest.approx(values[0], abs=1e-3)
+
+
+def test_a_huge_branch_gives_the_same_value_with_model_gradients(problem):
+    # matrix_exp (the path taken when a parameter needs a gradient) was 130 nats off at a
+    # branch of 1e12, and gave a positive log-likelihood at 1e17
+    patterns, tree, _ = problem
+    lengths = torch.as_tensor(tree.branch_lengths).clone()
+    lengths[-1] = 1e17
+    values = []
+    for grad in (False, True):
+        model = parse_model("GTR{1,3,0.8,1.2,4}+F{0.3,0.2,0.2,0.3}", patterns)
+        model.parameters["frequencies"].requires_grad_(grad)
+        values.append(float(TreeLikelihood(patterns, model).log_likelihood(
+            tree.topology, lengths).detach()))
+    assert values[1] == pytest.approx(values[0], rel=1e-10) and values[0] < 0

@@ -68,8 +68,13 @@ class SubstitutionModel:
         undefined).
         """
         if self.requires_grad:
-            q = self.rate_matrix().to(device=times.device, dtype=torch.float64).to(times.dtype)
-            flat = q * times.reshape(-1, 1, 1)  # matrix_exp wants a contiguous batch
+            q = self.rate_matrix().to(device=times.device, dtype=torch.float64)
+            # matrix_exp loses accuracy as |Q t| grows (a branch of 1e12 was 130 nats off,
+            # 1e17 gave a positive lnL); P(t) is the stationary matrix to double precision
+            # from t = 40 / (the slowest rate of change) on, so longer times change nothing
+            speeds = torch.linalg.eigvals(q.detach()).real.abs()
+            slowest = float(speeds[speeds > 1e-9 * speeds.max()].min())
+            flat = q.to(times.dtype) * times.clamp(max=40 / slowest).reshape(-1, 1, 1)
             return torch.linalg.matrix_exp(flat).reshape(*times.shape, 4, 4)
         _, eigenvalues, _, products = self._spectral(times.dtype, times.device)
         # P_ij = sum_k left_ik right_kj exp(lambda_k t): one [N, 4] @ [4, 16] product, several

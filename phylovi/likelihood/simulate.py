@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 
+from phylovi.errors import ConfigError
 from phylovi.likelihood.model_string import Model
 from phylovi.trees import Tree
 
@@ -28,7 +31,17 @@ def simulate_alignment(tree: Tree, model: Model, n_sites: int,
 
     Returns:
         ``n_taxa`` strings of ``n_sites`` letters from ACGT.
+
+    Raises:
+        ConfigError: a branch without a length (NaN: a tree read without lengths, which
+            once gave all-'A' sequences), or ``n_sites`` not a positive integer.
     """
+    if isinstance(n_sites, bool) or not isinstance(n_sites, numbers.Integral) or n_sites < 1:
+        raise ConfigError(f"the number of sites must be a positive integer, got {n_sites!r}")
+    missing = int(np.isnan(np.asarray(tree.branch_lengths, dtype=np.float64)).sum())
+    if missing:
+        raise ConfigError(f"{missing} of the tree's {len(tree.branch_lengths)} edges have no "
+                          "branch length; simulating needs every one")
     with torch.no_grad():
         substitution, site_rates = model.substitution, model.site_rates
         rates = site_rates.rates(torch.float64)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -77,7 +77,12 @@ class TreeLikelihood:
                     self._single_batches.pop(next(iter(self._single_batches)))
                 batch = self._single_batches[topologies] = TopologyBatch([topologies])
         else:
-            batch = TopologyBatch(list(topologies))
+            items = (list(topologies) if isinstance(topologies, Iterable)
+                     and not isinstance(topologies, str) else None)
+            if items is None or not all(isinstance(topology, Topology) for topology in items):
+                raise ConfigError("expected a Topology, a list of them or a TopologyBatch (of "
+                                  f"a Tree, its .topology), got {type(topologies).__name__}")
+            batch = TopologyBatch(items)
         if batch.taxa != self.taxa:
             batch.taxa.require_same_set(self.taxa, "the tree", "the alignment")
             raise PhyloviError("the trees order their taxa differently from the alignment; "
@@ -175,7 +180,9 @@ class TreeLikelihood:
                 lengths, rates, eigenvalues, products, self.dtype, schedule, frequencies, pinv,
                 tips, category_weights, self.weights, invariant, rescale, f81, codes)
         substitution, site_rates = self.model.substitution, self.model.site_rates
-        pinv = site_rates.pinv.to(dtype=self.dtype, device=self.device)
+        # pinv in float64 whatever the dtype: float32's rounding of a pinv near 1 made
+        # 1 - pinv (the variable sites' share) off by percents, nats in all
+        pinv = site_rates.pinv.to(dtype=torch.float64, device=self.device)
         matrices, frequencies = self._matrices(lengths, substitution, site_rates)
         return cpu_kernel.FusedLogLikelihood.apply(
             matrices, frequencies, pinv, schedule, tips, site_rates.weights(self.dtype),
@@ -199,7 +206,7 @@ class TreeLikelihood:
             self._fixed_parts = (
                 site_rates.rates(torch.float64, self.device), eigenvalues, products,
                 substitution.frequencies.to(self.dtype),
-                site_rates.pinv.to(dtype=self.dtype, device=self.device),
+                site_rates.pinv.to(dtype=torch.float64, device=self.device),
                 site_rates.weights(self.dtype), substitution.is_f81)
             self._fixed_key = key
         return self._fixed_parts
@@ -209,7 +216,7 @@ class TreeLikelihood:
         substitution, site_rates = self.model.substitution, self.model.site_rates
         matrices, frequencies = self._matrices(lengths, substitution, site_rates)
         schedule = self._schedule(batch)
-        pinv = site_rates.pinv.to(dtype=self.dtype, device=self.device)
+        pinv = site_rates.pinv.to(dtype=torch.float64, device=self.device)  # see above
         differentiable = torch.is_grad_enabled() and (
             matrices.requires_grad or frequencies.requires_grad or pinv.requires_grad)
         if not differentiable and cpu_kernel.supports_device(self.device, self.dtype):

@@ -28,7 +28,7 @@ from phylovi.io import atomic
 from phylovi.likelihood.optimize import FreeParameters
 from phylovi.likelihood.tree_likelihood import TreeLikelihood
 from phylovi.trees.topology import Topology
-from phylovi.vi.bounds import bound_loss, importance_sampling
+from phylovi.vi.bounds import BOUNDS, ESTIMATORS, bound_loss, importance_sampling
 from phylovi.vi.families import MeanField
 
 CHECKPOINT_VERSION = 3  # 2: records the inputs (see _inputs_digest); 3: bounded free parameters
@@ -54,9 +54,17 @@ class VISettings:
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ConfigError(f"VISettings.{name} must be an integer of at least 1, "
                                   f"got {value!r}")
+        for name, value in (("lr", self.lr), ("tolerance", self.tolerance)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ConfigError(f"VISettings.{name} must be a number, got {value!r}")
         if not 0 < self.lr < math.inf or not 0 <= self.tolerance < math.inf:
             raise ConfigError("VISettings.lr must be positive and tolerance non-negative "
                               f"(both finite), got {self.lr!r} and {self.tolerance!r}")
+        for name, value, valid in (("bound", self.bound, BOUNDS),
+                                   ("estimator", self.estimator, ESTIMATORS)):
+            if value not in valid:  # else the run fails later, as if it had diverged
+                raise ConfigError(f"VISettings.{name} must be one of {', '.join(valid)}, "
+                                  f"got {value!r}")
 
 
 @dataclass
