@@ -77,6 +77,9 @@ def test_no_samples_give_empty_results(problem):
     (lambda p: simulate_alignment(read_tree("((a,b),c,(d,e));"), parse_model("JC"), 10),
      ConfigError, "7 edges have no branch length"),
     (lambda p: simulate_alignment(p[1], parse_model("JC"), -1), ConfigError, "-1"),
+    # once NaN in float64 and -inf in float32
+    (lambda p: parse_model("GTR{1e300,1,1,1,1}"), ModelError, "at most 1e\\+10"),
+    (lambda p: parse_model("HKY{1e20}"), ModelError, "kappa"),
 ])
 def test_bad_arguments_raise_the_package_errors(problem, call, error, fragment):
     with pytest.raises(error, match=fragment) as caught:

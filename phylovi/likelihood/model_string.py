@@ -252,9 +252,20 @@ def _frequencies(spec, patterns, dtype, source) -> torch.Tensor:
     return values
 
 
+# Exchangeabilities and kappa above this make a rate matrix whose decomposition loses
+# its accuracy: 1e300 gave NaN in float64 and -inf in float32, 1e20 a float64 value
+# float32 could not reach; up to 1e10 both agree to 1e-5 relative. (Tiny values are
+# fine: the others dominate the normalised matrix.)
+_LARGEST_RATE = 1e10
+
+
 def _check_ranges(parameters, source) -> None:
     for name in ("kappa", "rates", "shape"):
         if name in parameters and not bool((parameters[name] > 0).all()):
             raise ModelError(f"{name} must be positive in {source!r}")
+    for name in ("kappa", "rates"):
+        if name in parameters and not bool((parameters[name] <= _LARGEST_RATE).all()):
+            raise ModelError(f"{name} {parameters[name].tolist()} in {source!r}: each must be "
+                             f"at most {_LARGEST_RATE:g}")
     if "pinv" in parameters and not 0 <= float(parameters["pinv"]) < 1:
         raise ModelError(f"+I needs a proportion in [0, 1), got {float(parameters['pinv'])} in {source!r}")
