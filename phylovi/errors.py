@@ -81,3 +81,23 @@ class PosteriorFileError(InputError):
 class InferenceError(PhyloviError):
     """An inference that failed numerically on valid input (an optimisation that
     diverged), with what to change to avoid it."""
+
+
+def require_type(value, expected: type | tuple[type, ...], what: str) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is an instance of ``expected``.
+
+    The public API checks its arguments' types with this, so that a wrong one
+    is named in one line rather than failing deep inside with a TypeError.
+    """
+    if not isinstance(value, expected):
+        types = expected if isinstance(expected, tuple) else (expected,)
+        names = " or ".join({os.PathLike: "path", type(None): "None"}.get(t, t.__name__)
+                            for t in types)
+        article = "an" if names[0] in "AEIOU" else "a"
+        got = "None" if value is None else f"{type(value).__name__} {value!r:.60}"
+        raise ConfigError(f"{what} must be {article} {names}, got {got}")
+
+
+def require_path(value, what: str) -> None:
+    """:func:`require_type` for a file path (a string or an ``os.PathLike``)."""
+    require_type(value, (str, os.PathLike), what)

@@ -3,24 +3,30 @@ named), and takes the ordinary containers a caller may hold instead of tensors."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from phylovi.distributions import parse_prior
-from phylovi.errors import ConfigError, ModelError, PhyloviError
-from phylovi.io.alignment import parse_alignment
-from phylovi.io.trees import read_tree
+from phylovi import TaxonOrder, TopologyBatch, Tree
+from phylovi.errors import (AlignmentError, ConfigError, ModelError, PhyloviError,
+                            TreeFileError)
+from phylovi.genotype import GenotypeMatrix, conflicting_pairs, load_model
+from phylovi.io.alignment import parse_alignment, read_alignment
+from phylovi.io.trees import read_tree, write_newick
 from phylovi.likelihood.model_string import parse_model
 from phylovi.likelihood.patterns import compress_patterns
 from phylovi.likelihood.simulate import simulate_alignment
 from phylovi.likelihood.tree_likelihood import TreeLikelihood
-from phylovi.marginal import Posterior
+from phylovi.marginal import Posterior, estimate, estimate_many
 from phylovi.sbn import TreePosterior
-from phylovi.vi.branch_lengths import VISettings
+from phylovi.vi.branch_lengths import BranchLengthVI, VISettings
 
 ALIGNMENT = ">a\nACGTA\n>b\nACGTT\n>c\nACGAA\n>d\nTCGAA\n>e\nACCAA\n"
 TREE = "((a:0.1,b:0.2):0.1,(c:0.1,d:0.1):0.1,e:0.2);"
+ALIGNMENT_PATH = Path(__file__).resolve().parents[1] / "data" / "example.fasta"
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +86,36 @@ def test_no_samples_give_empty_results(problem):
     # once NaN in float64 and -inf in float32
     (lambda p: parse_model("GTR{1e300,1,1,1,1}"), ModelError, "at most 1e\\+10"),
     (lambda p: parse_model("HKY{1e20}"), ModelError, "kappa"),
+    # arguments of the wrong type, which once failed deep inside with TypeError or
+    # AttributeError (or, for the methods string, as the unknown method 'g')
+    (lambda p: read_alignment(None), ConfigError, "the alignment file must be a str or path"),
+    (lambda p: read_alignment(ALIGNMENT_PATH, format=3), AlignmentError, "unknown alignment format 3"),
+    (lambda p: read_tree(None), ConfigError, "the tree file must be a str or path, got None"),
+    (lambda p: compress_patterns("a.fasta"), ConfigError, "must be an Alignment, got str"),
+    (lambda p: TreeLikelihood(p[0], "JC"), ConfigError, "model \\(parse_model\\) must be a Model"),
+    (lambda p: TreeLikelihood(None, parse_model("JC")), ConfigError, "patterns"),
+    (lambda p: p[2].log_likelihood(p[1].topology, None), ConfigError, "branch lengths must be numbers"),
+    (lambda p: Tree(p[1].topology, "abc"), TreeFileError, "branch lengths must be numbers"),
+    (lambda p: Tree(None, [0.1]), ConfigError, "topology must be a Topology, got None"),
+    (lambda p: TaxonOrder(None), ConfigError, "list of strings, got None"),
+    (lambda p: TaxonOrder([1, 2, 3]), ConfigError, "a taxon name must be a string, got 1"),
+    (lambda p: TopologyBatch(None), ConfigError, "list of topologies, got NoneType"),
+    (lambda p: TopologyBatch([p[1]]), ConfigError, "holds Topology objects .* got Tree"),
+    (lambda p: Posterior(p[2], None), ConfigError, "topology .* got None"),
+    (lambda p: Posterior(p[2], p[1].topology, prior="exp(10)"), ConfigError, "prior .* got str"),
+    (lambda p: estimate(None), ConfigError, "a Posterior or a list of them, got NoneType"),
+    (lambda p: estimate_many(Posterior(p[2], p[1].topology), None), ConfigError,
+     "list of names, got None"),
+    (lambda p: VISettings(family=5), ConfigError, "family must be one of gamma"),
+    (lambda p: BranchLengthVI(p[2], p[1].topology, None), ConfigError, "prior .* got None"),
+    (lambda p: simulate_alignment(p[1], "JC", 10), ConfigError, "must be a Model, got str"),
+    (lambda p: simulate_alignment(p[1], parse_model("JC"), 10, generator=1), ConfigError,
+     "generator must be a Generator"),
+    (lambda p: write_newick("out.nwk", p[1]), ConfigError, "a list of trees, got one Tree"),
+    (lambda p: GenotypeMatrix.read(None), ConfigError, "the genotype file must be a str or path"),
+    (lambda p: load_model(None), ConfigError, "the model .* must be a str or path, got None"),
+    (lambda p: conflicting_pairs(np.eye(3, dtype=int), limit="a"), ConfigError,
+     "limit must be a non-negative integer or None, got 'a'"),
 ])
 def test_bad_arguments_raise_the_package_errors(problem, call, error, fragment):
     with pytest.raises(error, match=fragment) as caught:
@@ -87,11 +123,20 @@ def test_bad_arguments_raise_the_package_errors(problem, call, error, fragment):
     assert "\n" not in str(caught.value)
 
 
+def test_estimate_many_takes_one_method_as_a_string(problem):
+    _, tree, likelihood = problem
+    results = estimate_many(Posterior(likelihood, tree.topology), "laplus-gamma", seed=1)
+    assert list(results) == ["laplus-gamma"]  # was "unknown method 'l'"
+
+
 def test_tree_posterior_queries_refuse_non_integers_and_non_splits():
     posterior = TreePosterior.fit([read_tree("((a,b),c,(d,e));").topology,
                                    read_tree("((a,c),b,(d,e));").topology], method="srf")
     for call in (lambda: posterior.top(2.5), lambda: posterior.sample(2.5),
-                 lambda: posterior.split_names(2**40), lambda: posterior.split_names(0)):
+                 lambda: posterior.split_names(2**40), lambda: posterior.split_names(0),
+                 lambda: posterior.clade_names(-1), lambda: posterior.clade_names(2**5),
+                 lambda: posterior.clade_names("a"), lambda: posterior.probability(""),
+                 lambda: posterior.log_prob(None), lambda: posterior.save(None)):
         with pytest.raises(PhyloviError):
             call()
     assert posterior.top(np.int64(1))[0][1] == pytest.approx(0.5)

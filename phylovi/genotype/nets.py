@@ -397,8 +397,9 @@ def load_model(task_or_path: str) -> GenotypeModel:
     saved at a path."""
     from pathlib import Path
 
-    from phylovi.errors import ConfigError
+    from phylovi.errors import ConfigError, require_path
 
+    require_path(task_or_path, "the model (a task's name or a file)")
     shipped = Path(__file__).parent / "models" / f"{task_or_path}.pt"
     if shipped.exists():
         return GenotypeModel.load(shipped)

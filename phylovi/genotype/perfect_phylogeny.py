@@ -26,12 +26,13 @@ for the O(nm) test.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 
-from phylovi.errors import GenotypeMatrixError
+from phylovi.errors import ConfigError, GenotypeMatrixError
 
 
 def conflicting_pairs(X, limit: int | None = None) -> np.ndarray:
@@ -54,6 +55,9 @@ def conflicting_pairs(X, limit: int | None = None) -> np.ndarray:
     Raises:
         GenotypeMatrixError: ``X`` is not a 2-D 0/1 matrix (as for every test here).
     """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral)
+                              or limit < 0):
+        raise ConfigError(f"limit must be a non-negative integer or None, got {limit!r}")
     found = []
     total = 0
     for pairs in _conflict_blocks(X):

@@ -26,6 +26,7 @@ Rows and columns come in random order.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -187,16 +188,17 @@ def simulate(n_matrices: int, n_cells: int, n_mutations: int, alpha: float = 0.0
 
     for name, value, low in (("n_matrices", n_matrices, 0), ("n_cells", n_cells, 2),
                              ("n_mutations", n_mutations, 1)):
-        if value < low:
-            raise ConfigError(f"{name} must be at least {low}, got {value}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise ConfigError(f"{name} must be an integer of at least {low}, got {value!r}")
     for name, rate in (("alpha", alpha), ("beta", beta), ("missing", missing),
                        ("linear_fraction", linear_fraction)):
-        if not 0 <= rate <= 1:
-            raise ConfigError(f"{name} must be in [0, 1], got {rate}")
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate <= 1:
+            raise ConfigError(f"{name} must be a number in [0, 1], got {rate!r}")
     if prior not in PRIORS:
         raise ConfigError(f"unknown prior {prior!r}; valid priors: {', '.join(PRIORS)}")
-    if isinstance(seed, (int, np.integer)) and seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed}")
+    if not (seed is None or isinstance(seed, np.random.Generator)
+            or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed >= 0)):
+        raise ConfigError(f"seed must be a non-negative integer or a numpy Generator, got {seed!r}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     if prior == "coalescent":
         true = coalescent_matrices(n_matrices, n_cells, n_mutations, rng)

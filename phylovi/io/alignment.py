@@ -28,7 +28,7 @@ from Bio.AlignIO.PhylipIO import (
 )
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
-from phylovi.errors import AlignmentError
+from phylovi.errors import AlignmentError, require_path
 from phylovi.io.files import extension, read_bytes
 from phylovi.trees.taxa import TaxonOrder
 
@@ -93,6 +93,7 @@ def read_alignment(path: str | os.PathLike, format: str | None = None) -> Alignm
     Raises:
         AlignmentError: the file cannot be read or is not a valid DNA alignment.
     """
+    require_path(path, "the alignment file")
     path = os.fspath(path)
     try:
         data = read_bytes(path)
@@ -138,7 +139,7 @@ def parse_alignment(text: str, format: str | None = None,
 
 def _choose_format(text: str, format: str | None, path: str | None) -> str:
     if format is not None:
-        if format.lower() not in FORMATS:
+        if not isinstance(format, str) or format.lower() not in FORMATS:
             raise AlignmentError(f"unknown alignment format {format!r}; expected one of "
                                  f"{', '.join(FORMATS)}", path=path)
         return format.lower()

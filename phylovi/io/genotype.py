@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from phylovi.errors import ConfigError, GenotypeMatrixError
+from phylovi.errors import ConfigError, GenotypeMatrixError, require_path
 from phylovi.io import atomic
 from phylovi.io.files import read_bytes
 
@@ -41,6 +41,7 @@ def read_genotype_table(path: str | os.PathLike, mutations_as_rows: bool = False
     Raises:
         GenotypeMatrixError: the file cannot be read or is not a valid matrix.
     """
+    require_path(path, "the genotype file")
     path = os.fspath(path)
     if sep is not None and (not isinstance(sep, str) or len(sep) != 1 or sep in '"\r\n'):
         raise ConfigError(f"sep must be one character, got {sep!r}")

@@ -28,7 +28,7 @@ from dendropy.dataio.nexusprocessing import NexusTokenizer
 from dendropy.dataio.nexusyielder import NexusTreeDataYielder
 from dendropy.dataio.tokenizer import Tokenizer
 
-from phylovi.errors import ConfigError, TaxonMismatchError, TreeFileError
+from phylovi.errors import ConfigError, TaxonMismatchError, TreeFileError, require_path
 from phylovi.io import atomic
 from phylovi.io.files import extension, read_bytes
 from phylovi.trees.bitset import bits_of, normalize_split
@@ -120,6 +120,7 @@ def read_trees(path: str | os.PathLike, taxa: TaxonOrder | None = None,
             TAXA/translate taxa, or else from the first tree's.
         ConfigError: bad ``format`` or ``burnin``.
     """
+    require_path(path, "the tree file")
     path = os.fspath(path)
     check_burnin(burnin, path)
     text = read_text(path)
@@ -181,6 +182,9 @@ def write_newick(path: str | os.PathLike, trees: Iterable[Tree | Topology]) -> N
     A tree whose lengths are all NaN (read from a topology-only file) is
     written as a topology, since other programs cannot read ``:nan``.
     """
+    require_path(path, "the tree file")
+    if isinstance(trees, (str, Tree, Topology)):
+        raise ConfigError(f"write_newick takes a list of trees, got one {type(trees).__name__}")
     lines = [_newick_of(tree) for tree in trees]
     try:
         with atomic.write(path) as handle:
@@ -197,7 +201,7 @@ def _newick_of(tree: Tree | Topology) -> str:
         if np.isnan(tree.branch_lengths).all():
             return tree.topology.to_newick()
         return tree.to_newick()
-    raise TypeError(f"write_newick takes Tree or Topology objects, got {type(tree).__name__}")
+    raise ConfigError(f"write_newick takes Tree or Topology objects, got {type(tree).__name__}")
 
 
 def check_burnin(burnin, path: str) -> None:

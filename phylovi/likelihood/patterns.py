@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from phylovi.errors import AlignmentError
+from phylovi.errors import AlignmentError, require_type
 from phylovi.io.alignment import Alignment
 from phylovi.trees.taxa import TaxonOrder
 
@@ -105,6 +105,7 @@ def compress_patterns(alignment: Alignment) -> SitePatterns:
     Returns:
         The patterns, numbered in order of first appearance in the alignment.
     """
+    require_type(alignment, Alignment, "compress_patterns' argument")
     codes = encode_alignment(alignment)
     _, first, inverse, counts = np.unique(codes, axis=1, return_index=True,
                                           return_inverse=True, return_counts=True)

@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 import torch
 
-from phylovi.errors import ConfigError
+from phylovi.errors import ConfigError, require_type
 from phylovi.likelihood.model_string import Model
 from phylovi.trees import Tree
 
@@ -36,6 +36,9 @@ def simulate_alignment(tree: Tree, model: Model, n_sites: int,
         ConfigError: a branch without a length (NaN: a tree read without lengths, which
             once gave all-'A' sequences), or ``n_sites`` not a positive integer.
     """
+    require_type(tree, Tree, "the tree to simulate on (with branch lengths)")
+    require_type(model, Model, "the model to simulate under (parse_model)")
+    require_type(generator, (torch.Generator, type(None)), "the random generator")
     if isinstance(n_sites, bool) or not isinstance(n_sites, numbers.Integral) or n_sites < 1:
         raise ConfigError(f"the number of sites must be a positive integer, got {n_sites!r}")
     missing = int(np.isnan(np.asarray(tree.branch_lengths, dtype=np.float64)).sum())

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from phylovi.devices import resolve_device
-from phylovi.errors import ConfigError, PhyloviError
+from phylovi.errors import ConfigError, PhyloviError, require_type
 from phylovi.likelihood import cpu_kernel
 from phylovi.likelihood.model_string import Model
 from phylovi.likelihood.patterns import SitePatterns, constant_pattern_states
@@ -42,6 +42,8 @@ class TreeLikelihood:
                  device: torch.device | str | None = None, rescale: bool | None = None):
         if dtype not in (torch.float64, torch.float32):
             raise ConfigError(f"the kernel computes in float64 or float32, not {dtype}")
+        require_type(patterns, SitePatterns, "the likelihood's patterns (compress_patterns)")
+        require_type(model, Model, "the likelihood's model (parse_model)")
         self.patterns = patterns
         self.model = model
         self.dtype = dtype
@@ -146,7 +148,11 @@ class TreeLikelihood:
         """The batch, lengths as ``[B, S, n_edges]``, and the caller's sample shape."""
         batch = self.batch(topologies)
         if not isinstance(branch_lengths, torch.Tensor):  # a list or a numpy array
-            branch_lengths = torch.as_tensor(branch_lengths, dtype=self.dtype, device=self.device)
+            try:
+                branch_lengths = torch.as_tensor(branch_lengths, dtype=self.dtype,
+                                                 device=self.device)
+            except (TypeError, ValueError, RuntimeError) as error:
+                raise ConfigError(f"branch lengths must be numbers ({error})") from None
         lengths = branch_lengths.unsqueeze(0) if isinstance(topologies, Topology) else branch_lengths
         if lengths.shape[0] != len(batch) or lengths.shape[-1] != batch.n_edges:
             raise ConfigError(f"branch lengths of shape {tuple(branch_lengths.shape)} do not fit "

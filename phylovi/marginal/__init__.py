@@ -63,7 +63,12 @@ def estimate_many(posterior: Posterior | Sequence[Posterior], methods: Sequence[
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
                              or not 0 <= seed < 2**64):
         raise ConfigError(f"the seed must be an integer from 0 to 2**64 - 1, got {seed!r}")
+    if isinstance(methods, str):  # one method, not a list of one-letter names
+        methods = [methods]
     if not isinstance(posterior, Posterior):
+        if not isinstance(posterior, (list, tuple)):
+            raise ConfigError(f"estimate takes a Posterior or a list of them, got "
+                              f"{type(posterior).__name__}")
         return [estimate_many(p, methods, None if seed is None else (seed + i) % 2**64, **settings)
                 for i, p in enumerate(posterior)]
     chosen = check_settings(methods, settings)
@@ -114,7 +119,9 @@ def check_settings(methods: Sequence[str], settings: dict) -> dict[str, dict]:
     """Each method's settings (its defaults overridden as :func:`estimate_many` does), or a
     ConfigError naming an unknown method or a setting out of place or out of range; for
     callers that check a configuration before running anything (the workflow)."""
-    unknown = [m for m in methods if m not in ESTIMATORS]
+    if isinstance(methods, str) or not isinstance(methods, Sequence) or not methods:
+        raise ConfigError(f"methods are given as a list of names, got {methods!r:.60}")
+    unknown = [m for m in methods if not isinstance(m, str) or m not in ESTIMATORS]
     if unknown:
         raise ConfigError(f"unknown method {unknown[0]!r}; valid methods: {', '.join(METHODS)}")
     return {method: _settings_of(method, methods, settings) for method in methods}

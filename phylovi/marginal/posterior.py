@@ -26,8 +26,11 @@ class Posterior:
     def __init__(self, likelihood: TreeLikelihood, topology: Topology,
                  prior: Distribution | None = None):
         from phylovi.distributions.priors import parse_prior
-        from phylovi.errors import ConfigError
+        from phylovi.errors import ConfigError, require_type
 
+        require_type(likelihood, TreeLikelihood, "the posterior's likelihood")
+        require_type(topology, Topology, "the posterior's topology (a Tree's .topology)")
+        require_type(prior, (Distribution, type(None)), "the posterior's prior (parse_prior)")
         self.likelihood = likelihood
         self.topology = topology
         self.prior = prior or parse_prior("exp(10)", topology.n_edges, dtype=likelihood.dtype,

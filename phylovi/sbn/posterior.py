@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from phylovi.errors import ConfigError, PhyloviError, PosteriorFileError
+from phylovi.errors import ConfigError, PhyloviError, PosteriorFileError, require_path
 from phylovi.io import atomic
 from phylovi.io.trees import (TreeSample, is_newick_string, read_rooted_topology, read_tree,
                               read_trees)
@@ -258,6 +258,9 @@ class TreePosterior:
 
     def clade_names(self, clade: int) -> list[str]:
         """The taxon names in a clade bitset."""
+        if (isinstance(clade, bool) or not isinstance(clade, numbers.Integral)
+                or not 0 < clade < 1 << len(self.taxa)):
+            raise ConfigError(f"{clade!r} is not a clade of these {len(self.taxa)} taxa")
         return [name for i, name in enumerate(self.taxa) if clade >> i & 1]
 
     def split_names(self, split: int) -> tuple[list[str], list[str]]:
@@ -322,6 +325,7 @@ class TreePosterior:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model as JSON (format in docs/concepts.md), atomically."""
+        require_path(path, "the model file")
         record = {
             "format": FILE_FORMAT, "version": FILE_VERSION, "method": self.method,
             "alpha": self.alpha, "rooted": self.rooted, "taxa": list(self.taxa),
@@ -396,6 +400,8 @@ class TreePosterior:
         if (isinstance(trees, (str, os.PathLike, Topology, RootedTopology, Tree))
                 or _is_dendropy_tree(trees)):
             trees = [trees]
+        if not hasattr(trees, "__iter__"):
+            raise ConfigError(f"cannot read a tree from a {type(trees).__name__}")
         return [_topology(tree, self.taxa, self.rooted) for tree in trees]
 
     def _ranking(self) -> tuple[list[Topology], np.ndarray]:
@@ -504,6 +510,8 @@ def _topology(tree, taxa: TaxonOrder, rooted: bool = False) -> Topology | Rooted
 def _newick_of(tree) -> str:
     if _is_dendropy_tree(tree):
         return tree.as_string(schema="newick", suppress_rooting=True)
+    if isinstance(tree, str) and not tree.strip():
+        raise ConfigError("cannot read a tree from an empty string")
     if isinstance(tree, (str, os.PathLike)):
         return os.fspath(tree)
     raise ConfigError(f"cannot read a tree from a {type(tree).__name__}")

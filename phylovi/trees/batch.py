@@ -146,9 +146,18 @@ class TopologyBatch:
     """
 
     def __init__(self, topologies: "list[Topology]"):
+        from phylovi.trees.topology import Topology  # topology.py imports this module
+
+        if isinstance(topologies, (str, Topology)) or not hasattr(topologies, "__iter__"):
+            raise ConfigError(f"a topology batch is built from a list of topologies, got "
+                              f"{type(topologies).__name__}")
         topologies = list(topologies)
         if not topologies:
             raise ConfigError("a topology batch needs at least one topology")
+        for topology in topologies:
+            if not isinstance(topology, Topology):
+                raise ConfigError(f"a topology batch holds Topology objects (a Tree's "
+                                  f".topology), got {type(topology).__name__}")
         taxa = topologies[0].taxa
         for topology in topologies[1:]:
             topology.taxa.require_same_set(taxa, "the first topology", "another topology")

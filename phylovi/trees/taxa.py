@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from phylovi.errors import TaxonMismatchError
+from phylovi.errors import ConfigError, TaxonMismatchError
 
 
 class TaxonOrder:
@@ -18,7 +18,13 @@ class TaxonOrder:
     __slots__ = ("_names", "_index")
 
     def __init__(self, names: Iterable[str]):
-        self._names = tuple(str(name) for name in names)
+        if not isinstance(names, Iterable):  # a string is its letters: TaxonOrder("abcd")
+            raise ConfigError(f"taxon names are given as a list of strings, got {names!r:.60}")
+        names = tuple(names)
+        for name in names:
+            if not isinstance(name, str):
+                raise ConfigError(f"a taxon name must be a string, got {name!r:.60}")
+        self._names = tuple(str(name) for name in names)  # numpy's str_ becomes str
         self._index = {name: i for i, name in enumerate(self._names)}
         if len(self._index) != len(self._names):
             seen = set()

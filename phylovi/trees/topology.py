@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phylovi.errors import TreeFileError
+from phylovi.errors import TreeFileError, require_type
 from phylovi.trees.batch import TreeArrays, clade_children, tree_arrays
 from phylovi.trees.bitset import is_trivial_split, normalize_split
 from phylovi.trees.taxa import TaxonOrder
@@ -37,6 +37,7 @@ class Topology:
     __slots__ = ("taxa", "splits", "edges", "arrays", "_edge_index", "_hash")
 
     def __init__(self, taxa: TaxonOrder, splits: Iterable[int]):
+        require_type(taxa, TaxonOrder, "a topology's taxa")
         n = len(taxa)
         if n < 3:
             raise TreeFileError(f"an unrooted tree needs at least 3 taxa, got {n}")
@@ -139,6 +140,7 @@ class RootedTopology:
     __slots__ = ("taxa", "clades", "arrays", "_hash")
 
     def __init__(self, taxa: TaxonOrder, clades: Iterable[int]):
+        require_type(taxa, TaxonOrder, "a topology's taxa")
         n = len(taxa)
         if n < 2:
             raise TreeFileError(f"a rooted tree needs at least 2 taxa, got {n}")
@@ -204,7 +206,11 @@ class Tree:
     branch_lengths: np.ndarray
 
     def __post_init__(self):
-        lengths = np.asarray(self.branch_lengths, dtype=np.float64)
+        require_type(self.topology, Topology, "a tree's topology")
+        try:
+            lengths = np.asarray(self.branch_lengths, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise TreeFileError(f"branch lengths must be numbers ({error})") from None
         if lengths.shape != (self.topology.n_edges,):
             raise TreeFileError(
                 f"expected {self.topology.n_edges} branch lengths, got shape {lengths.shape}")

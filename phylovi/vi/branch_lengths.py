@@ -23,13 +23,13 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch.distributions import Distribution
 
-from phylovi.errors import ConfigError, InferenceError
+from phylovi.errors import ConfigError, InferenceError, require_type
 from phylovi.io import atomic
 from phylovi.likelihood.optimize import FreeParameters
 from phylovi.likelihood.tree_likelihood import TreeLikelihood
 from phylovi.trees.topology import Topology
 from phylovi.vi.bounds import BOUNDS, ESTIMATORS, bound_loss, importance_sampling
-from phylovi.vi.families import MeanField
+from phylovi.vi.families import FAMILIES, MeanField
 
 CHECKPOINT_VERSION = 3  # 2: records the inputs (see _inputs_digest); 3: bounded free parameters
 
@@ -60,7 +60,7 @@ class VISettings:
         if not 0 < self.lr < math.inf or not 0 <= self.tolerance < math.inf:
             raise ConfigError("VISettings.lr must be positive and tolerance non-negative "
                               f"(both finite), got {self.lr!r} and {self.tolerance!r}")
-        for name, value, valid in (("bound", self.bound, BOUNDS),
+        for name, value, valid in (("family", self.family, FAMILIES), ("bound", self.bound, BOUNDS),
                                    ("estimator", self.estimator, ESTIMATORS)):
             if value not in valid:  # else the run fails later, as if it had diverged
                 raise ConfigError(f"VISettings.{name} must be one of {', '.join(valid)}, "
@@ -116,6 +116,10 @@ class BranchLengthVI:
 
     def __init__(self, likelihood: TreeLikelihood, topology: Topology, prior: Distribution,
                  settings: VISettings | None = None):
+        require_type(likelihood, TreeLikelihood, "BranchLengthVI's likelihood")
+        require_type(topology, Topology, "BranchLengthVI's topology")
+        require_type(prior, Distribution, "BranchLengthVI's prior (parse_prior)")
+        require_type(settings, (VISettings, type(None)), "BranchLengthVI's settings")
         self.likelihood = likelihood
         self.topology = topology
         self.prior = prior

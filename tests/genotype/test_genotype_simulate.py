@@ -107,14 +107,25 @@ def test_bad_rates_are_rejected():
 
 
 @pytest.mark.parametrize("arguments,fragment", [
-    ((1, 1, 5), "n_cells must be at least 2"), ((1, 5, 0), "n_mutations must be at least 1"),
-    ((-1, 5, 5), "n_matrices must be at least 0"),
+    ((1, 1, 5), "n_cells must be an integer of at least 2, got 1"),
+    ((1, 5, 0), "n_mutations must be an integer of at least 1"),
+    ((-1, 5, 5), "n_matrices must be an integer of at least 0"),
+    (("2", 5, 5), "n_matrices must be an integer of at least 0, got '2'"),
+    ((1, 5.5, 5), "n_cells must be an integer of at least 2, got 5.5"),
 ])
 def test_bad_sizes_are_rejected(arguments, fragment):
     with pytest.raises(ConfigError, match=fragment):
         simulate(*arguments, prior="clonal")
 
 
-def test_a_negative_seed_is_rejected():
-    with pytest.raises(ConfigError, match="seed must be a non-negative integer, got -1"):
-        simulate(1, 5, 5, seed=-1)
+@pytest.mark.parametrize("seed", [-1, "x", True])
+def test_a_bad_seed_is_rejected(seed):
+    with pytest.raises(ConfigError, match=f"seed must be a non-negative integer or a numpy "
+                                          f"Generator, got {seed!r}"):
+        simulate(1, 5, 5, seed=seed)
+
+
+@pytest.mark.parametrize("rate", ["x", None, 2.0])
+def test_a_bad_rate_is_rejected(rate):
+    with pytest.raises(ConfigError, match="alpha must be a number in \\[0, 1\\]"):
+        simulate(1, 5, 5, alpha=rate)

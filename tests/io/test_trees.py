@@ -407,8 +407,10 @@ def test_write_newick_failures(tmp_path):
     tree = read_tree("(a,b,(c,d));")
     with pytest.raises(OutputError, match="cannot write"):
         write_newick(tmp_path / "absent" / "out.nwk", [tree])
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match="Tree or Topology objects, got str"):
         write_newick(tmp_path / "out.nwk", ["(a,b,(c,d));"])
+    with pytest.raises(ConfigError, match="a list of trees"):
+        write_newick(tmp_path / "out.nwk", tree)
     assert not (tmp_path / "out.nwk").exists()
 
 
