@@ -166,7 +166,8 @@ def perfect_phylogeny_tree(X, mutations: Sequence[str] | None = None,
         cells: names of the rows; default ``cell1, cell2, ...``.
 
     Raises:
-        GenotypeMatrixError: ``X`` has conflicts, or a name list has the wrong length.
+        GenotypeMatrixError: ``X`` has conflicts, a name list has the wrong length, or a
+            mutation whose column is identical to another's has '|' in its name.
     """
     X = _binary(X)
     n_cells, n_mutations = X.shape
@@ -195,8 +196,14 @@ def perfect_phylogeny_tree(X, mutations: Sequence[str] | None = None,
     subtrees: list[list[tuple[int, str]]] = [[] for _ in range(n_nodes + 1)]
     # A node comes after its parent, so a backward pass finishes every subtree first.
     for node in reversed(range(n_nodes)):
-        newick = _join(leaves[node], subtrees[node]) + _quote("|".join(mutations[j]
-                                                                    for j in members[node]))
+        names = [mutations[j] for j in members[node]]
+        joined = "|".join(names)
+        if len(names) > 1 and joined.count("|") >= len(names):
+            clash = next(name for name in names if "|" in name)
+            raise GenotypeMatrixError(
+                f"mutation {clash!r} has a column identical to another's, and the tree joins "
+                f"such names with '|', which this name holds: rename it")
+        newick = _join(leaves[node], subtrees[node]) + _quote(joined)
         subtrees[parent[node]].append((members[node][0], newick))
     return _join(leaves[-1], subtrees[-1]) + ";"
 

@@ -263,3 +263,11 @@ def test_bool_and_int_inputs_agree():
     X = np.array([[1, 0, 1], [1, 1, 0]])
     assert perfect_phylogeny_tree(X) == perfect_phylogeny_tree(X.astype(bool))
     assert perfect_phylogeny_tree(X.tolist()) == perfect_phylogeny_tree(X)
+
+
+def test_a_bar_in_a_joined_mutation_name_is_refused():
+    # identical columns are joined as "m1|m2": names "a|b" and "c" would read as three
+    X = np.array([[1, 1, 0], [0, 0, 1]])
+    assert perfect_phylogeny_tree(X, ["a", "b", "c|d"]) == "((cell1)a|b,(cell2)c|d);"
+    with pytest.raises(GenotypeMatrixError, match="mutation 'a|b' has a column identical"):
+        perfect_phylogeny_tree(X, ["a|b", "c", "d"])
