@@ -157,7 +157,8 @@ def _rate_matrix(r: torch.Tensor, pi: torch.Tensor) -> torch.Tensor:
 
 def from_spectrum(exponents: torch.Tensor, products: torch.Tensor) -> torch.Tensor:
     """Flattened ``P = sum_k exp(x_k) E_k`` ``[N, 16]`` from exponents ``x = lambda t``
-    ``[..., 4]`` and ``products`` ``[4, 16]`` (the E_k, which sum to the identity).
+    ``[..., K]`` and ``products`` ``[K, 16]`` (the E_k, which sum to the identity; or
+    :func:`compact_spectrum`'s fewer terms).
 
     Written as ``I + sum_k expm1(x_k) E_k``: at t = 0 that is exactly the identity,
     so a zero-length branch between different sequences gives a likelihood of exactly
@@ -167,7 +168,32 @@ def from_spectrum(exponents: torch.Tensor, products: torch.Tensor) -> torch.Tens
     key = (products.dtype, products.device)
     if key not in _IDENTITY:
         _IDENTITY[key] = torch.eye(4, dtype=products.dtype, device=products.device).reshape(16)
-    return torch.addmm(_IDENTITY[key], torch.expm1(exponents).reshape(-1, 4), products)
+    return torch.addmm(_IDENTITY[key], torch.expm1(exponents).reshape(-1, products.shape[0]),
+                       products)
+
+
+def compact_spectrum(eigenvalues: torch.Tensor, products: torch.Tensor,
+                     tolerance: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:
+    """The terms of :func:`from_spectrum` that are not always zero: without the zero
+    eigenvalue (``expm1(0 t) = 0``) and with equal eigenvalues merged (their ``E_k``
+    summed), so the same ``P`` takes one term instead of four for JC and F81, two for
+    K2P and HKY, three for GTR. Eigenvalues within ``tolerance`` times the largest
+    one's size of zero or of each other count as such."""
+    values = eigenvalues.tolist()
+    scale = max(abs(value) for value in values)
+    groups: list[list[int]] = []
+    for k, value in enumerate(values):
+        if abs(value) <= tolerance * scale:
+            continue
+        group = next((g for g in groups if abs(values[g[0]] - value) <= tolerance * scale), None)
+        if group is None:
+            groups.append([k])
+        else:
+            group.append(k)
+    if not groups:  # Q = 0: P is the identity, which one zero term gives
+        return eigenvalues[:1] * 0, products[:1] * 0
+    merged = torch.stack([eigenvalues[g].mean() for g in groups])
+    return merged, torch.stack([products[g].sum(0) for g in groups])
 
 
 def gtr(exchangeabilities, frequencies, name: str = "GTR") -> SubstitutionModel:

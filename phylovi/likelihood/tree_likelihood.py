@@ -11,6 +11,7 @@ from phylovi.devices import resolve_device
 from phylovi.errors import ConfigError, PhyloviError, require_type
 from phylovi.likelihood import cpu_kernel
 from phylovi.likelihood.model_string import Model
+from phylovi.likelihood.models import compact_spectrum
 from phylovi.likelihood.patterns import SitePatterns, constant_pattern_states
 from phylovi.likelihood.pruning import build_schedule, prune
 from phylovi.likelihood.tips import code_table
@@ -208,7 +209,8 @@ class TreeLikelihood:
                      for name, value in model.parameters.items()))
         if key != self._fixed_key:
             substitution, site_rates = model.substitution, model.site_rates
-            eigenvalues, products = substitution.eigen_products(torch.float64, self.device)
+            eigenvalues, products = compact_spectrum(
+                *substitution.eigen_products(torch.float64, self.device))
             self._fixed_parts = (
                 site_rates.rates(torch.float64, self.device), eigenvalues, products,
                 substitution.frequencies.to(self.dtype),

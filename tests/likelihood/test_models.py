@@ -9,6 +9,7 @@ import torch
 
 from phylovi.errors import ModelError
 from phylovi.likelihood.model_string import parse_model
+from phylovi.likelihood.models import compact_spectrum, from_spectrum
 from phylovi.likelihood.rates import discrete_gamma_rates
 
 
@@ -138,3 +139,19 @@ def test_transition_matrices_stay_stochastic_on_very_long_branches(text):
     p = substitution.transition_matrices(times)
     pi = substitution.frequencies.double()
     torch.testing.assert_close(p, pi.expand(5, 4, 4), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("model,n_terms", [
+    ("JC", 1), ("F81+F{0.1,0.2,0.3,0.4}", 1), ("K2P{2}", 2), ("HKY{2}+F{0.1,0.2,0.3,0.4}", 3),
+    ("TN{2,3}+F{0.3,0.2,0.2,0.3}", 3), ("GTR{1,3,0.8,1.2,4}+F{0.3,0.2,0.2,0.3}", 3),
+])
+def test_compact_spectrum_gives_the_same_matrices_with_fewer_terms(model, n_terms):
+    # K2P has two distinct non-zero eigenvalues (-2(kappa + 1)/(kappa + 2), -4/(kappa + 2))
+    eigenvalues, products = parse_model(model).substitution.eigen_products(torch.float64)
+    values, merged = compact_spectrum(eigenvalues, products)
+    assert len(values) == len(merged) == n_terms
+    times = torch.tensor([0.0, 1e-9, 0.01, 0.3, 2.0, 50.0, 1e4], dtype=torch.float64)
+    full = from_spectrum(times[:, None] * eigenvalues, products)
+    compact = from_spectrum(times[:, None] * values, merged)
+    assert torch.allclose(compact, full, rtol=1e-14, atol=1e-15)
+    assert (compact[0] == torch.eye(4, dtype=torch.float64).reshape(16)).all()
