@@ -25,42 +25,58 @@ def add_parser(subparsers) -> None:
                      "given: a shape below 0.02 too (IQ-TREE raises it to 0.02), and "
                      "branch lengths of 0 (IQ-TREE raises them to 1e-6): "
                      "where they join sequences that differ the result is -inf (null in "
-                     "JSON), with a warning."),
+                     "JSON), with a warning. With --optimize-lengths the branch lengths are "
+                     "estimated too (IQ-TREE's -te without -blfix), from the tree's own or "
+                     "0.1 where it has none, within IQ-TREE's 1e-6 to 10."),
         formatter_class=HelpFormatter)
     parser.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP (or gzipped)")
-    parser.add_argument("tree", help="tree with branch lengths: Newick or NEXUS")
+    parser.add_argument("tree", help="tree with branch lengths (without them with "
+                                     "--optimize-lengths): Newick or NEXUS")
     parser.add_argument("-m", "--model", default="JC", help=MODEL_HELP)
     parser.add_argument("--format", choices=("fasta", "nexus", "phylip"), default=None,
                         help="alignment format (default: from the content, then the extension)")
     parser.add_argument("--no-optimize", dest="optimize", action="store_false",
                         help="keep free model parameters at their starting values")
+    parser.add_argument("--optimize-lengths", action="store_true",
+                        help="estimate the branch lengths by maximum likelihood as well")
+    parser.add_argument("-o", "--output", metavar="TREE",
+                        help="with --optimize-lengths: write the tree with the estimated "
+                             "lengths here (Newick)")
     parser.add_argument("--json", action="store_true", help="print a JSON record")
     add_common(parser)
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from phylovi.errors import TreeFileError
+    from phylovi.errors import ConfigError, TreeFileError
     from phylovi.io.alignment import read_alignment
-    from phylovi.io.trees import read_tree
+    from phylovi.io.trees import read_tree, write_newick
     from phylovi.likelihood.model_string import parse_model
-    from phylovi.likelihood.optimize import optimize_model
+    from phylovi.likelihood.optimize import optimize_branch_lengths, optimize_model
     from phylovi.likelihood.patterns import compress_patterns
     from phylovi.likelihood.tree_likelihood import TreeLikelihood
 
+    if args.output is not None and not args.optimize_lengths:
+        raise ConfigError("--output writes the estimated branch lengths: add --optimize-lengths")
+    args.output_kind = "file"
     kernel = setup(args)
     alignment = read_alignment(args.alignment, format=args.format)
     patterns = compress_patterns(alignment)
     tree = read_tree(args.tree, taxa=alignment.taxa)
     missing = int(sum(math.isnan(b) for b in tree.branch_lengths))
-    if missing:
+    if missing and not args.optimize_lengths:
         raise TreeFileError(f"{missing} of {len(tree.branch_lengths)} edges have no branch "
-                            "length", path=args.tree)
+                            "length (add --optimize-lengths to estimate them)", path=args.tree)
     model = parse_model(args.model, patterns, dtype=kernel["dtype"])
     likelihood = TreeLikelihood(patterns, model, **kernel)
     if not args.optimize:
         model.free = ()
-    value = optimize_model(likelihood, tree)
+    if args.optimize_lengths:
+        value, tree = optimize_branch_lengths(likelihood, tree)
+        if args.output is not None:
+            write_newick(args.output, [tree])
+    else:
+        value = optimize_model(likelihood, tree)
     if value == -math.inf:  # P(0) is exactly the identity: see models.from_spectrum
         cause = ("zero-length branches join sequences that differ"
                  if min(tree.branch_lengths) == 0 else
@@ -71,12 +87,13 @@ def run(args) -> int:
     record = {
         "log_likelihood": value,
         "model": model.to_string(),
-        "estimated": list(model.free),
+        "estimated": list(model.free) + ["branch_lengths"] * args.optimize_lengths,
         "alignment": args.alignment,
         "tree": args.tree,
         "n_taxa": alignment.n_taxa,
         "n_sites": alignment.n_sites,
         "n_patterns": patterns.n_patterns,
+        **({"tree_newick": tree.to_newick()} if args.optimize_lengths else {}),
         "dtype": args.dtype,
         "device": args.device,
     }

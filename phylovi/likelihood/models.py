@@ -60,22 +60,20 @@ class SubstitutionModel:
     def transition_matrices(self, times: torch.Tensor) -> torch.Tensor:
         """``P(t) = exp(Q t)`` for a tensor of times ``[*batch]`` -> ``[*batch, 4, 4]``.
 
-        With fixed parameters this uses the eigendecomposition of the
-        symmetrised rate matrix (fast, differentiable in ``t``). When a
-        parameter requires a gradient it uses ``torch.linalg.matrix_exp``,
-        whose derivative torch computes exactly even for repeated eigenvalues
-        (JC69 and K80 have them, and there the eigenvector derivative is
-        undefined).
+        From the eigendecomposition of the symmetrised rate matrix, differentiable in
+        ``t`` and, when a parameter requires a gradient, in ``Q`` too (through
+        :class:`_SpectralExp`, whose derivative holds for repeated eigenvalues as well).
         """
         if self.requires_grad:
-            q = self.rate_matrix().to(device=times.device, dtype=torch.float64)
-            # matrix_exp loses accuracy as |Q t| grows (a branch of 1e12 was 130 nats off,
-            # 1e17 gave a positive lnL); P(t) is the stationary matrix to double precision
-            # from t = 40 / (the slowest rate of change) on, so longer times change nothing
-            speeds = torch.linalg.eigvals(q.detach()).real.abs()
-            slowest = float(speeds[speeds > 1e-9 * speeds.max()].min())
-            flat = q.to(times.dtype) * times.clamp(max=40 / slowest).reshape(-1, 1, 1)
-            return torch.linalg.matrix_exp(flat).reshape(*times.shape, 4, 4)
+            # Q exactly as _spectral decomposes it (frequencies clamped and normalised), so
+            # that its gradient is that of the matrices computed
+            pi = self.frequencies.to(device=times.device, dtype=torch.float64)
+            pi = pi.clamp(min=_SMALLEST_FREQUENCY)
+            q = _rate_matrix(self.exchangeabilities.to(pi), pi / pi.sum())
+            left, eigenvalues, right, products = self._spectral(torch.float64, times.device)
+            flat = _SpectralExp.apply(q, times.reshape(-1).to(torch.float64), left, eigenvalues,
+                                      right, products)
+            return flat.to(times.dtype).reshape(*times.shape, 4, 4)
         _, eigenvalues, _, products = self._spectral(times.dtype, times.device)
         # P_ij = sum_k left_ik right_kj exp(lambda_k t): one [N, 4] @ [4, 16] product, several
         # times faster than a batch of 4 x 4 products when N is large
@@ -170,6 +168,45 @@ def from_spectrum(exponents: torch.Tensor, products: torch.Tensor) -> torch.Tens
         _IDENTITY[key] = torch.eye(4, dtype=products.dtype, device=products.device).reshape(16)
     return torch.addmm(_IDENTITY[key], torch.expm1(exponents).reshape(-1, products.shape[0]),
                        products)
+
+
+class _SpectralExp(torch.autograd.Function):
+    """``P_m = exp(Q t_m)`` ``[N, 4, 4]`` from Q's eigensystem ``left diag(lambda) right``
+    (float64), with the derivatives in ``t`` and in ``Q``.
+
+    In this basis the derivative of ``exp(Q t)`` is ``dP = left ((right dQ left) * Phi) right``
+    with ``Phi_ij = (exp(lambda_i t) - exp(lambda_j t)) / (lambda_i - lambda_j)``
+    (``t exp(lambda_i t)`` where they are equal), so the gradient of all N matrices is
+    ``dQ = right^T (sum_m (left^T G_m right^T) * Phi_m) left^T``: a few batched 4 x 4
+    products, where autograd through ``matrix_exp`` differentiated a Pade approximant of
+    every 8 x 8 block matrix (most of a model-fitting step's time).
+    """
+
+    @staticmethod
+    def forward(ctx, q, times, left, eigenvalues, right, products):
+        matrices = from_spectrum(times[:, None] * eigenvalues, products).reshape(-1, 4, 4)
+        ctx.save_for_backward(times, left, eigenvalues, right, products, matrices)
+        return matrices
+
+    @staticmethod
+    def backward(ctx, grad):
+        times, left, eigenvalues, right, products, matrices = ctx.saved_tensors
+        grad_q = grad_times = None
+        if ctx.needs_input_grad[1]:  # dP/dt = Q P
+            q = (eigenvalues @ products).reshape(4, 4)
+            grad_times = (grad * (q @ matrices)).sum((-1, -2))
+        if ctx.needs_input_grad[0]:
+            t = times[:, None, None]
+            high = torch.maximum(eigenvalues[:, None], eigenvalues[None, :])
+            gap = (eigenvalues[:, None] - eigenvalues[None, :]).abs()
+            # (exp(a t) - exp(b t)) / (a - b) = exp(max t) (1 - exp(-|a - b| t)) / |a - b|,
+            # which neither overflows nor cancels
+            safe = torch.where(gap > 0, gap, torch.ones_like(gap))
+            ratio = torch.where(gap > 0, -torch.expm1(-gap * t) / safe, t.expand(-1, 4, 4))
+            phi = torch.exp(high * t) * ratio
+            inner = left.T @ grad @ right.T  # [N, 4, 4]
+            grad_q = right.T @ (inner * phi).sum(0) @ left.T
+        return grad_q, grad_times, None, None, None, None
 
 
 def compact_spectrum(eigenvalues: torch.Tensor, products: torch.Tensor,

@@ -191,3 +191,35 @@ def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_temporary_file(tmp_path):
     _, err = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM and "phylovi: terminated" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_optimize_lengths_reaches_iqtree_and_writes_the_tree(tmp_path, capsys):
+    # IQ-TREE 2.0.7 on the bundled example, `iqtree2 -s example.fasta -te example.nwk -m M`
+    # (branch lengths and free parameters estimated): JC -12612.4096, HKY+G4 -11381.533.
+    # Starting from no lengths at all for JC, from the file's for HKY+G4.
+    import re
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[2] / "data"
+    bare = re.sub(r":[0-9.eE+-]+", "", (data / "example.nwk").read_text())
+    (tmp_path / "bare.nwk").write_text(bare)
+    for model, tree, iqtree in (("JC", tmp_path / "bare.nwk", -12612.4096),
+                                ("HKY+G4", data / "example.nwk", -11381.533)):
+        out_tree = tmp_path / f"{model}.nwk"
+        code, out, _ = run(["loglik", data / "example.fasta", tree, "-m", model,
+                            "--optimize-lengths", "-o", out_tree, "--json"], capsys)
+        assert code == 0
+        record = json.loads(out)
+        assert iqtree - 1e-3 <= record["log_likelihood"] <= iqtree + 0.05
+        assert "branch_lengths" in record["estimated"]
+        # the written tree, evaluated as given with the estimated model, gives the same value
+        code, again, _ = run(["loglik", data / "example.fasta", out_tree, "-m", record["model"]],
+                             capsys)
+        assert float(again.splitlines()[0]) == pytest.approx(record["log_likelihood"], abs=1e-5)
+
+
+def test_output_without_optimize_lengths_is_refused(small, capsys):
+    code, _, err = run(["loglik", small / "aln.fasta", small / "tree.nwk", "-o",
+                        small / "out.nwk"], capsys)
+    assert code == 2 and "add --optimize-lengths" in err
+    assert not (small / "out.nwk").exists()

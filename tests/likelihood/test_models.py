@@ -155,3 +155,25 @@ def test_compact_spectrum_gives_the_same_matrices_with_fewer_terms(model, n_term
     compact = from_spectrum(times[:, None] * values, merged)
     assert torch.allclose(compact, full, rtol=1e-14, atol=1e-15)
     assert (compact[0] == torch.eye(4, dtype=torch.float64).reshape(16)).all()
+
+
+@pytest.mark.parametrize("exchangeabilities,frequencies", [
+    ([1.0] * 6, [0.25] * 4),                                   # JC: a triple eigenvalue
+    ([1.0, 2.0, 1.0, 1.0, 2.0, 1.0], [0.25] * 4),              # K2P: a double one
+    ([0.5, 2.0, 1.5, 0.7, 3.0, 1.0], [0.35, 0.15, 0.2, 0.3]),  # GTR: all distinct
+])
+def test_transition_matrices_gradients_match_finite_differences(exchangeabilities, frequencies):
+    # the derivative in Q comes from the eigenbasis (divided differences of exp), which must
+    # hold where eigenvalues repeat and the eigenvectors themselves have no derivative
+    from phylovi.likelihood.models import gtr
+
+    times = torch.tensor([0.0, 1e-7, 0.03, 0.4, 2.5, 30.0], dtype=torch.float64)
+    weights = torch.randn(6, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+
+    def f(rates, pi, t):
+        return (gtr(rates, pi).transition_matrices(t) * weights).sum()
+
+    inputs = (torch.tensor(exchangeabilities, dtype=torch.float64, requires_grad=True),
+              torch.tensor(frequencies, dtype=torch.float64, requires_grad=True),
+              times.clone().requires_grad_())
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-6)
