@@ -348,7 +348,7 @@ def _parse_phylip(text: str, path: str | None) -> list[tuple[str, str]]:
     if n_lines == declared[0]:
         rest = "\n".join(line for line in rest.split("\n") if line.strip())
     readable = first + "\n" + _LEADING_BLANK_LINES.sub("", rest)
-    problem = None
+    problem = fitting = None
     for reader in _PHYLIP_READERS:
         try:
             alignments = list(reader(io.StringIO(readable)))
@@ -361,13 +361,30 @@ def _parse_phylip(text: str, path: str | None) -> list[tuple[str, str]]:
         records = [(record.id, str(record.seq)) for record in alignments[0]]
         found = (len(records), len(records[0][1]) if records else 0)
         if found == declared:
-            _check_phylip_leftover(body, records, path)
-            return records
+            # A layout can fit the header by chance: the interleaved reader takes the
+            # continuation line of a wrapped sequential file for a taxon when the names are
+            # as long as its first word. Prefer a reading whose rows are all DNA of the
+            # declared length under distinct names; else the first that fits, whose
+            # problem the checks downstream then name.
+            if _plausible_records(records, declared[1]):
+                _check_phylip_leftover(body, records, path)
+                return records
+            fitting = fitting or records
+            continue
         problem = problem or (f"the header declares {declared[0]} taxa and {declared[1]} sites "
                               f"but the file holds {found[0]} taxa and {found[1]} sites")
+    if fitting is not None:
+        _check_phylip_leftover(body, fitting, path)
+        return fitting
     header_line = text.count("\n", 0, len(text) - len(body)) + 1
     _check_phylip_lengths(body, declared, path, header_line)
     raise AlignmentError(f"not a valid PHYLIP alignment: {problem}", path=path)
+
+
+def _plausible_records(records: list[tuple[str, str]], n_sites: int) -> bool:
+    return (len({name for name, _ in records}) == len(records)
+            and all(len(sequence) == n_sites and set(sequence) <= _SEQUENCE_CHARACTERS
+                    for _, sequence in records))
 
 
 def _check_phylip_leftover(body: str, records: list[tuple[str, str]], path: str | None) -> None:

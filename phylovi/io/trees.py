@@ -17,6 +17,7 @@ import math
 import numbers
 import os
 import re
+import sys
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -242,7 +243,7 @@ def _choose_format(text: str, path: str, format: str | None) -> str:
                         "'#NEXUS' nor '(' and its extension is not a known one", path=path)
 
 
-_NEWICK_COMMENT = re.compile(r"\[[^\]]*\]")
+_NEWICK_SPECIAL = re.compile(r"[\[\]';]")
 _UTREE = re.compile(r"^(\s*)utree(?=\s)", re.IGNORECASE | re.MULTILINE)
 WEIGHT_COMMENT = re.compile(r"\[&W\s", re.IGNORECASE)  # a tree's probability (MrBayes .trprobs)
 
@@ -265,7 +266,7 @@ def _parse(text: str, path: str | None, format: str, taxa, burnin: float,
         raise TreeFileError(f"the {format} file holds no trees", path=where)
     if format == "newick" and ";" in text:
         # DendroPy drops words after the last ';' (a tree pasted badly, a stray note)
-        tail = " ".join(_NEWICK_COMMENT.sub(" ", text[text.rindex(";") + 1:]).split())
+        tail = _text_after_last_tree(text)
         if tail:
             raise TreeFileError(f"text after the last tree's ';': {tail[:40]!r}", path=where)
     # Trees that carry [&W ...] are a list of topologies, not a chain (DendroPy gives
@@ -286,12 +287,51 @@ def _parse(text: str, path: str | None, format: str, taxa, burnin: float,
     return TreeSample(taxa, trees, weights, path, tuple(entry[3] for entry in entries), weighted)
 
 
+def _text_after_last_tree(text: str) -> str:
+    """The words after the last ';' that is outside comments and quotes, with the comments
+    (which may nest, and hold ';') left out."""
+    depth, quoted, end = 0, False, 0
+    for match in _NEWICK_SPECIAL.finditer(text):
+        character = match.group()
+        if quoted:
+            quoted = character != "'"  # '' inside a name closes and reopens: no matter
+        elif character == "[":
+            depth += 1
+        elif character == "]":
+            depth = max(depth - 1, 0)
+        elif depth == 0:
+            quoted = character == "'"
+            if character == ";":
+                end = match.end()
+    kept, depth = [], 0
+    for character in text[end:]:
+        depth += (character == "[") - (character == "]" and depth > 0)
+        if depth == 0 and character != "]":
+            kept.append(character)
+    return " ".join("".join(kept).split())
+
+
 def _dendropy_trees(text: str, format: str, where: str) -> Iterator[tuple]:
     """Yield (DendroPy tree, taxon names a NEXUS TAXA block or translate declared).
 
     Trees come one by one, so a long MCMC sample never sits in memory as
     DendroPy objects. Whatever DendroPy raises becomes a TreeFileError.
     """
+    # DendroPy's Newick reader recurses once per level of nesting, and a ladder-like
+    # tree of n taxa nests n deep: Python's default limit (1000) refused one of 990 taxa.
+    # Every tree has the first one's taxa, so its '(' count bounds every tree's depth.
+    start = text.find("(")
+    end = text.find(";", start)
+    depth = text.count("(", start, end if end > 0 else len(text)) if start >= 0 else 0
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 2 * depth + 1000))
+    try:
+        yield from _dendropy_trees_within_limit(text, format, where)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _dendropy_trees_within_limit(text: str, format: str, where: str) -> Iterator[tuple]:
     namespace = dendropy.TaxonNamespace(is_case_sensitive=True)
     if format == "nexus":  # PAUP writes unrooted trees as UTREE, which DendroPy skips
         text = _UTREE.sub(r"\1tree", text)

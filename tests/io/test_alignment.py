@@ -131,6 +131,16 @@ def test_read_alignment_each_format_reads_names_and_sequences(tmp_path, name, co
     assert alignment.path == str(path)
 
 
+def test_read_alignment_phylip_wrapped_sequential_with_ten_character_names(tmp_path):
+    # the interleaved reader also fits the header here, taking "TTTTAAAACC" for a taxon
+    text = ("3 40\nTaxon_0001 ACGTACGTAC GGGGCCCCAA\nTTTTAAAACC GGTTAACCGG\n"
+            "Taxon_0002 ACGTACGTAA GGGGCCCCAA\nTTTTAAAACC GGTTAACCGT\n"
+            "Taxon_0003 ACGTACGTAG GGGGCCCCTA\nTTTTAAAACG GGTTAACCGA\n")
+    alignment = read_alignment(write(tmp_path, "a.phy", text))
+    assert alignment.taxa.names == ("Taxon_0001", "Taxon_0002", "Taxon_0003")
+    assert alignment.sequences[2] == "ACGTACGTAGGGGGCCCCTATTTTAAAACGGGTTAACCGA"
+
+
 def test_read_alignment_phylip_strict_cuts_names_at_ten_characters(tmp_path):
     alignment = read_alignment(write(tmp_path, "a.phy", PHYLIP_STRICT))
     assert alignment.taxa.names == ("Homo_sapie", "Pan", "Gorilla_go")

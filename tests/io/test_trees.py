@@ -553,3 +553,28 @@ def test_shared_simulated_tree(shared, name, n_taxa):
 def test_read_tree_messages_say_what_is_wrong(tmp_path, text, fragment):
     with pytest.raises(TreeFileError, match=fragment):
         read_tree(write(tmp_path, "tree.nwk", text))
+
+
+def test_a_ladder_deeper_than_pythons_recursion_limit_is_read(tmp_path):
+    # DendroPy recurses once per level; 990 levels once hit Python's default limit of 1000
+    import sys
+
+    n = 2500
+    text = "t0:0.5"
+    for i in range(1, n - 1):
+        text = f"({text},t{i}:{i / 1000}):0.25"
+    path = write(tmp_path, "ladder.nwk", f"({text},t{n - 1}:0.75);")
+    limit = sys.getrecursionlimit()
+    tree = read_tree(path)
+    assert sys.getrecursionlimit() == limit
+    assert tree.topology.n_taxa == n
+    lengths = dict(zip(tree.topology.edges, tree.branch_lengths))
+    assert lengths[1 << tree.topology.taxa.index("t1234")] == pytest.approx(1.234)
+
+
+@pytest.mark.parametrize("tail", ["\n[saved by PAUP; score 123]\n", "[a [nested] comment]"])
+def test_a_comment_after_the_last_tree_may_hold_semicolons_and_brackets(tmp_path, tail):
+    tree = read_tree(write(tmp_path, "t.nwk", "((a:0.1,b:0.2):0.05,'c;d':0.3,e:0.1);" + tail))
+    assert tree.topology.taxa.names == ("a", "b", "c;d", "e")
+    with pytest.raises(TreeFileError, match="text after the last tree's ';': 'oops'"):
+        read_tree(write(tmp_path, "u.nwk", "((a,b),c,d);" + tail + " oops"))
