@@ -62,7 +62,7 @@ def run(args) -> int:
     kernel = setup(args)
     alignment = read_alignment(args.alignment, format=args.format)
     patterns = compress_patterns(alignment)
-    tree = read_tree(args.tree, taxa=alignment.taxa)
+    tree = read_tree(args.tree, taxa=alignment.taxa, taxa_source="the alignment")
     missing = int(sum(math.isnan(b) for b in tree.branch_lengths))
     if missing and not args.optimize_lengths:
         raise TreeFileError(f"{missing} of {len(tree.branch_lengths)} edges have no branch "

@@ -85,7 +85,8 @@ def run(args) -> int:
     if args.topologies:
         topologies, reference = read_credible_set(args.topologies, alignment.taxa, args.burnin)
     else:
-        tree = read_tree(args.tree, taxa=alignment.taxa, lengths=False)  # lengths integrated out
+        tree = read_tree(args.tree, taxa=alignment.taxa, lengths=False,  # integrated out
+                         taxa_source="the alignment")
         topologies, reference = [tree.topology], None
     model = parse_model(args.model, patterns, dtype=kernel["dtype"])
     if model.free:

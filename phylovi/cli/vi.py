@@ -84,7 +84,8 @@ def run(args) -> int:
     kernel = setup(args)
     alignment = read_alignment(args.alignment, format=args.format)
     patterns = compress_patterns(alignment)
-    topology = read_tree(args.tree, taxa=alignment.taxa, lengths=False).topology
+    topology = read_tree(args.tree, taxa=alignment.taxa, lengths=False,
+                         taxa_source="the alignment").topology
     model = parse_model(args.model, patterns, dtype=kernel["dtype"])
     likelihood = TreeLikelihood(patterns, model, **kernel)
     internal = [node >= topology.n_taxa for node in range(topology.n_edges)]

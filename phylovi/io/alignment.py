@@ -244,10 +244,17 @@ def _matrix_rows_problem(text: str) -> str | None:
     """Which row of a MATRIX of one row per taxon is not NCHAR long, or how many rows are
     missing; None when the matrix is not of that shape or its rows fit."""
     plain = _NEXUS_COMMENT.sub("", text)
-    sizes = dict(re.findall(r"\b(ntax|nchar)\s*=\s*(\d+)", plain, re.IGNORECASE))
-    sizes = {key.lower(): int(value) for key, value in sizes.items()}
     matrix = _MATRIX.search(plain)
-    rows = [line.split() for line in matrix.group(2).splitlines() if line.strip()] if matrix else []
+    if matrix is None:
+        return None
+    # the sizes and format of the block that holds this (the first) matrix
+    before = plain[:matrix.start()]
+    sizes = dict(re.findall(r"\b(ntax|nchar)\s*=\s*(\d+)", before, re.IGNORECASE))
+    sizes = {key.lower(): int(value) for key, value in sizes.items()}
+    formats = _NEXUS_FORMAT.findall(before)
+    if formats and re.search(r"\binterleave\b(?!\s*=\s*no)", formats[-1], re.IGNORECASE):
+        return None  # rows of blocks, not one row per taxon
+    rows = [line.split() for line in matrix.group(2).splitlines() if line.strip()]
     if not rows or any(len(row) != 2 for row in rows):
         return None
     for name, sequence in rows:
@@ -290,7 +297,7 @@ def _nexus_format(text: str, path: str | None) -> tuple[dict[str, str], bool]:
 _MATRIX = re.compile(r"(\bmatrix\b)(.*?)(;)", re.IGNORECASE | re.DOTALL)
 _UNCERTAIN = re.compile(r"\{([A-Za-z?-]+)\}")
 # A first word with a '-' and a character no sequence has (a letter outside IUPAC or a
-# digit) is a taxon name, not a row of gapped sequence.
+# digit), or with more of the row after it, is a taxon name, not a row of gapped sequence.
 _HYPHENATED_NAME = re.compile(r"^(\s*)([^\s'\[]*-[^\s'\[]*)(?=\s)", re.MULTILINE)
 _SEQUENCE_CHARACTERS = set("ACGTURYKMSWBDHVNX?-.acgturykmswbdhvnx")
 
@@ -298,7 +305,11 @@ _SEQUENCE_CHARACTERS = set("ACGTURYKMSWBDHVNX?-.acgturykmswbdhvnx")
 def _quote_hyphenated_names(text: str) -> str:
     def quote_row(row: re.Match) -> str:
         word = row.group(2)
-        if set(word) <= _SEQUENCE_CHARACTERS:
+        line_end = row.string.find("\n", row.end())
+        rest = row.string[row.end():line_end if line_end >= 0 else len(row.string)]
+        # IUPAC letters and '-' (CA-TX, Gamma-x) may be a gapped row too; a name has its
+        # sequence after it on the same line
+        if set(word) <= _SEQUENCE_CHARACTERS and not rest.strip():
             return row.group(0)
         return f"{row.group(1)}'{word}'"
 
@@ -441,6 +452,9 @@ def _check_names(names: list[str], path: str | None, locate) -> None:
 
 def _check_lengths(names: list[str], sequences: list[str], path: str | None, locate) -> None:
     expected = len(sequences[0])
+    if expected == 0 and any(sequences):  # name the empty one, not the next
+        raise AlignmentError(f"taxon {names[0]!r} has no sequence", path=path,
+                             line=locate(0)[0])
     for index, (name, sequence) in enumerate(zip(names, sequences)):
         if len(sequence) != expected:
             raise AlignmentError(f"taxon {name!r} has {len(sequence)} sites; expected "

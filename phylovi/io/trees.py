@@ -98,7 +98,7 @@ class TreeSample:
 
 def read_trees(path: str | os.PathLike, taxa: TaxonOrder | None = None,
                format: str | None = None, burnin: float = 0.0,
-               lengths: bool = True) -> TreeSample:
+               lengths: bool = True, taxa_source: str = "the expected taxa") -> TreeSample:
     """Read every tree of a Newick or NEXUS file.
 
     Args:
@@ -113,6 +113,10 @@ def read_trees(path: str | os.PathLike, taxa: TaxonOrder | None = None,
         lengths: False for callers that use only the topologies: the branch
             lengths are then neither checked nor kept (all NaN), so that, say, a
             neighbour-joining tree's negative lengths are no error.
+        taxa_source: where ``taxa`` come from, for errors (e.g. "the alignment").
+
+    A tip label that is not one of ``taxa`` but is one once spaces and underscores count
+    as the same (Newick writes a space as '_') is read as that taxon.
 
     Raises:
         TreeFileError: unreadable, malformed, empty, non-binary trees, bad
@@ -127,24 +131,28 @@ def read_trees(path: str | os.PathLike, taxa: TaxonOrder | None = None,
     text = read_text(path)
     if not text.strip():
         raise TreeFileError("the tree file is empty", path=path)
-    return _parse(text, path, _choose_format(text, path, format), taxa, burnin, lengths)
+    return _parse(text, path, _choose_format(text, path, format), taxa, burnin, lengths,
+                  taxa_source)
 
 
 def read_tree(path_or_newick: str | os.PathLike, taxa: TaxonOrder | None = None,
-              format: str | None = None, lengths: bool = True) -> Tree:
+              format: str | None = None, lengths: bool = True,
+              taxa_source: str = "the expected taxa") -> Tree:
     """Read the one tree of a file, or of a Newick string such as ``"((a,b),c,d);"``.
 
     A string is taken as Newick when it is not an existing path and starts with '('.
-    ``lengths`` as in :func:`read_trees`.
+    ``lengths`` and ``taxa_source`` as in :func:`read_trees`.
 
     Raises:
         TreeFileError: as :func:`read_trees`, or when there is not exactly one tree.
     """
     if is_newick_string(path_or_newick):
         text = path_or_newick.lstrip("\ufeff")
-        sample = _parse(text, None, _choose_format(text, _STRING, format), taxa, 0.0, lengths)
+        sample = _parse(text, None, _choose_format(text, _STRING, format), taxa, 0.0, lengths,
+                        taxa_source)
     else:
-        sample = read_trees(path_or_newick, taxa, format, lengths=lengths)
+        sample = read_trees(path_or_newick, taxa, format, lengths=lengths,
+                            taxa_source=taxa_source)
     if len(sample.trees) != 1:
         raise TreeFileError(f"expected exactly one tree, found {len(sample.trees)}",
                             path=sample.path or _STRING)
@@ -249,11 +257,11 @@ WEIGHT_COMMENT = re.compile(r"\[&W\s", re.IGNORECASE)  # a tree's probability (M
 
 
 def _parse(text: str, path: str | None, format: str, taxa, burnin: float,
-           lengths: bool = True) -> TreeSample:
+           lengths: bool = True, taxa_source: str = "the expected taxa") -> TreeSample:
     where = path or _STRING
     if taxa is not None and not isinstance(taxa, TaxonOrder):
         taxa = TaxonOrder(taxa)
-    reference = "the expected taxa"
+    reference = taxa_source
     entries = []  # (tree number, edge lengths by split, weight), one per tree
     for number, (dtree, declared) in enumerate(_dendropy_trees(text, format, where), 1):
         if taxa is None and declared:
@@ -431,6 +439,23 @@ def _first_tree_taxa(dtree) -> TaxonOrder:
     return TaxonOrder(dict.fromkeys(labels))
 
 
+def _names_in(taxa: TaxonOrder, labels: list[str]) -> list[str]:
+    """The tree's tip labels as names of ``taxa``: a label that is not one, but is one once
+    spaces and underscores count as the same (Newick and NEXUS write a name's space as
+    '_', so IQ-TREE's tree of an alignment named 'Homo sapiens' says Homo_sapiens), becomes
+    that name where exactly one fits. Others stay as they are, for the error."""
+    if all(label in taxa for label in labels):
+        return labels
+    fits: dict[str, list[str]] = {}
+    for name in taxa:
+        fits.setdefault(name.replace(" ", "_"), []).append(name)
+    names = []
+    for label in labels:
+        candidates = fits.get(label.replace(" ", "_"), [])
+        names.append(candidates[0] if label not in taxa and len(candidates) == 1 else label)
+    return names
+
+
 def _check_taxa(labels: list[str], taxa: TaxonOrder, what: str, reference: str,
                 where: str) -> None:
     if len(labels) == len(taxa) == len(set(labels)) and all(label in taxa for label in labels):
@@ -462,8 +487,10 @@ def _edge_lengths(dtree, taxa: TaxonOrder, what: str, reference: str, where: str
     tips = [node for node in nodes if node.is_leaf()]
     if any(tip.taxon is None or not tip.taxon.label for tip in tips):
         raise TreeFileError(f"{what} has a tip without a taxon name", path=where)
-    _check_taxa([tip.taxon.label for tip in tips], taxa, what, reference, where)
+    labels = _names_in(taxa, [tip.taxon.label for tip in tips])
+    _check_taxa(labels, taxa, what, reference, where)
     index = {name: i for i, name in enumerate(taxa)}
+    index.update({tip.taxon.label: index[label] for tip, label in zip(tips, labels)})
     full = taxa.full_mask
     clade: dict = {}
     lengths: dict[int, float] = {}

@@ -395,3 +395,39 @@ def test_read_alignment_ds1_nexus_equals_fasta(shared):
     nexus = read_alignment(shared("marginal/DS1.nex"))
     fasta = read_alignment(shared("ds/DS1.fasta"))
     assert (nexus.taxa, nexus.sequences) == (fasta.taxa, fasta.sequences)
+
+
+@pytest.mark.parametrize("matrix", [
+    "CA-TX ACGTACGT\nNY-GA ACGTACGA\nWA-DC ACGTACTT\nTN-KY ACGTTTTT\n",
+    "CA-TX ACGT\nNY-GA ACGT\nWA-DC ACGT\nTN-KY ACGT\n\nCA-TX ACGT\nNY-GA ACGA\nWA-DC ACTT\n"
+    "TN-KY TTTT\n",
+])
+def test_nexus_names_of_iupac_letters_and_a_hyphen_are_names(tmp_path, matrix):
+    # Biopython splits an unquoted CA-TX at the '-'; IQ-TREE reads these files
+    interleave = " interleave" if "\n\n" in matrix else ""
+    text = ("#NEXUS\nbegin data;\n dimensions ntax=4 nchar=8;\n format datatype=dna "
+            f"missing=? gap=-{interleave};\n matrix\n{matrix};\nend;\n")
+    alignment = read_alignment(write(tmp_path, "a.nex", text))
+    assert alignment.taxa.names == ("CA-TX", "NY-GA", "WA-DC", "TN-KY")
+    assert alignment.sequences[3] == "ACGTTTTT"
+
+
+def test_an_empty_first_sequence_is_named_itself(tmp_path):
+    with pytest.raises(AlignmentError, match=":1: taxon 'Alpha' has no sequence"):
+        read_alignment(write(tmp_path, "a.fasta", ">Alpha\n\n>Beta\nACGA\n>Gamma\nACGG\n"))
+
+
+@pytest.mark.parametrize("text,fragment", [
+    # an interleaved matrix has rows of blocks, not rows of NCHAR characters
+    ("#NEXUS\nbegin data;\n dimensions ntax=3 nchar=9;\n format datatype=dna interleave;\n"
+     " matrix\nAlpha ACGT\nBeta ACGA\nGamma ACGG\n\nAlpha ACGT\nBeta ACGA\nGamma ACGG\n;\nend;\n",
+     "data length \\(8\\)"),
+    # the first block's matrix is checked against the first block's NCHAR
+    ("#NEXUS\nbegin data;\n dimensions ntax=2 nchar=4;\n format datatype=dna;\n matrix\n"
+     "Alpha ACG\nBeta ACGA\n;\nend;\nbegin data;\n dimensions ntax=2 nchar=2;\n"
+     " format datatype=dna;\n matrix\nAlpha AC\nBeta AC\n;\nend;\n",
+     "the row of taxon Alpha has 3 characters, not NCHAR=4"),
+])
+def test_nexus_matrix_errors_name_the_right_row(tmp_path, text, fragment):
+    with pytest.raises(AlignmentError, match=fragment):
+        read_alignment(write(tmp_path, "a.nex", text))

@@ -578,3 +578,13 @@ def test_a_comment_after_the_last_tree_may_hold_semicolons_and_brackets(tmp_path
     assert tree.topology.taxa.names == ("a", "b", "c;d", "e")
     with pytest.raises(TreeFileError, match="text after the last tree's ';': 'oops'"):
         read_tree(write(tmp_path, "u.nwk", "((a,b),c,d);" + tail + " oops"))
+
+
+def test_underscores_in_a_tree_match_spaces_in_the_taxa():
+    # Newick writes a name's space as '_': IQ-TREE's tree of taxa named "Alpha sp" says Alpha_sp
+    taxa = TaxonOrder(["Alpha sp", "Beta sp", "Gamma", "Delta_x"])
+    tree = read_tree("((Alpha_sp:0.1,'Beta sp':0.2):0.05,Gamma:0.3,Delta_x:0.4);", taxa=taxa)
+    assert tree.topology.taxa == taxa
+    assert tree.branch_lengths[tree.topology.edge_index(1)] == pytest.approx(0.1)
+    with pytest.raises(TaxonMismatchError, match="taxon 'Delta_x' in the alignment is not in"):
+        read_tree("((Alpha_sp,Beta_sp),Gamma,Delta_y);", taxa=taxa, taxa_source="the alignment")
