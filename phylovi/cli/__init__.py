@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -53,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         handler = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # a full disk under "> out.txt" shows here, not at exit
+        return code
     except _Terminated:
         print("phylovi: terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
@@ -75,9 +78,19 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (e.g. "| head"): stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as error:
+        if error.errno not in _WRITE_FAILURES:
+            raise
+        # standard output on a full disk or a failing device ("> /dev/full")
+        print(f"phylovi: error: cannot write the output: {error.strerror}", file=sys.stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second try at exit
+        return 2
     finally:
         if handler is not None:
             signal.signal(signal.SIGTERM, handler)
+
+
+_WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
 
 
 class _Terminated(BaseException):

@@ -95,7 +95,7 @@ def run(args) -> int:
     likelihood = TreeLikelihood(patterns, model, **kernel)
     rows = []
     for index, topology in enumerate(topologies, 1):
-        internal = [node >= topology.n_taxa for node in range(topology.n_edges)]
+        internal = topology.internal_edges
         prior = parse_prior(args.prior, topology.n_edges, internal, dtype=kernel["dtype"],
                             device=kernel["device"])
         for replicate in range(1, args.replicates + 1):

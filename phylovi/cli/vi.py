@@ -88,7 +88,7 @@ def run(args) -> int:
                          taxa_source="the alignment").topology
     model = parse_model(args.model, patterns, dtype=kernel["dtype"])
     likelihood = TreeLikelihood(patterns, model, **kernel)
-    internal = [node >= topology.n_taxa for node in range(topology.n_edges)]
+    internal = topology.internal_edges
     prior = parse_prior(args.prior, topology.n_edges, internal, dtype=kernel["dtype"],
                         device=kernel["device"])
     settings = VISettings(family=args.family, bound=args.bound, estimator=args.gradient,

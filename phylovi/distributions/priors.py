@@ -76,7 +76,9 @@ def parse_prior(text: str, n_edges: int, internal: torch.Tensor | None = None,
     Args:
         text: ``exp(RATE)``, ``gamma(SHAPE,RATE)`` or ``gammadir(aT,bT,a,c)``.
         n_edges: number of branches.
-        internal: ``[n_edges]`` bool, which branches are internal (for gammadir's c).
+        internal: ``[n_edges]`` bool, which branches are internal
+            (:attr:`~phylovi.trees.Topology.internal_edges`); needed for gammadir's c
+            unless c = 1.
 
     Raises:
         ConfigError: an unknown or malformed prior, or a parameter outside [1e-6, 1e6].
@@ -105,6 +107,9 @@ def parse_prior(text: str, n_edges: int, internal: torch.Tensor | None = None,
         return Independent(Gamma(values[0] * ones, values[1] * ones), 1)
     shape, rate, alpha, ratio = values
     concentration = alpha * ones
+    if internal is None and ratio != 1:  # c would be ignored without a word
+        raise ConfigError(f"the prior {text!r} weights internal branches by c = {ratio:g}: "
+                          "say which they are (internal=topology.internal_edges)")
     if internal is not None:
         concentration = torch.where(torch.as_tensor(internal, device=ones.device),
                                     alpha * ratio * ones, concentration)

@@ -12,8 +12,6 @@ import numbers
 import time
 from collections.abc import Sequence
 
-import torch
-
 from phylovi.errors import ConfigError
 from phylovi.marginal.estimators import ESTIMATORS, SharedWork
 from phylovi.marginal.posterior import Posterior
@@ -72,18 +70,14 @@ def estimate_many(posterior: Posterior | Sequence[Posterior], methods: Sequence[
         return [estimate_many(p, methods, None if seed is None else (seed + i) % 2**64, **settings)
                 for i, p in enumerate(posterior)]
     chosen = check_settings(methods, settings)
-    generator = torch.Generator()
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(int(seed))
-    shared = SharedWork(posterior)
+    shared = SharedWork(posterior, seed)
     results = {}
     for method in methods:
         function = ESTIMATORS[method][0]
         done_before, shared.used = shared.computed(), set()
         evals_before, started = posterior.n_likelihood_evals, time.perf_counter()
-        value, std_error, *diagnostics = function(posterior, generator, chosen[method], shared)
+        value, std_error, *diagnostics = function(posterior, shared.generator_for(method),
+                                                  chosen[method], shared)
         seconds = time.perf_counter() - started
         evals = posterior.n_likelihood_evals - evals_before
         reused_seconds, reused_evals = shared.cost_of_reused(done_before)

@@ -14,6 +14,7 @@ the estimator's formula is unchanged.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 
@@ -57,25 +58,34 @@ POSTERIOR_DRAWS = {"n_chains": 8, "n_samples": 250, "n_warmup": 200, "n_leapfrog
 class SharedWork:
     """What several methods reuse (the MAP, a ladder's draws, posterior draws, a VI fit), with its cost.
 
-    ``get(key, compute)`` returns the stored value, computing it on first use,
-    and notes that the method now running used it, so each result can also
-    report what its method costs on its own (:meth:`cost_of_reused`).
+    ``get(key, compute)`` returns the stored value, computing it on first use as
+    ``compute(generator)``, and notes that the method now running used it, so each
+    result can also report what its method costs on its own (:meth:`cost_of_reused`).
+    Every method and every shared computation draws from its own generator, seeded by
+    ``seed`` and its name (:meth:`generator_for`), so that a method's estimate for a seed
+    does not depend on which other methods run, nor in which order.
     """
 
-    def __init__(self, posterior: Posterior):
+    def __init__(self, posterior: Posterior, seed: int | None = None):
         self.posterior = posterior
+        self.seed = int(torch.randint(0, 2**63 - 1, (1,))) if seed is None else int(seed)
         self.used: set = set()
         self._values: dict = {}
         self._costs: dict = {}  # key -> (seconds, evals), excluding work nested inside
         self._needs: dict = {}  # key -> the keys its computation used (the MAP, say)
         self._nested = [0.0, 0]
 
+    def generator_for(self, name) -> torch.Generator:
+        """A generator seeded by the seed and ``name`` (a method, or a shared work's key)."""
+        digest = hashlib.sha256(f"{self.seed}|{name!r}".encode()).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
     def get(self, key, compute):
         if key not in self._values:
             outer, self._nested = self._nested, [0.0, 0]
             outer_used, self.used = self.used, set()
             evals, started = self.posterior.n_likelihood_evals, time.perf_counter()
-            self._values[key] = compute()
+            self._values[key] = compute(self.generator_for(key))
             seconds = time.perf_counter() - started
             evals = self.posterior.n_likelihood_evals - evals
             self._costs[key] = (seconds - self._nested[0], evals - self._nested[1])
@@ -103,7 +113,7 @@ def ladder(n_temperatures: int, shape: float, dtype=torch.float64) -> torch.Tens
 
 
 def _map(posterior: Posterior, cache: SharedWork) -> tuple[torch.Tensor, float]:
-    return cache.get("map", lambda: maximize(posterior, include_prior=True))
+    return cache.get("map", lambda _: maximize(posterior, include_prior=True))
 
 
 def ml(posterior, generator, settings, cache):
@@ -117,7 +127,7 @@ def map_estimate(posterior, generator, settings, cache):
 def _laplus_fit(posterior, cache, family):
     theta, value = _map(posterior, cache)
     # the log joint's slope and curvature at the MAP, shared by every family, GLIS and nested
-    first, second = cache.get("curvature", lambda: (
+    first, second = cache.get("curvature", lambda _: (
         gradient(posterior.log_joint, theta.unsqueeze(0))[0],
         diagonal_hessian(posterior.log_joint, theta)))
     return theta, value, laplus_densities(posterior, theta, first, second, family)
@@ -174,7 +184,7 @@ def _tail(pareto_k: float, n_samples: int) -> dict:
 def _vi(posterior, settings, generator, cache):
     from phylovi.vi.branch_lengths import BranchLengthVI, VISettings
 
-    def fit():
+    def fit(generator):
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -191,7 +201,8 @@ def _vi(posterior, settings, generator, cache):
 def vbis(posterior, generator, settings, cache):
     """Importance sampling (10,000 draws) from a mean-field log-normal VI fit."""
     result = _vi(posterior, settings, generator, cache)
-    return result.value, result.std_error, _tail(result.pareto_k, settings["n_samples"])
+    error = result.std_error if math.isfinite(result.std_error) else None  # as nmc and glis
+    return result.value, error, _tail(result.pareto_k, settings["n_samples"])
 
 
 def elbo(posterior, generator, settings, cache):
@@ -214,7 +225,7 @@ def nmc(posterior, generator, settings, cache):
 
 
 def _ladder_samples(posterior, generator, settings, cache, reference=None) -> ChainSamples:
-    def sample():
+    def sample(generator):
         betas = ladder(settings["n_temperatures"], settings["ladder_shape"], posterior.dtype)
         if reference is not None and settings["independent"]:
             return run_reference_chains(posterior, betas, reference, settings["n_samples"],
@@ -309,7 +320,7 @@ def mps(posterior, generator, settings, cache):
 
 
 def _posterior_draws(posterior, generator, settings, cache) -> ChainSamples:
-    def sample():
+    def sample(generator):
         theta, _ = _map(posterior, cache)
         betas = torch.ones(POSTERIOR_DRAWS["n_chains"], dtype=posterior.dtype)
         return run_chains(posterior, betas, theta, POSTERIOR_DRAWS["n_samples"],

@@ -80,6 +80,11 @@ class Topology:
     def nontrivial_splits(self) -> frozenset[int]:
         return frozenset(s for s in self.splits if not is_trivial_split(s, self.n_taxa))
 
+    @property
+    def internal_edges(self) -> tuple[bool, ...]:
+        """Per edge (in edge order), whether it is internal rather than a tip's."""
+        return tuple(not is_trivial_split(s, self.n_taxa) for s in self.edges)
+
     def rooted_at(self, split: int) -> "RootedTopology":
         """The rooted topology with the root on the edge of ``split`` (either orientation)."""
         full = self.taxa.full_mask

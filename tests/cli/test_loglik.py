@@ -223,3 +223,16 @@ def test_output_without_optimize_lengths_is_refused(small, capsys):
                         small / "out.nwk"], capsys)
     assert code == 2 and "add --optimize-lengths" in err
     assert not (small / "out.nwk").exists()
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="no /dev/full here")
+def test_a_full_disk_under_standard_output_is_one_line_and_exit_2(small):
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        process = subprocess.run(
+            [sys.executable, "-m", "phylovi", "loglik", str(small / "aln.fasta"),
+             str(small / "tree.nwk"), "--json"], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert process.returncode == 2
+    assert process.stderr == "phylovi: error: cannot write the output: No space left on device\n"

@@ -39,3 +39,18 @@ def test_bad_prior_strings_raise_config_error(text):
 def test_a_negative_parameter_is_named_as_out_of_range_not_as_an_unknown_prior(text):
     with pytest.raises(ConfigError, match="must be from 1e-06 to 1e\\+06"):
         parse_prior(text, 5)
+
+
+def test_gammadir_needs_the_internal_branches_unless_c_is_one():
+    # c was ignored without them: every branch got a, a silently different prior
+    from phylovi.io.trees import read_tree
+
+    topology = read_tree("((a,b),(c,d),(e,f));").topology
+    with pytest.raises(ConfigError, match="internal=topology.internal_edges"):
+        parse_prior("gammadir(1,0.1,1,0.1)", topology.n_edges)
+    prior = parse_prior("gammadir(1,0.1,2,0.1)", topology.n_edges,
+                        internal=topology.internal_edges)
+    expected = [0.2 if inner else 2.0 for inner in topology.internal_edges]
+    assert prior.concentration.tolist() == pytest.approx(expected)
+    assert sum(topology.internal_edges) == 3  # the three edges of two-taxon sides
+    assert parse_prior("gammadir(1,0.1,2,1)", topology.n_edges).concentration.tolist() == [2.0] * 9

@@ -275,6 +275,10 @@ def test_the_same_seed_gives_the_same_estimates(problem):
     assert {m: r.value for m, r in first.items()} == {m: r.value for m, r in again.items()}
     other = estimate(posterior, "ss", seed=4, **settings)
     assert other.value != first["ss"].value
+    # a method's estimate does not depend on which others run, nor in which order
+    # (one shared generator once gave nmc other draws when glis ran before it)
+    fewer = estimate_many(posterior, ["nested", "nmc", "ss"], seed=3, n_live=50, **settings)
+    assert {m: r.value for m, r in fewer.items()} == {m: first[m].value for m in fewer}
 
 
 def test_prefixed_settings_reach_only_their_method(problem):
