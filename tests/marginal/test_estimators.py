@@ -219,7 +219,7 @@ def test_laplus_and_glis_where_the_prior_diverges_at_zero(tmp_path, prior):
     patterns = compress_patterns(read_alignment(tmp_path / "aln.fasta"))
     topology = read_tree(tree, taxa=patterns.taxa).topology
     posterior = Posterior(TreeLikelihood(patterns, parse_model("JC", patterns)), topology,
-                          parse_prior(prior, topology.n_edges))
+                          parse_prior(prior, topology.n_edges, topology.internal_edges))
     results = estimate_many(posterior, ["gss", "glis", "laplus-gamma"], seed=1)
     truth, glis = results["gss"].value, results["glis"]
     assert results["gss"].std_error < 0.02
