@@ -49,7 +49,7 @@ def _check_settings():
     pairs = ["=".join(map(str, item)) for item in config["marginal"].get("settings", {}).items()]
     checks = [
         ("model", lambda: parse_model(config["model"])),
-        ("prior", lambda: parse_prior(config["prior"], 3)),
+        ("prior", lambda: parse_prior(config["prior"], 3, [False] * 3)),  # its syntax
         ("marginal", lambda: check_settings(config["marginal"]["methods"], parse_settings(pairs))),
     ]
     for key, check in checks:
