@@ -20,10 +20,11 @@ import time
 
 import numpy as np
 import torch
-from torch.distributions import Gamma, Independent, Normal
+from torch.distributions import Categorical, Gamma, Independent, MixtureSameFamily, Normal
 
 from phylovi.errors import PhyloviError
-from phylovi.marginal.laplus import BranchProfile, laplus_densities, laplus_log_marginal
+from phylovi.marginal.laplus import (BranchProfile, laplus_densities, laplus_log_marginal,
+                                     shape_at_zero)
 from phylovi.marginal.mcmc import effective_sample_size
 from phylovi.marginal.optimize import diagonal_hessian, gradient, maximize
 from phylovi.marginal.posterior import Posterior
@@ -53,6 +54,9 @@ LADDER = {"n_temperatures": 50, "ladder_shape": 0.3, "n_samples": 80000, "n_warm
           "n_leapfrog": 2, "independent": 1, "n_adapt": 1000}
 GSS_LADDER = {**LADDER, "n_samples": 20000}
 POSTERIOR_DRAWS = {"n_chains": 8, "n_samples": 250, "n_warmup": 200, "n_leapfrog": 5}
+# GLIS's share of a diverging branch's proposal given to the gamma of the divergence's
+# shape (see _gamma_laplus_product)
+_ZERO_WEIGHT = 0.1
 
 
 class SharedWork:
@@ -143,12 +147,32 @@ def _laplus(family):
 
 
 def _gamma_laplus_product(posterior, cache) -> Independent:
-    """The product of the gamma Laplus densities at the MAP: GLIS's proposal."""
-    _, _, densities = _laplus_fit(posterior, cache, "gamma")
+    """The product of the gamma Laplus densities at the MAP: GLIS's proposal.
+
+    Where the posterior diverges at zero like θ^(k-1), k < 1 (a gamma prior of shape
+    below 1), a gamma of shape above k matched to an interior mode has no mass where the
+    posterior has the most density, and the importance weights no bound: GLIS then read
+    0.01-0.03 nats low with a standard error of 0.005-0.009 (3 taxa, exact value by
+    quadrature). Such a branch's density is mixed with a gamma of shape k and the same
+    mean, at weight :data:`_ZERO_WEIGHT`, which bounds the weights there.
+    """
+    theta, _, densities = _laplus_fit(posterior, cache, "gamma")
     densities = [d.proposal if isinstance(d, BranchProfile) else d for d in densities]
     shapes = torch.tensor([d.args[0] for d in densities], dtype=posterior.dtype)
     rates = torch.tensor([1 / d.kwds["scale"] for d in densities], dtype=posterior.dtype)
-    return Independent(Gamma(shapes, rates), 1)
+    at_zero = shapes.clone()
+    for i, shape in enumerate(shapes.tolist()):
+        k = shape_at_zero(posterior, theta, i)
+        if k < min(shape, 1 - 1e-3):
+            at_zero[i] = k
+    if bool((at_zero == shapes).all()):
+        return Independent(Gamma(shapes, rates), 1)
+    weights = torch.where(at_zero < shapes, _ZERO_WEIGHT, 0.0).to(shapes)
+    mixture = MixtureSameFamily(
+        Categorical(probs=torch.stack([1 - weights, weights], -1)),
+        Gamma(torch.stack([shapes, at_zero], -1),
+              torch.stack([rates, rates * at_zero / shapes], -1)))  # same mean
+    return Independent(mixture, 1)
 
 
 def glis(posterior, generator, settings, cache):

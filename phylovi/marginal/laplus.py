@@ -51,7 +51,7 @@ def laplus_densities(posterior: Posterior, theta: torch.Tensor, first: torch.Ten
                 density = scipy.stats.gamma(rate * t + 1, scale=1 / rate)
                 if density.var() > 0.1 and t < 1e-4:
                     density = _profile_gamma(posterior, theta, i, rate, keep_mode=True)
-            elif d1 < 0 and (shape := _shape_at_zero(posterior, theta, i)) < 1 - 1e-3:
+            elif d1 < 0 and (shape := shape_at_zero(posterior, theta, i)) < 1 - 1e-3:
                 density = BranchProfile(posterior, theta, i, shape)
             elif d1 < 0:
                 # A collapsed branch: the exponential with the profile's slope at zero.
@@ -74,7 +74,7 @@ def laplus_densities(posterior: Posterior, theta: torch.Tensor, first: torch.Ten
     return densities
 
 
-def _shape_at_zero(posterior: Posterior, theta: torch.Tensor, i: int) -> float:
+def shape_at_zero(posterior: Posterior, theta: torch.Tensor, i: int) -> float:
     """The k of the posterior's θ^(k-1) behaviour as branch ``i`` goes to 0 (the others at
     ``theta``): 1 + the log-posterior's slope in log θ there, where the likelihood is flat
     and only the prior bends it (k = 1 for an exponential prior, its shape for a gamma)."""
@@ -98,7 +98,7 @@ class BranchProfile:
     ``logpdf`` is the normalised profile (so the candidate's formula counts this branch
     exactly, given the others); ``proposal`` is a gamma with the profile's mean, its
     shape the smaller of the moment match and ``shape_at_zero`` (the profile's own,
-    :func:`_shape_at_zero`), so that importance weights stay bounded there.
+    :func:`shape_at_zero`), so that importance weights stay bounded there.
     """
 
     def __init__(self, posterior: Posterior, theta: torch.Tensor, i: int, shape_at_zero: float,
