@@ -27,25 +27,17 @@ def _to_unconstrained(name: str, value: torch.Tensor) -> torch.Tensor:
     """Logit of the position on the log scale between the bounds; logit for pinv, log for
     frequencies (a softmax maps them back)."""
     if name in BOUNDS:
-        return _to_bounded_log(value, BOUNDS[name])
+        low, high = (math.log(bound) for bound in BOUNDS[name])
+        where = (torch.log(value.clamp(*BOUNDS[name])) - low) / (high - low)
+        return torch.logit(where.clamp(1e-6, 1 - 1e-6))
     return torch.logit(value) if name == "pinv" else torch.log(value)
 
 
 def _from_unconstrained(name: str, value: torch.Tensor) -> torch.Tensor:
     if name in BOUNDS:
-        return _from_bounded_log(value, BOUNDS[name])
+        low, high = (math.log(bound) for bound in BOUNDS[name])
+        return torch.exp(low + (high - low) * torch.sigmoid(value))
     return torch.sigmoid(value) if name == "pinv" else torch.softmax(value, -1)
-
-
-def _to_bounded_log(value: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
-    low, high = (math.log(bound) for bound in bounds)
-    where = (torch.log(value.clamp(*bounds)) - low) / (high - low)
-    return torch.logit(where.clamp(1e-6, 1 - 1e-6))
-
-
-def _from_bounded_log(value: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
-    low, high = (math.log(bound) for bound in bounds)
-    return torch.exp(low + (high - low) * torch.sigmoid(value))
 
 
 class FreeParameters:
@@ -86,9 +78,10 @@ def optimize_model(likelihood: TreeLikelihood, tree: Tree, max_iterations: int =
     """Set ``likelihood.model``'s free parameters to their ML values on ``tree`` (its
     branch lengths fixed); return the lnL.
 
-    Uses L-BFGS-B on the scales of :class:`FreeParameters` with the kernel's
-    analytic gradient, until the relative change of the lnL is below ``tolerance``. With both pinv and the Gamma shape free it starts twice,
-    from the model's values and from pinv 0.5, and keeps the better end: +I+G's
+    Uses L-BFGS-B on the scales of :class:`FreeParameters` with the kernel's analytic
+    gradient, until the lnL's relative change is below ``tolerance``. With both pinv and
+    the Gamma shape free it starts twice, from the model's values and from pinv 0.5, and
+    keeps the better end: +I+G's
     likelihood often has two hills (few invariable sites with a small shape, many
     with a larger one), and one start can end on the lower.
     """
@@ -136,7 +129,8 @@ def _maximize(likelihood: TreeLikelihood, tree: Tree, fit_lengths: bool, max_ite
         sizes = [free.tensors[name].numel() for name in names] + [len(given)] * fit_lengths
         x0 = torch.cat([free.tensors[name].detach().reshape(-1) for name in names]
                        + [given] * fit_lengths).double().cpu().numpy()
-        bounds = [(None, None)] * sum(sizes[:len(names)]) + [LENGTH_BOUNDS] * (len(given) * fit_lengths)
+        bounds = ([(None, None)] * sum(sizes[:len(names)])
+                  + [LENGTH_BOUNDS] * (len(given) * fit_lengths))
 
         def objective(x):
             pieces = [piece.to(**like).requires_grad_()
