@@ -214,7 +214,7 @@ def compact_spectrum(eigenvalues: torch.Tensor, products: torch.Tensor,
     """The terms of :func:`from_spectrum` that are not always zero: without the zero
     eigenvalue (``expm1(0 t) = 0``) and with equal eigenvalues merged (their ``E_k``
     summed), so the same ``P`` takes one term instead of four for JC and F81, two for
-    K2P and HKY, three for GTR. Eigenvalues within ``tolerance`` times the largest
+    K2P, three for HKY, TN and GTR. Eigenvalues within ``tolerance`` times the largest
     one's size of zero or of each other count as such."""
     values = eigenvalues.tolist()
     scale = max(abs(value) for value in values)
