@@ -156,6 +156,10 @@ def _gamma_laplus_product(posterior, cache) -> Independent:
     quadrature). Such a branch's density is mixed with a gamma of shape k and the same
     mean, at weight :data:`_ZERO_WEIGHT`, which bounds the weights there.
     """
+    return cache.get("gamma-laplus-product", lambda _: _gamma_laplus_fit(posterior, cache))
+
+
+def _gamma_laplus_fit(posterior, cache) -> Independent:
     theta, _, densities = _laplus_fit(posterior, cache, "gamma")
     densities = [d.proposal if isinstance(d, BranchProfile) else d for d in densities]
     shapes = torch.tensor([d.args[0] for d in densities], dtype=posterior.dtype)
