@@ -30,7 +30,11 @@ def _to_unconstrained(name: str, value: torch.Tensor) -> torch.Tensor:
         low, high = (math.log(bound) for bound in BOUNDS[name])
         where = (torch.log(value.clamp(*BOUNDS[name])) - low) / (high - low)
         return torch.logit(where.clamp(1e-6, 1 - 1e-6))
-    return torch.logit(value) if name == "pinv" else torch.log(value)
+    if name == "pinv":
+        return torch.logit(value)
+    # a base the alignment lacks has an empirical frequency of 0, whose log (-inf) would
+    # make every step NaN: start it at 1e-12 instead
+    return torch.log(value.clamp(min=1e-12))
 
 
 def _from_unconstrained(name: str, value: torch.Tensor) -> torch.Tensor:

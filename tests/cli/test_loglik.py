@@ -236,3 +236,22 @@ def test_a_full_disk_under_standard_output_is_one_line_and_exit_2(small):
              str(small / "tree.nwk"), "--json"], stdout=full, stderr=subprocess.PIPE, text=True)
     assert process.returncode == 2
     assert process.stderr == "phylovi: error: cannot write the output: No space left on device\n"
+
+
+@pytest.mark.parametrize("extra", [[], ["--optimize-lengths"]])
+def test_estimated_frequencies_of_bases_the_alignment_lacks(tmp_path, capsys, extra):
+    # +FO starts from the empirical frequencies, 0 for G and T here: their log made every
+    # step NaN ("cannot decompose the rate matrix ... nan"), or left kappa unestimated
+    (tmp_path / "aln.fasta").write_text(">a\nACAAACAAAA\n>b\nACAACCAAAA\n>c\nACAAACAACA\n"
+                                        ">d\nAAAAACAAAA\n>e\nACACACAAAA\n")
+    tree = "((a:0.1,b:0.1):0.1,c:0.1,(d:0.1,e:0.1):0.1);"
+    code, out, err = run(["loglik", tmp_path / "aln.fasta", tree, "-m", "HKY+FO", "--json",
+                          *extra], capsys)
+    assert code == 0, err
+    record = json.loads(out)
+    fixed_code, fixed, _ = run(["loglik", tmp_path / "aln.fasta", tree, "-m", "HKY+F", "--json",
+                                "--no-optimize"], capsys)
+    # estimating can only improve on the empirical frequencies
+    assert record["log_likelihood"] >= json.loads(fixed)["log_likelihood"] - 1e-9
+    frequencies = [float(v) for v in record["model"].split("+F{")[1].split("}")[0].split(",")]
+    assert frequencies[2] < 1e-9 and frequencies[3] < 1e-9
