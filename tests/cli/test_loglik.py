@@ -241,7 +241,7 @@ def test_a_full_disk_under_standard_output_is_one_line_and_exit_2(small):
 @pytest.mark.parametrize("extra", [[], ["--optimize-lengths"]])
 def test_estimated_frequencies_of_bases_the_alignment_lacks(tmp_path, capsys, extra):
     # +FO starts from the empirical frequencies, 0 for G and T here: their log made every
-    # step NaN ("cannot decompose the rate matrix ... nan"), or left kappa unestimated
+    # step of L-BFGS-B NaN ("cannot decompose the rate matrix ... nan")
     (tmp_path / "aln.fasta").write_text(">a\nACAAACAAAA\n>b\nACAACCAAAA\n>c\nACAAACAACA\n"
                                         ">d\nAAAAACAAAA\n>e\nACACACAAAA\n")
     tree = "((a:0.1,b:0.1):0.1,c:0.1,(d:0.1,e:0.1):0.1);"
