@@ -44,7 +44,7 @@ def add_parser(subparsers) -> None:
                              "lengths here (Newick)")
     parser.add_argument("--json", action="store_true", help="print a JSON record")
     add_common(parser)
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, output_kind="file")
 
 
 def run(args) -> int:
@@ -58,7 +58,6 @@ def run(args) -> int:
 
     if args.output is not None and not args.optimize_lengths:
         raise ConfigError("--output writes the estimated branch lengths: add --optimize-lengths")
-    args.output_kind = "file"
     kernel = setup(args)
     alignment = read_alignment(args.alignment, format=args.format)
     patterns = compress_patterns(alignment)

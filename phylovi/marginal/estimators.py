@@ -209,7 +209,7 @@ def _tail(pareto_k: float, n_samples: int) -> dict:
     return {"pareto_k": pareto_k, "pareto_k_threshold": pareto_k_threshold(n_samples)}
 
 
-def _vi(posterior, settings, generator, cache):
+def _vi(posterior, settings, cache):
     from phylovi.vi.branch_lengths import BranchLengthVI, VISettings
 
     def fit(generator):
@@ -228,13 +228,13 @@ def _vi(posterior, settings, generator, cache):
 
 def vbis(posterior, generator, settings, cache):
     """Importance sampling (10,000 draws) from a mean-field log-normal VI fit."""
-    result = _vi(posterior, settings, generator, cache)
+    result = _vi(posterior, settings, cache)
     error = result.std_error if math.isfinite(result.std_error) else None  # as nmc and glis
     return result.value, error, _tail(result.pareto_k, settings["n_samples"])
 
 
 def elbo(posterior, generator, settings, cache):
-    return _vi(posterior, settings, generator, cache).elbo, None
+    return _vi(posterior, settings, cache).elbo, None
 
 
 def nmc(posterior, generator, settings, cache):
@@ -252,7 +252,7 @@ def nmc(posterior, generator, settings, cache):
 # -- power posteriors -----------------------------------------------------------------------
 
 
-def _ladder_samples(posterior, generator, settings, cache, reference=None) -> ChainSamples:
+def _ladder_samples(posterior, settings, cache, reference=None) -> ChainSamples:
     def sample(generator):
         betas = ladder(settings["n_temperatures"], settings["ladder_shape"], posterior.dtype)
         if reference is not None and settings["independent"]:
@@ -309,7 +309,7 @@ def _log_likelihood(recorded: torch.Tensor) -> torch.Tensor:
 
 
 def ss(posterior, generator, settings, cache):
-    return _stepping_stone(_ladder_samples(posterior, generator, settings, cache), _log_likelihood)
+    return _stepping_stone(_ladder_samples(posterior, settings, cache), _log_likelihood)
 
 
 def _path_terms(samples: ChainSamples):
@@ -332,7 +332,7 @@ def _path_terms(samples: ChainSamples):
 
 def ps(posterior, generator, settings, cache):
     """Trapezoid rule over the ladder: Σ Δβ_k (E_k[ℓ] + E_{k-1}[ℓ]) / 2."""
-    betas, means, _, error = _path_terms(_ladder_samples(posterior, generator, settings, cache))
+    betas, means, _, error = _path_terms(_ladder_samples(posterior, settings, cache))
     delta = betas[1:] - betas[:-1]
     return float((delta * (means[1:] + means[:-1]) / 2).sum()), error
 
@@ -340,14 +340,14 @@ def ps(posterior, generator, settings, cache):
 def mps(posterior, generator, settings, cache):
     """Modified path sampling (Friel, Hurn & Wyse 2014): the trapezoid minus Δβ²(V_k - V_{k-1})/12."""
     betas, means, variances, error = _path_terms(
-        _ladder_samples(posterior, generator, settings, cache))
+        _ladder_samples(posterior, settings, cache))
     delta = betas[1:] - betas[:-1]
     value = float((delta * (means[1:] + means[:-1]) / 2
                    - delta**2 * (variances[1:] - variances[:-1]) / 12).sum())
     return value, error
 
 
-def _posterior_draws(posterior, generator, settings, cache) -> ChainSamples:
+def _posterior_draws(posterior, settings, cache) -> ChainSamples:
     def sample(generator):
         theta, _ = _map(posterior, cache)
         betas = torch.ones(POSTERIOR_DRAWS["n_chains"], dtype=posterior.dtype)
@@ -360,33 +360,33 @@ def _posterior_draws(posterior, generator, settings, cache) -> ChainSamples:
 
 def gss(posterior, generator, settings, cache):
     """Generalised stepping stone (Fan et al. 2011) with a gamma reference fitted by moments."""
-    draws = _posterior_draws(posterior, generator, settings, cache).lengths.reshape(
+    draws = _posterior_draws(posterior, settings, cache).lengths.reshape(
         -1, posterior.n_edges)
     mean, variance = draws.mean(0), draws.var(0)
     if not bool((variance > 0).all()):
         raise PhyloviError(f"gss: the posterior draws of branch {int(variance.argmin())} never "
                            "moved, so no gamma reference can be fitted")
     reference = Independent(Gamma(mean**2 / variance, mean / variance), 1)
-    samples = _ladder_samples(posterior, generator, settings, cache, reference)
+    samples = _ladder_samples(posterior, settings, cache, reference)
     # On this path the tempered part is log p(y|b) + log p(b) - log r(b).
     return _stepping_stone(samples, lambda recorded: recorded[..., 0] + recorded[..., 1]
                            - recorded[..., 2])
 
 
-def _posterior_log_likelihoods(posterior, generator, settings, cache) -> torch.Tensor:
-    return _posterior_draws(posterior, generator, settings, cache).log_likelihood.reshape(-1)
+def _posterior_log_likelihoods(posterior, settings, cache) -> torch.Tensor:
+    return _posterior_draws(posterior, settings, cache).log_likelihood.reshape(-1)
 
 
 def hm(posterior, generator, settings, cache):
     """Harmonic mean: -log mean exp(-ℓ) over posterior draws (known to be biased upwards)."""
-    log_like = _posterior_log_likelihoods(posterior, generator, settings, cache)
+    log_like = _posterior_log_likelihoods(posterior, settings, cache)
     value, _, tail = log_mean_exp_with_error(-log_like)
     return -value, None, _tail(tail, len(log_like))  # the weights 1 / likelihood
 
 
 def shm(posterior, generator, settings, cache):
     """Stabilised harmonic mean (Newton & Raftery 1994) with δ = 0.01, by fixed-point iteration."""
-    log_like = _posterior_log_likelihoods(posterior, generator, settings, cache).double()
+    log_like = _posterior_log_likelihoods(posterior, settings, cache).double()
     delta, n = settings["delta"], len(log_like)
     top = log_like.max()
     likelihood = torch.exp(log_like - top)
@@ -413,7 +413,7 @@ def bridge(posterior, generator, settings, cache):
     the estimate came out 2 nats low on every DS2 tree (0.6 nats low with four
     times the draws); independent normals came within 0.1 nats of GSS.
     """
-    samples = _posterior_draws(posterior, generator, settings, cache)
+    samples = _posterior_draws(posterior, settings, cache)
     x = samples.lengths.reshape(-1, posterior.n_edges).log()
     order = torch.randperm(len(x), generator=generator)
     first, second = x[order[: len(x) // 2]], x[order[len(x) // 2:]]
@@ -445,8 +445,8 @@ def bridge(posterior, generator, settings, cache):
     return log_r, None
 
 
-def _site_log_likelihoods(posterior, generator, settings, cache) -> torch.Tensor:
-    lengths = _posterior_draws(posterior, generator, settings, cache).lengths.reshape(
+def _site_log_likelihoods(posterior, settings, cache) -> torch.Tensor:
+    lengths = _posterior_draws(posterior, settings, cache).lengths.reshape(
         -1, posterior.n_edges)
     with torch.no_grad():
         return posterior.site_log_likelihoods(lengths)
@@ -454,7 +454,7 @@ def _site_log_likelihoods(posterior, generator, settings, cache) -> torch.Tensor
 
 def cpo(posterior, generator, settings, cache):
     """Σ_s w_s log CPO_s, CPO_s the harmonic mean of p(y_s | b) over posterior draws."""
-    site = _site_log_likelihoods(posterior, generator, settings, cache)
+    site = _site_log_likelihoods(posterior, settings, cache)
     n = site.shape[0]
     log_cpo = -(torch.logsumexp(-site, 0) - math.log(n))
     return float((posterior.pattern_weights * log_cpo).sum()), None
@@ -462,7 +462,7 @@ def cpo(posterior, generator, settings, cache):
 
 def ppd(posterior, generator, settings, cache):
     """Σ_s w_s log mean_j p(y_s | b_j): the log pointwise predictive density."""
-    site = _site_log_likelihoods(posterior, generator, settings, cache)
+    site = _site_log_likelihoods(posterior, settings, cache)
     log_ppd = torch.logsumexp(site, 0) - math.log(site.shape[0])
     return float((posterior.pattern_weights * log_ppd).sum()), None
 
