@@ -16,7 +16,7 @@ MODEL_HELP = ("substitution model as an IQ-TREE string: JC, F81, K2P, HKY, TN, S
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "loglik", help="log-likelihood of an alignment on a tree",
+        "loglik", help="log-likelihood of an alignment on a tree, or on each tree of a file",
         description=("Print log p(alignment | tree, branch lengths, model). Model parameters "
                      "the model string leaves out (e.g. kappa in 'HKY', alpha in '+G') are "
                      "estimated by maximum likelihood on the fixed tree, as IQ-TREE does, "
@@ -27,21 +27,29 @@ def add_parser(subparsers) -> None:
                      "where they join sequences that differ the result is -inf (null in "
                      "JSON), with a warning. With --optimize-lengths the branch lengths are "
                      "estimated too (IQ-TREE's -te without -blfix), from the tree's own or "
-                     "0.1 where it has none, within IQ-TREE's 1e-6 to 10."),
+                     "0.1 where it has none, within IQ-TREE's 1e-6 to 10. A tree file of "
+                     "several trees (e.g. a MrBayes .t sample, with --burnin) gives a table, "
+                     "a row per tree, numbered by position in the file; each tree's free "
+                     "parameters are estimated on that tree alone, and with none free all "
+                     "trees are evaluated in batched calls."),
         formatter_class=HelpFormatter)
     parser.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP (or gzipped)")
-    parser.add_argument("tree", help="tree with branch lengths (without them with "
-                                     "--optimize-lengths): Newick or NEXUS")
+    parser.add_argument("tree", help="tree(s) with branch lengths (without them with "
+                                     "--optimize-lengths): Newick or NEXUS (MrBayes .t, "
+                                     "BEAST .trees)")
     parser.add_argument("-m", "--model", default="JC", help=MODEL_HELP)
     parser.add_argument("--format", choices=("fasta", "nexus", "phylip"), default=None,
                         help="alignment format (default: from the content, then the extension)")
+    parser.add_argument("--burnin", type=float, default=0.0,
+                        help="fraction of the tree file's trees to discard from the start, "
+                             "in [0, 1)")
     parser.add_argument("--no-optimize", dest="optimize", action="store_false",
                         help="keep free model parameters at their starting values")
     parser.add_argument("--optimize-lengths", action="store_true",
                         help="estimate the branch lengths by maximum likelihood as well")
     parser.add_argument("-o", "--output", metavar="TREE",
-                        help="with --optimize-lengths: write the tree with the estimated "
-                             "lengths here (Newick)")
+                        help="with --optimize-lengths: write the tree(s) with the estimated "
+                             "lengths here (Newick, one per line)")
     parser.add_argument("--json", action="store_true", help="print a JSON record")
     add_common(parser)
     parser.set_defaults(run=run, output_kind="file")
@@ -50,9 +58,8 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from phylovi.errors import ConfigError, TreeFileError
     from phylovi.io.alignment import read_alignment
-    from phylovi.io.trees import read_tree, write_newick
+    from phylovi.io.trees import read_trees, write_newick
     from phylovi.likelihood.model_string import parse_model
-    from phylovi.likelihood.optimize import optimize_branch_lengths, optimize_model
     from phylovi.likelihood.patterns import compress_patterns
     from phylovi.likelihood.tree_likelihood import TreeLikelihood
 
@@ -61,47 +68,103 @@ def run(args) -> int:
     kernel = setup(args)
     alignment = read_alignment(args.alignment, format=args.format)
     patterns = compress_patterns(alignment)
-    tree = read_tree(args.tree, taxa=alignment.taxa, taxa_source="the alignment")
-    missing = int(sum(math.isnan(b) for b in tree.branch_lengths))
-    if missing and not args.optimize_lengths:
-        raise TreeFileError(f"{missing} of {len(tree.branch_lengths)} edges have no branch "
-                            "length (add --optimize-lengths to estimate them)", path=args.tree)
+    sample = read_trees(args.tree, taxa=alignment.taxa, burnin=args.burnin,
+                        taxa_source="the alignment")
+    numbers = range(sample.first_number, sample.first_number + len(sample))
+    if not args.optimize_lengths:
+        for number, tree in zip(numbers, sample.trees):
+            missing = int(sum(math.isnan(b) for b in tree.branch_lengths))
+            if missing:
+                which = f"tree {number}: " if len(sample) > 1 else ""
+                raise TreeFileError(f"{which}{missing} of {len(tree.branch_lengths)} edges have "
+                                    "no branch length (add --optimize-lengths to estimate them)",
+                                    path=args.tree)
     model = parse_model(args.model, patterns, dtype=kernel["dtype"])
-    likelihood = TreeLikelihood(patterns, model, **kernel)
     if not args.optimize:
         model.free = ()
-    if args.optimize_lengths:
-        value, tree = optimize_branch_lengths(likelihood, tree)
-        if args.output is not None:
-            write_newick(args.output, [tree])
-    else:
-        value = optimize_model(likelihood, tree)
-    if value == -math.inf:  # P(0) is exactly the identity: see models.from_spectrum
-        cause = ("zero-length branches join sequences that differ"
-                 if min(tree.branch_lengths) == 0 else
-                 "a substitution the data need has a probability below the dtype's precision "
-                 "under this model")
-        print(f"phylovi: warning: the log-likelihood is -inf: the alignment is impossible on this "
-              f"tree ({cause})", file=sys.stderr)
-    record = {
-        "log_likelihood": value,
-        "model": model.to_string(),
-        "estimated": list(model.free) + ["branch_lengths"] * args.optimize_lengths,
+    likelihood = TreeLikelihood(patterns, model, **kernel)
+    rows = _evaluate(likelihood, sample.trees, args.optimize_lengths,
+                     progress=not args.quiet and len(sample) > 1)
+    for number, (value, _, tree) in zip(numbers, rows):
+        if value == -math.inf:  # P(0) is exactly the identity: see models.from_spectrum
+            cause = ("zero-length branches join sequences that differ"
+                     if min(tree.branch_lengths) == 0 else
+                     "a substitution the data need has a probability below the dtype's "
+                     "precision under this model")
+            which = f"tree {number}: " if len(sample) > 1 else ""
+            print(f"phylovi: warning: {which}the log-likelihood is -inf: the alignment is "
+                  f"impossible on this tree ({cause})", file=sys.stderr)
+    if args.output is not None:
+        write_newick(args.output, [tree for _, _, tree in rows])
+    estimated = list(model.free) + ["branch_lengths"] * args.optimize_lengths
+    about = {
         "alignment": args.alignment,
         "tree": args.tree,
         "n_taxa": alignment.n_taxa,
         "n_sites": alignment.n_sites,
         "n_patterns": patterns.n_patterns,
-        **({"tree_newick": tree.to_newick()} if args.optimize_lengths else {}),
         "dtype": args.dtype,
         "device": args.device,
     }
+    summary = (f"{alignment.n_taxa} taxa, {alignment.n_sites} sites, "
+               f"{patterns.n_patterns} patterns")
+    if len(sample) == 1:
+        value, model_string, tree = rows[0]
+        record = {"log_likelihood": value, "model": model_string, "estimated": estimated,
+                  **about, **({"tree_newick": tree.to_newick()} if args.optimize_lengths else {})}
+        if args.json:
+            print(to_json(record))
+        else:
+            print(f"{value:.6f}")
+            if not args.quiet:
+                which = f" (estimated: {', '.join(estimated)})" if estimated else ""
+                print(f"model {model_string}{which}; {summary}")
+        return 0
+    per_tree = [{"number": number, "log_likelihood": value,
+                 **({"model": model_string} if model.free else {}),
+                 **({"tree_newick": tree.to_newick()} if args.optimize_lengths else {})}
+                for number, (value, model_string, tree) in zip(numbers, rows)]
     if args.json:
-        print(to_json(record))
-    else:
-        print(f"{value:.6f}")
-        if not args.quiet:
-            estimated = f" (estimated: {', '.join(record['estimated'])})" if record["estimated"] else ""
-            print(f"model {record['model']}{estimated}; {alignment.n_taxa} taxa, "
-                  f"{alignment.n_sites} sites, {patterns.n_patterns} patterns")
+        print(to_json({"trees": per_tree, "n_trees": len(sample), "burnin": args.burnin,
+                       **({} if model.free else {"model": rows[0][1]}),
+                       "estimated": estimated, **about}))
+        return 0
+    print("tree\tlog_likelihood" + "\tmodel" * bool(model.free))
+    for row in per_tree:
+        print(f"{row['number']}\t{row['log_likelihood']:.6f}"
+              + (f"\t{row['model']}" if model.free else ""))
+    if not args.quiet:
+        which = (f"estimated per tree: {', '.join(estimated)}" if estimated
+                 else f"model {rows[0][1]}")
+        print(f"phylovi: {len(sample)} trees; {which}; {summary}", file=sys.stderr)
     return 0
+
+
+def _evaluate(likelihood, trees, fit_lengths: bool, progress: bool) -> list[tuple]:
+    """``(lnL, model string, tree)`` per tree: free parameters (and, with ``fit_lengths``,
+    the branch lengths) estimated on each tree alone, from the same start, so that a tree's
+    row does not depend on the trees before it; with nothing to estimate, one batched
+    evaluation."""
+    from phylovi.likelihood.optimize import optimize_branch_lengths, optimize_model
+
+    model = likelihood.model
+    if not model.free and not fit_lengths:
+        values = likelihood.tree_log_likelihoods(trees)
+        return [(value, model.to_string(), tree) for value, tree in zip(values, trees)]
+    start = dict(model.parameters)
+    rows = []
+    for tree in _progress_bar(trees, progress):
+        model.parameters = dict(start)
+        if fit_lengths:
+            value, tree = optimize_branch_lengths(likelihood, tree)
+        else:
+            value = optimize_model(likelihood, tree)
+        rows.append((value, model.to_string(), tree))
+    return rows
+
+
+def _progress_bar(trees, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(trees, disable=not enabled or None, desc="trees", unit="tree",
+                file=sys.stderr, leave=False)

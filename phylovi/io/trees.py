@@ -69,6 +69,8 @@ class TreeSample:
             sits on, or None where the root has three children (unrooted).
         weighted: the trees carry ``[&W]`` weights: a list of topologies with their
             probabilities, not a chain's sample.
+        first_number: the file position (from 1) of ``trees[0]``: 1 plus the trees
+            burn-in dropped.
     """
 
     taxa: TaxonOrder
@@ -77,6 +79,7 @@ class TreeSample:
     path: str | None
     root_splits: tuple[int | None, ...] = ()
     weighted: bool = False
+    first_number: int = 1
 
     def rooted_topologies(self) -> "list[RootedTopology]":
         """The trees as rooted topologies, rooted where the file rooted them.
@@ -99,10 +102,11 @@ class TreeSample:
 def read_trees(path: str | os.PathLike, taxa: TaxonOrder | None = None,
                format: str | None = None, burnin: float = 0.0,
                lengths: bool = True, taxa_source: str = "the expected taxa") -> TreeSample:
-    """Read every tree of a Newick or NEXUS file.
+    """Read every tree of a Newick or NEXUS file (or of a Newick string, see
+    :func:`read_tree`).
 
     Args:
-        path: the tree file.
+        path: the tree file, or Newick text.
         taxa: the taxon order (or names) to use; every tree must hold exactly
             these taxa. If None: the NEXUS TAXA/translate order if there is one, else the
             order of first appearance in the first tree.
@@ -125,6 +129,11 @@ def read_trees(path: str | os.PathLike, taxa: TaxonOrder | None = None,
             TAXA/translate taxa, or else from the first tree's.
         ConfigError: bad ``format`` or ``burnin``.
     """
+    if is_newick_string(path):
+        check_burnin(burnin, _STRING)
+        text = path.lstrip("\ufeff")
+        return _parse(text, None, _choose_format(text, _STRING, format), taxa, burnin, lengths,
+                      taxa_source)
     require_path(path, "the tree file")
     path = os.fspath(path)
     check_burnin(burnin, path)
@@ -146,13 +155,7 @@ def read_tree(path_or_newick: str | os.PathLike, taxa: TaxonOrder | None = None,
     Raises:
         TreeFileError: as :func:`read_trees`, or when there is not exactly one tree.
     """
-    if is_newick_string(path_or_newick):
-        text = path_or_newick.lstrip("\ufeff")
-        sample = _parse(text, None, _choose_format(text, _STRING, format), taxa, 0.0, lengths,
-                        taxa_source)
-    else:
-        sample = read_trees(path_or_newick, taxa, format, lengths=lengths,
-                            taxa_source=taxa_source)
+    sample = read_trees(path_or_newick, taxa, format, lengths=lengths, taxa_source=taxa_source)
     if len(sample.trees) != 1:
         raise TreeFileError(f"expected exactly one tree, found {len(sample.trees)}",
                             path=sample.path or _STRING)
@@ -289,10 +292,12 @@ def _parse(text: str, path: str | None, format: str, taxa, burnin: float,
                             "trees carry weights ([&W], as in a MrBayes .trprobs file, ranked "
                             "by probability): use a burn-in of 0", path=where)
     # Burn-in trees are checked above like the others, but get no Topology.
-    entries = entries[math.floor(burnin * len(entries)):]
+    dropped = math.floor(burnin * len(entries))
+    entries = entries[dropped:]
     trees = _build_trees(taxa, entries, where)
     weights = np.array([entry[2] for entry in entries], dtype=np.float64)
-    return TreeSample(taxa, trees, weights, path, tuple(entry[3] for entry in entries), weighted)
+    return TreeSample(taxa, trees, weights, path, tuple(entry[3] for entry in entries), weighted,
+                      dropped + 1)
 
 
 def _text_after_last_tree(text: str) -> str:

@@ -168,10 +168,4 @@ def _maximize(likelihood: TreeLikelihood, tree: Tree, fit_lengths: bool, max_ite
 
 
 def _total(likelihood: TreeLikelihood, tree: Tree, lengths: torch.Tensor) -> float:
-    """The log-likelihood as a float. In float32 the sites' values are summed in float64:
-    a float32 total is rounded to 0.25-0.5 nats beyond |lnL| = 2.1e6."""
-    with torch.no_grad():
-        if likelihood.dtype == torch.float64:
-            return float(likelihood.log_likelihood(tree.topology, lengths))
-        sites = likelihood.site_log_likelihoods(tree.topology, lengths)
-        return float(sites.double() @ likelihood.weights.double())
+    return likelihood.tree_log_likelihoods([Tree(tree.topology, lengths.detach().cpu().numpy())])[0]

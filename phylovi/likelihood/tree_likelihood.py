@@ -15,13 +15,14 @@ from phylovi.likelihood.models import compact_spectrum
 from phylovi.likelihood.patterns import SitePatterns, constant_pattern_states
 from phylovi.likelihood.pruning import build_schedule, prune
 from phylovi.likelihood.tips import code_table
-from phylovi.trees import Topology, TopologyBatch
+from phylovi.trees import Topology, TopologyBatch, Tree
 
 # float64 holds site likelihoods down to about exp(-708); below this many taxa
 # a site rarely gets there, so rescaling is skipped, and a call that underflows
 # anyway (extreme base frequencies, very long branches) is evaluated again with it.
 _FLOAT64_UNSCALED_TAXA = 64
 _KEPT_SINGLE_BATCHES = 16  # one-topology batches (and their schedules) kept per likelihood
+_TREES_PER_CALL = 256  # tree_log_likelihoods: enough to batch well, few enough to bound memory
 
 
 class TreeLikelihood:
@@ -135,6 +136,29 @@ class TreeLikelihood:
         site = _invalid_to_minus_inf(site, lengths)
         site = site.reshape(len(batch), *sample_shape, -1)
         return site[0] if single else site
+
+    def tree_log_likelihoods(self, trees: Sequence[Tree]) -> list[float]:
+        """The log-likelihood of each tree at its own branch lengths, as floats: trees of
+        any shapes, evaluated a few hundred per batched call, without gradients. In float32
+        the sites' values are summed in float64: a float32 total is rounded to 0.25-0.5
+        nats beyond |lnL| = 2.1e6."""
+        trees = list(trees)
+        for tree in trees:
+            require_type(tree, Tree, "each tree (read_tree, read_trees)")
+        values = []
+        with torch.no_grad():
+            for start in range(0, len(trees), _TREES_PER_CALL):
+                chunk = trees[start:start + _TREES_PER_CALL]
+                batch = self.batch([tree.topology for tree in chunk])
+                lengths = torch.stack([torch.as_tensor(tree.branch_lengths, dtype=self.dtype,
+                                                       device=self.device) for tree in chunk])
+                if self.dtype == torch.float64:
+                    value = self.log_likelihood(batch, lengths)
+                else:
+                    value = self.site_log_likelihoods(batch, lengths).double() @ \
+                        self.weights.double()
+                values.extend(value.tolist())
+        return values
 
     def _underflow_checked(self, evaluate):
         """``evaluate(self.rescale)``, again with rescaling where that gave -inf without it:

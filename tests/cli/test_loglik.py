@@ -255,3 +255,61 @@ def test_estimated_frequencies_of_bases_the_alignment_lacks(tmp_path, capsys, ex
     assert record["log_likelihood"] >= json.loads(fixed)["log_likelihood"] - 1e-9
     frequencies = [float(v) for v in record["model"].split("+F{")[1].split("}")[0].split(",")]
     assert frequencies[2] < 1e-9 and frequencies[3] < 1e-9
+
+
+def test_loglik_on_a_file_of_trees_gives_each_tree_its_single_tree_value(small, capsys):
+    # Three trees, two shapes: with a fixed model they are evaluated in one batched call,
+    # with free parameters each on its own; either way a row equals the one-tree run.
+    trees = [TREE, "(a:0.2,(b:0.1,c:0.3):0.05,(d:0.1,e:0.15):0.1);",
+             "((a:0.1,d:0.2):0.05,(b:0.3,c:0.2):0.04,e:0.15);"]
+    (small / "trees.nwk").write_text("\n".join(trees) + "\n")
+    fixed = None
+    for model in (GTRG4, "HKY+G4"):
+        single = []
+        for number, newick in enumerate(trees):
+            (small / f"one{number}.nwk").write_text(newick)
+            code, out, _ = run(["loglik", small / "aln.fasta", small / f"one{number}.nwk",
+                                "-m", model, "--json"], capsys)
+            assert code == 0
+            single.append(json.loads(out))
+        code, out, err = run(["loglik", small / "aln.fasta", small / "trees.nwk", "-m", model,
+                              "--json"], capsys)
+        assert code == 0
+        record = json.loads(out)
+        assert [row["number"] for row in record["trees"]] == [1, 2, 3]
+        assert [row["log_likelihood"] for row in record["trees"]] == pytest.approx(
+            [one["log_likelihood"] for one in single], abs=1e-9)
+        if model == "HKY+G4":  # each tree its own estimates
+            assert [row["model"] for row in record["trees"]] == [one["model"] for one in single]
+            assert len({row["model"] for row in record["trees"]}) == 3
+        else:
+            fixed = single
+    # the table: a header, then one row per tree after burn-in, numbered by file position
+    code, out, err = run(["loglik", small / "aln.fasta", small / "trees.nwk", "-m", GTRG4,
+                          "--burnin", "0.5"], capsys)
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == "tree\tlog_likelihood" and len(lines) == 3
+    assert [line.split("\t")[0] for line in lines[1:]] == ["2", "3"]
+    assert float(lines[1].split("\t")[1]) == pytest.approx(fixed[1]["log_likelihood"], abs=1e-6)
+    assert "2 trees" in err
+
+
+def test_loglik_names_the_tree_of_a_file_that_lacks_lengths(small, capsys):
+    (small / "trees.nwk").write_text(TREE + "\n((a,b),c,(d,e));\n")
+    code, out, err = run(["loglik", small / "aln.fasta", small / "trees.nwk"], capsys)
+    assert code == 2 and out == ""
+    assert "tree 2: 7 of 7 edges have no branch length" in err and len(err.splitlines()) == 1
+
+
+def test_loglik_optimize_lengths_writes_every_tree(small, capsys):
+    (small / "trees.nwk").write_text(TREE + "\n((a,d),(b,c),e);\n")
+    code, out, _ = run(["loglik", small / "aln.fasta", small / "trees.nwk", "-m", "JC",
+                        "--optimize-lengths", "-o", small / "ml.nwk", "--json"], capsys)
+    assert code == 0
+    rows = json.loads(out)["trees"]
+    written = (small / "ml.nwk").read_text().splitlines()
+    assert len(written) == 2 and [row["tree_newick"] for row in rows] == written
+    # the second tree's maximum, evaluated again from the written lengths
+    (small / "second.nwk").write_text(written[1])
+    code, out, _ = run(["loglik", small / "aln.fasta", small / "second.nwk", "-m", "JC"], capsys)
+    assert float(out.splitlines()[0]) == pytest.approx(rows[1]["log_likelihood"], abs=1e-5)

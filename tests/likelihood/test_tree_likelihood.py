@@ -185,6 +185,24 @@ def test_batch_of_mixed_topologies_equals_one_at_a_time(kernel):
 
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_tree_log_likelihoods_of_many_trees_equal_one_at_a_time(kernel, monkeypatch, dtype):
+    from phylovi.likelihood import tree_likelihood
+
+    monkeypatch.setattr(tree_likelihood, "_TREES_PER_CALL", 3)  # 7 trees: calls of 3, 3, 1
+    _, patterns = random_problem(9, 80, seed=5)
+    rng = np.random.default_rng(8)
+    trees = [Tree(random_topology(patterns.taxa, rng), rng.uniform(0.01, 0.5, 15))
+             for _ in range(7)]
+    likelihood = TreeLikelihood(patterns, parse_model("HKY{3}+G4{0.8}", patterns, dtype=dtype),
+                                dtype=dtype)
+    values = likelihood.tree_log_likelihoods(trees)
+    assert len(values) == 7 and all(isinstance(value, float) for value in values)
+    for tree, value in zip(trees, values):
+        single = likelihood.log_likelihood(tree.topology, torch.tensor(tree.branch_lengths,
+                                                                       dtype=dtype))
+        assert value == pytest.approx(single.item(), rel=1e-12 if dtype == torch.float64 else 1e-6)
+
 def test_one_topology_batches_are_kept_but_not_without_bound():
     """Evaluating one tree again and again (MCMC) reuses its batch and schedule; many
     trees one at a time keep only the newest few."""
