@@ -50,6 +50,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("-o", "--output", metavar="TREE",
                         help="with --optimize-lengths: write the tree(s) with the estimated "
                              "lengths here (Newick, one per line)")
+    parser.add_argument("--site-lnl", metavar="FILE",
+                        help="also write each tree's per-site log-likelihoods here, as "
+                             "IQ-TREE's -wsl does (CONSEL's input for AU and SH tests)")
     parser.add_argument("--json", action="store_true", help="print a JSON record")
     add_common(parser)
     parser.set_defaults(run=run, output_kind="file")
@@ -58,6 +61,8 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from phylovi.errors import ConfigError, TreeFileError
     from phylovi.io.alignment import read_alignment
+    from phylovi.io.atomic import check_output
+    from phylovi.io.records import write_site_log_likelihoods
     from phylovi.io.trees import read_trees, write_newick
     from phylovi.likelihood.model_string import parse_model
     from phylovi.likelihood.patterns import compress_patterns
@@ -66,6 +71,8 @@ def run(args) -> int:
     if args.output is not None and not args.optimize_lengths:
         raise ConfigError("--output writes the estimated branch lengths: add --optimize-lengths")
     kernel = setup(args)
+    if args.site_lnl is not None:
+        check_output(args.site_lnl)
     alignment = read_alignment(args.alignment, format=args.format)
     patterns = compress_patterns(alignment)
     sample = read_trees(args.tree, taxa=alignment.taxa, burnin=args.burnin,
@@ -83,8 +90,9 @@ def run(args) -> int:
     if not args.optimize:
         model.free = ()
     likelihood = TreeLikelihood(patterns, model, **kernel)
-    rows = _evaluate(likelihood, sample.trees, args.optimize_lengths,
-                     progress=not args.quiet and len(sample) > 1)
+    rows, sites = _evaluate(likelihood, sample.trees, args.optimize_lengths,
+                            progress=not args.quiet and len(sample) > 1,
+                            sites=args.site_lnl is not None)
     for number, (value, _, tree) in zip(numbers, rows):
         if value == -math.inf:  # P(0) is exactly the identity: see models.from_spectrum
             cause = ("zero-length branches join sequences that differ"
@@ -96,6 +104,9 @@ def run(args) -> int:
                   f"impossible on this tree ({cause})", file=sys.stderr)
     if args.output is not None:
         write_newick(args.output, [tree for _, _, tree in rows])
+    if args.site_lnl is not None:
+        write_site_log_likelihoods(args.site_lnl,
+                                   sites.double().cpu().numpy()[:, patterns.site_pattern])
     estimated = list(model.free) + ["branch_lengths"] * args.optimize_lengths
     about = {
         "alignment": args.alignment,
@@ -140,19 +151,22 @@ def run(args) -> int:
     return 0
 
 
-def _evaluate(likelihood, trees, fit_lengths: bool, progress: bool) -> list[tuple]:
-    """``(lnL, model string, tree)`` per tree: free parameters (and, with ``fit_lengths``,
-    the branch lengths) estimated on each tree alone, from the same start, so that a tree's
-    row does not depend on the trees before it; with nothing to estimate, one batched
-    evaluation."""
+def _evaluate(likelihood, trees, fit_lengths: bool, progress: bool, sites: bool):
+    """``(lnL, model string, tree)`` per tree, and with ``sites`` their per-pattern values
+    ``[n_trees, P]`` (else None): free parameters (and, with ``fit_lengths``, the branch
+    lengths) estimated on each tree alone, from the same start, so that a tree's row does
+    not depend on the trees before it; with nothing to estimate, batched evaluations."""
+    import torch
+
     from phylovi.likelihood.optimize import optimize_branch_lengths, optimize_model
 
     model = likelihood.model
     if not model.free and not fit_lengths:
         values = likelihood.tree_log_likelihoods(trees)
-        return [(value, model.to_string(), tree) for value, tree in zip(values, trees)]
+        rows = [(value, model.to_string(), tree) for value, tree in zip(values, trees)]
+        return rows, likelihood.tree_site_log_likelihoods(trees) if sites else None
     start = dict(model.parameters)
-    rows = []
+    rows, per_pattern = [], []
     for tree in _progress_bar(trees, progress):
         model.parameters = dict(start)
         if fit_lengths:
@@ -160,7 +174,9 @@ def _evaluate(likelihood, trees, fit_lengths: bool, progress: bool) -> list[tupl
         else:
             value = optimize_model(likelihood, tree)
         rows.append((value, model.to_string(), tree))
-    return rows
+        if sites:
+            per_pattern.append(likelihood.tree_site_log_likelihoods([tree]))
+    return rows, torch.cat(per_pattern) if sites else None
 
 
 def _progress_bar(trees, enabled: bool):

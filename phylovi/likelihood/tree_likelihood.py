@@ -142,16 +142,9 @@ class TreeLikelihood:
         any shapes, evaluated a few hundred per batched call, without gradients. In float32
         the sites' values are summed in float64: a float32 total is rounded to 0.25-0.5
         nats beyond |lnL| = 2.1e6."""
-        trees = list(trees)
-        for tree in trees:
-            require_type(tree, Tree, "each tree (read_tree, read_trees)")
         values = []
         with torch.no_grad():
-            for start in range(0, len(trees), _TREES_PER_CALL):
-                chunk = trees[start:start + _TREES_PER_CALL]
-                batch = self.batch([tree.topology for tree in chunk])
-                lengths = torch.stack([torch.as_tensor(tree.branch_lengths, dtype=self.dtype,
-                                                       device=self.device) for tree in chunk])
+            for batch, lengths in self._tree_batches(trees):
                 if self.dtype == torch.float64:
                     value = self.log_likelihood(batch, lengths)
                 else:
@@ -159,6 +152,27 @@ class TreeLikelihood:
                         self.weights.double()
                 values.extend(value.tolist())
         return values
+
+    def tree_site_log_likelihoods(self, trees: Sequence[Tree]) -> torch.Tensor:
+        """Per-pattern log-likelihoods ``[n_trees, P]`` of each tree at its own branch
+        lengths, batched as :meth:`tree_log_likelihoods`; index the last axis with
+        ``patterns.site_pattern`` for the alignment's sites."""
+        with torch.no_grad():
+            parts = [self.site_log_likelihoods(batch, lengths)
+                     for batch, lengths in self._tree_batches(trees)]
+        return torch.cat(parts) if parts else torch.empty(0, len(self.weights), dtype=self.dtype)
+
+    def _tree_batches(self, trees: Sequence[Tree]):
+        """``(TopologyBatch, lengths [B, n_edges])`` of at most :data:`_TREES_PER_CALL`
+        trees at a time."""
+        trees = list(trees)
+        for tree in trees:
+            require_type(tree, Tree, "each tree (read_tree, read_trees)")
+        for start in range(0, len(trees), _TREES_PER_CALL):
+            chunk = trees[start:start + _TREES_PER_CALL]
+            lengths = torch.stack([torch.as_tensor(tree.branch_lengths, dtype=self.dtype,
+                                                   device=self.device) for tree in chunk])
+            yield self.batch([tree.topology for tree in chunk]), lengths
 
     def _underflow_checked(self, evaluate):
         """``evaluate(self.rescale)``, again with rescaling where that gave -inf without it:

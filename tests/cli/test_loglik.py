@@ -313,3 +313,22 @@ def test_loglik_optimize_lengths_writes_every_tree(small, capsys):
     (small / "second.nwk").write_text(written[1])
     code, out, _ = run(["loglik", small / "aln.fasta", small / "second.nwk", "-m", "JC"], capsys)
     assert float(out.splitlines()[0]) == pytest.approx(rows[1]["log_likelihood"], abs=1e-5)
+
+
+def test_loglik_site_lnl_writes_iqtrees_layout_summing_to_each_total(small, capsys):
+    (small / "trees.nwk").write_text(TREE + "\n((a:0.1,d:0.2):0.05,(b:0.3,c:0.2):0.04,e:0.15);\n")
+    for trees, names in (("tree.nwk", ["Site_Lh"]), ("trees.nwk", ["Tree1", "Tree2"])):
+        for model in (GTRG4, "HKY+G4"):  # batched, and fitted tree by tree
+            code, out, _ = run(["loglik", small / "aln.fasta", small / trees, "-m", model,
+                                "--site-lnl", small / "out.sitelh", "--json"], capsys)
+            assert code == 0
+            record = json.loads(out)
+            totals = ([record["log_likelihood"]] if "log_likelihood" in record
+                      else [row["log_likelihood"] for row in record["trees"]])
+            lines = (small / "out.sitelh").read_text().splitlines()
+            assert lines[0] == f"{len(names)} 10"  # trees, sites (not patterns)
+            assert [line[:10].strip() for line in lines[1:]] == names
+            rows = [[float(value) for value in line[10:].split()] for line in lines[1:]]
+            assert all(len(row) == 10 for row in rows)
+            assert [sum(row) for row in rows] == pytest.approx(totals, abs=1e-6)
+            assert rows[0][1] == pytest.approx(rows[0][5], abs=1e-12)  # both columns CCCCC

@@ -76,6 +76,29 @@ def test_log_likelihood_matches_iqtree(data, model, expected, dtype):
     assert value == pytest.approx(expected, abs=6e-5 if dtype == torch.float64 else 2e-3)
 
 
+# IQ-TREE 2.0.7's per-site values (-wsl, 6 significant digits) for the model below, one per
+# site in alignment order: ambiguous columns and columns repeated elsewhere included.
+IQTREE_SITES_MODEL = GTR + FREQUENCIES + "+G4{1.4875}"
+IQTREE_SITES = [
+    -9.2815, -10.2493, -3.85974, -7.61661, -10.1896, -9.13491, -12.2091, -9.8997, -6.79078,
+    -9.32412, -9.62013, -13.7082, -2.97401, -10.6076, -2.97401, -2.7038, -12.9325, -7.82527,
+    -5.7153, -10.06, -2.7038, -7.19404, -5.5584, -2.69112, -9.91707, -3.78095, -10.4889,
+    -9.15353, -10.4693, -10.6844, -2.7038, -8.99392, -7.64673, -10.7765, -10.4824, -2.69112,
+    -10.0291, -6.17221, -11.1852, -2.69112, -3.86787, -2.69112, -2.62242, -8.85921, -2.7038,
+    -7.77759, -2.69112, -11.035, -8.99568, -2.97401, -2.97401, -3.86787, -6.2486, -10.7744,
+    -11.1226, -9.30475, -7.99625, -7.33915, -2.7038, -7.68025]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_site_log_likelihoods_match_iqtree(data, dtype):
+    patterns, tree = data
+    likelihood = TreeLikelihood(patterns, parse_model(IQTREE_SITES_MODEL, patterns, dtype=dtype),
+                                dtype=dtype)
+    per_pattern = likelihood.tree_site_log_likelihoods([tree])
+    assert per_pattern.shape == (1, patterns.n_patterns)
+    sites = per_pattern[0, torch.as_tensor(patterns.site_pattern)].double().numpy()
+    np.testing.assert_allclose(sites, IQTREE_SITES, rtol=5e-6 if dtype == torch.float64 else 2e-5)
+
 def test_frequencies_on_an_equal_frequency_model_are_refused(data):
     # IQ-TREE reads K80+F{...} as plain K80 (-450.8157 with +I{0.173}); phylovi refuses it
     # rather than silently drop the frequencies.
