@@ -100,7 +100,113 @@ static int pv_thread_id(void)
 #endif
 }
 
-int pv_version(void) { return 10; }
+int pv_version(void) { return 11; }
+
+/* The lowest buffer index marked free in `is_free[0, *used)`, taken; else a new one. */
+static int32_t pv_take_lowest(unsigned char *is_free, int32_t *used)
+{
+    for (int32_t i = 0; i < *used; i++)
+        if (is_free[i]) {
+            is_free[i] = 0;
+            return i;
+        }
+    is_free[*used] = 0;
+    return (*used)++;
+}
+
+/* The node program of a batch of unrooted topologies: pv_plan's arrays, from each
+ * topology's children (`children` [B, m, 3], row j the children of node n_taxa + j in the
+ * trees module's numbering: post-order, the root last, with three children; -1 pads).
+ *
+ * Per topology, the m internal nodes are laid out from offsets[b] = b * m in depth-first
+ * post-order, the larger subtree first, so that a pass needs about log2(m) live buffers
+ * (Sethi and Ullman's order for registers); a node of two children lists a tip child
+ * first. ref: -(taxon + 1) for a tip child, else the child's index in the program; edge:
+ * b * n_edges + the child's node number (edge i is above node i). slot: each node's
+ * partials buffer for passes without a gradient, the lowest free one, freed once its
+ * parent has read it (the parent takes its own first: it reads its children's meanwhile).
+ * up_slot: each non-root node's pre-order buffer, taken in its parent's step of the
+ * reversed pass and freed once the node has made its children's; -1 at roots.
+ * Returns 0, or 1 when out of memory. */
+int pv_build_plan(int n_topologies, int n_taxa, int m, int n_edges, const int32_t *children,
+                  int32_t *offsets, int32_t *nch, int32_t *ref, int32_t *edge, int32_t *slot,
+                  int32_t *up_slot)
+{
+    int32_t *kid = malloc(sizeof(int32_t) * 3 * (size_t)m);
+    int32_t *size = malloc(sizeof(int32_t) * (size_t)m);
+    int32_t *order = malloc(sizeof(int32_t) * (size_t)m);
+    int32_t *position = malloc(sizeof(int32_t) * (size_t)m);
+    int32_t *stack = malloc(sizeof(int32_t) * 2 * (size_t)m); /* node * 2 + expanded */
+    unsigned char *is_free = malloc((size_t)m + 1);
+    int failed = !kid || !size || !order || !position || !stack || !is_free;
+    for (int b = 0; b < n_topologies && !failed; b++) {
+        const int32_t *ch = children + (long)b * m * 3;
+        const int base = b * m;
+        offsets[b] = base;
+        for (int j = 0; j < m; j++) {
+            int32_t *k = kid + 3 * j;
+            k[0] = ch[3 * j], k[1] = ch[3 * j + 1], k[2] = ch[3 * j + 2];
+            if (j < m - 1 && k[0] >= n_taxa && k[1] < n_taxa) { /* a tip child first */
+                const int32_t t = k[0];
+                k[0] = k[1], k[1] = t;
+            }
+            size[j] = 1;
+            for (int c = 0; c < (j == m - 1 ? 3 : 2); c++)
+                if (k[c] >= n_taxa) size[j] += size[k[c] - n_taxa]; /* children come first */
+        }
+        int top = 0, next = 0;
+        stack[top++] = 2 * (m - 1);
+        while (top) {
+            const int32_t item = stack[--top], node = item / 2;
+            if (item & 1) {
+                order[next++] = node;
+                continue;
+            }
+            stack[top++] = item + 1;
+            int32_t inner[3];
+            int n_inner = 0;
+            for (int c = 0; c < (node == m - 1 ? 3 : 2); c++) { /* by size, stable */
+                const int32_t k = kid[3 * node + c];
+                if (k < n_taxa) continue;
+                int at = n_inner++;
+                while (at > 0 && size[inner[at - 1]] > size[k - n_taxa]) {
+                    inner[at] = inner[at - 1];
+                    at--;
+                }
+                inner[at] = k - n_taxa;
+            }
+            for (int c = 0; c < n_inner; c++) stack[top++] = 2 * inner[c]; /* largest popped first */
+        }
+        for (int i = 0; i < m; i++) position[order[i]] = i;
+        for (int i = 0; i < m; i++) {
+            const int node = order[i], g = base + i, count = node == m - 1 ? 3 : 2;
+            nch[g] = count;
+            for (int c = 0; c < 3; c++) {
+                const int32_t k = c < count ? kid[3 * node + c] : 0;
+                ref[3 * g + c] = c >= count ? 0 : k < n_taxa ? -(k + 1) : base + position[k - n_taxa];
+                edge[3 * g + c] = c < count ? b * n_edges + k : 0;
+            }
+        }
+        int32_t used = 0;
+        memset(is_free, 0, (size_t)m + 1);
+        for (int g = base; g < base + m; g++) {
+            slot[g] = pv_take_lowest(is_free, &used);
+            for (int c = 0; c < nch[g]; c++)
+                if (ref[3 * g + c] >= 0) is_free[slot[ref[3 * g + c]]] = 1;
+        }
+        used = 0;
+        memset(is_free, 0, (size_t)m + 1);
+        up_slot[base + m - 1] = -1;
+        for (int g = base + m - 1; g >= base; g--) {
+            for (int c = 0; c < nch[g]; c++)
+                if (ref[3 * g + c] >= 0) up_slot[ref[3 * g + c]] = pv_take_lowest(is_free, &used);
+            if (up_slot[g] >= 0) is_free[up_slot[g]] = 1;
+        }
+    }
+    offsets[n_topologies] = n_topologies * m;
+    free(kid), free(size), free(order), free(position), free(stack), free(is_free);
+    return failed;
+}
 
 #if PV_FOUR_ROWS
 #include <immintrin.h>

@@ -7,8 +7,7 @@ flags, the compiler version and the machine, and loaded with :mod:`ctypes`. The
 library is written to a temporary name and moved into place with
 :func:`os.replace`, so concurrent processes may compile it at once.
 
-It computes the semantics of :mod:`phylovi.likelihood.pruning` (same schedule,
-same rescaling) in one pass per (topology, sample, block of patterns): the
+It computes the semantics of :mod:`phylovi.likelihood.pruning` (same rescaling) in one pass per (topology, sample, block of patterns): the
 post-order partials, each pattern's log-likelihood with the category mixture
 and invariable sites, and, when asked, the pre-order pass that gives the
 gradient of ``lnL[b, s]`` with respect to that tree's own transition matrices,
@@ -25,13 +24,13 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
-import heapq
 import os
 import platform
 import shutil
 import subprocess
 import tempfile
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -145,7 +144,7 @@ def _compile() -> ctypes.CDLL:
                 raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
             os.replace(out, target)
     library = ctypes.CDLL(str(target))
-    if library.pv_version() != 10:
+    if library.pv_version() != 11:
         raise RuntimeError("cpu_kernel library version mismatch")
     for suffix in ("f64", "f32"):
         function = getattr(library, f"pv_loglik_{suffix}")
@@ -153,6 +152,8 @@ def _compile() -> ctypes.CDLL:
         function.argtypes = [ctypes.POINTER(_Plan), ctypes.c_int] + [ctypes.c_void_p] * 4 + \
             [ctypes.c_double] + [ctypes.c_void_p] * 2 + [ctypes.c_int] + \
             [ctypes.c_void_p] * 4 + [ctypes.c_int] + [ctypes.c_void_p] * 3 + [ctypes.c_int]
+    library.pv_build_plan.restype = ctypes.c_int
+    library.pv_build_plan.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 7
     return library
 
 
@@ -195,119 +196,38 @@ def supports_device(device: torch.device, dtype: torch.dtype) -> bool:
 
 # --- plans and tip codes ------------------------------------------------------------------
 
-def _plan_arrays(schedule):
-    """Node program of a schedule: nodes grouped by topology, each in post-order (the
-    arrays of ``cpu_kernel.c``'s header comment), and the largest tree's node count."""
-    cached = getattr(schedule, "_cpu_plan", None)
-    if cached is not None:
-        return cached
-    n_slots = schedule.n_slots
-    topo = np.empty(n_slots, np.int64)
-    nch = np.full(n_slots, 2, np.int32)
-    ref = np.zeros((n_slots, 3), np.int64)
-    edge = np.zeros((n_slots, 3), np.int64)
+@dataclass(eq=False)
+class NodeProgram:
+    """A batch's node program for the C kernel: the arrays of ``pv_plan`` (see
+    ``pv_build_plan`` in the C source), and the C plans of the calls made with it."""
 
-    def group_refs(group):
-        return (np.concatenate([-(group.tip_taxa.cpu().numpy() + 1), group.slots.cpu().numpy()]),
-                np.concatenate([group.tip_edges.cpu().numpy(), group.edges.cpu().numpy()]))
-
-    for level in schedule.levels:
-        topo[level.start:level.stop] = level.topology.cpu().numpy()
-        for k, group in enumerate((level.left, level.right)):
-            ref[level.start:level.stop, k], edge[level.start:level.stop, k] = group_refs(group)
-    root_start = n_slots - schedule.n_topologies
-    topo[root_start:] = np.arange(schedule.n_topologies)
-    nch[root_start:] = len(schedule.roots)
-    for k, (group, order) in enumerate(schedule.roots):
-        refs, edges = group_refs(group)
-        order = order.cpu().numpy()
-        ref[root_start:, k], edge[root_start:, k] = refs[order], edges[order]
-    order = np.argsort(topo, kind="stable")  # by topology, slots (post-order) within each
-    node_of_slot = np.empty(n_slots, np.int64)
-    node_of_slot[order] = np.arange(n_slots)
-    ref = ref[order]
-    edge = edge[order]
-    ref = np.where(ref >= 0, node_of_slot[np.maximum(ref, 0)], ref)
-    offsets = np.zeros(schedule.n_topologies + 1, np.int64)
-    offsets[1:] = np.cumsum(np.bincount(topo, minlength=schedule.n_topologies))
-    nch = nch[order]
-    # depth-first post-order (the schedule's is level by level, which keeps every
-    # cherry's buffer alive at once), so a pass without a gradient reuses buffers
-    order = _depth_first(offsets, nch, ref)
-    new_index = np.empty_like(order)
-    new_index[order] = np.arange(len(order))
-    nch, edge, ref = nch[order], edge[order], ref[order]
-    ref = np.where(ref >= 0, new_index[np.maximum(ref, 0)], ref)
-    slots = _buffer_slots(offsets, nch, ref)
-    upper_slots = _upper_slots(offsets, nch, ref)
-    arrays = tuple(np.ascontiguousarray(a, dtype=np.int32)
-                   for a in (offsets, nch, ref.reshape(-1), edge.reshape(-1), slots, upper_slots))
-    arrays += (int(np.diff(offsets).max()),)  # nodes of the largest tree
-    object.__setattr__(schedule, "_cpu_plan", arrays)
-    return arrays
+    n_topologies: int
+    n_edges: int
+    arrays: tuple[np.ndarray, ...]  # offsets, nch, ref, edge, slots, upper_slots (int32)
+    max_nodes: int  # internal nodes per topology
+    plans: dict = field(default_factory=dict)
 
 
-def _depth_first(offsets, nch, ref) -> np.ndarray:
-    """Each topology's nodes (children before parents, root last) in depth-first
-    post-order, the larger subtree first: then a pass needs about log2(n) live
-    buffers (Sethi and Ullman's order for registers)."""
-    order = np.empty(len(nch), np.int64)
-    size = np.ones(len(nch), np.int64)
-    for node in range(len(nch)):
-        size[node] += sum(size[c] for c in ref[node, :nch[node]] if c >= 0)
-    for b in range(len(offsets) - 1):
-        position, stack = offsets[b], [(offsets[b + 1] - 1, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                order[position] = node
-                position += 1
-                continue
-            stack.append((node, True))
-            children = sorted((c for c in ref[node, :nch[node]] if c >= 0), key=lambda c: size[c])
-            stack.extend((int(c), False) for c in children)  # the largest is popped first
-    return order
-
-
-def _buffer_slots(offsets, nch, ref) -> np.ndarray:
-    """Partials buffer of each node for passes without a gradient: the lowest free one,
-    freed again once the parent has read it, so a tree needs only a few (about log2 of
-    its size when balanced, 2 for a caterpillar) and they stay in cache."""
-    slots = np.empty(len(nch), np.int64)
-    for b in range(len(offsets) - 1):
-        free: list[int] = []
-        used = 0
-        for node in range(offsets[b], offsets[b + 1]):
-            if free:
-                slots[node] = heapq.heappop(free)
-            else:
-                slots[node], used = used, used + 1
-            for child in ref[node, :nch[node]]:
-                if child >= 0:
-                    heapq.heappush(free, int(slots[child]))
-    return slots
-
-
-def _upper_slots(offsets, nch, ref) -> np.ndarray:
-    """Upper-partials buffer of each non-root internal node for the gradient's pre-order
-    pass (-1 for roots): written in the parent's step, read in the node's. The pass
-    visits nodes in reverse order, so a buffer is freed once its node has made its
-    children's (not before: the node reads it meanwhile), and a tree needs only a
-    few, as in :func:`_buffer_slots`."""
-    slots = np.full(len(nch), -1, np.int64)
-    for b in range(len(offsets) - 1):
-        free: list[int] = []
-        used = 0
-        for node in range(offsets[b + 1] - 1, offsets[b] - 1, -1):
-            for child in ref[node, :nch[node]]:
-                if child >= 0:
-                    if free:
-                        slots[child] = heapq.heappop(free)
-                    else:
-                        slots[child], used = used, used + 1
-            if slots[node] >= 0:
-                heapq.heappush(free, int(slots[node]))
-    return slots
+def node_program(batch) -> NodeProgram:
+    """The node program of a :class:`~phylovi.trees.TopologyBatch`, built in C from the
+    topologies' arrays (a few microseconds a tree) and cached on the batch."""
+    program = batch.cache.get("cpu_program")
+    if program is None:
+        library = _load()
+        assert library is not None, unavailable_reason()
+        children = np.ascontiguousarray(np.stack([a.children for a in batch.arrays()]),
+                                        dtype=np.int32)
+        n_topologies, n_internal, _ = children.shape
+        n_nodes = n_topologies * n_internal
+        arrays = (np.empty(n_topologies + 1, np.int32), np.empty(n_nodes, np.int32),
+                  np.empty(3 * n_nodes, np.int32), np.empty(3 * n_nodes, np.int32),
+                  np.empty(n_nodes, np.int32), np.empty(n_nodes, np.int32))
+        if library.pv_build_plan(n_topologies, batch.n_taxa, n_internal, batch.n_edges,
+                                 children.ctypes.data, *(a.ctypes.data for a in arrays)):
+            raise MemoryError("cpu_kernel: out of memory")
+        program = batch.cache["cpu_program"] = NodeProgram(n_topologies, batch.n_edges, arrays,
+                                                            n_internal)
+    return program
 
 
 def tip_planes(tip_codes: torch.Tensor, code_table: torch.Tensor) -> torch.Tensor:
@@ -342,9 +262,9 @@ def invariant_planes(constant: torch.Tensor, padded: int, dtype: torch.dtype) ->
     return planes
 
 
-def _plan(schedule, n_samples, n_categories, n_patterns, padded, n_taxa, itemsize, gradient,
+def _plan(program, n_samples, n_categories, n_patterns, padded, n_taxa, itemsize, gradient,
           threads):
-    """The C plan of a call and its block size, kept on the schedule (a sampler makes
+    """The C plan of a call and its block size, kept on the node program (a sampler makes
     the same call again and again, and building the struct costs as much as a small
     tree's kernel).
 
@@ -356,18 +276,14 @@ def _plan(schedule, n_samples, n_categories, n_patterns, padded, n_taxa, itemsiz
     tip planes) that made JC float64 gradients 8-19% faster at B=10 and 100 and moved
     GTR+G4 at B=10 by under 3% (measured on a 2-core AVX-512 EPYC)."""
     key = (n_samples, n_categories, n_patterns, padded, n_taxa, itemsize, gradient, threads)
-    plans = getattr(schedule, "_cpu_plans", None)
-    if plans is None:
-        plans = {}
-        object.__setattr__(schedule, "_cpu_plans", plans)
+    plans = program.plans
     if key not in plans:
-        offsets, nch, ref, edge, slots, upper_slots, max_nodes = _plan_arrays(schedule)
-        block = block_size(n_categories, max_nodes, itemsize, gradient, threads)
+        block = block_size(n_categories, program.max_nodes, itemsize, gradient, threads)
         budget = gradient_scratch(threads)
-        copies = schedule.n_topologies * schedule.n_edges * n_samples * n_categories * 16 * 8
+        copies = program.n_topologies * program.n_edges * n_samples * n_categories * 16 * 8
         split = gradient and n_taxa * 4 * padded * itemsize > budget and copies <= budget
-        pointers = (a.ctypes.data for a in (offsets, nch, ref, edge, slots, upper_slots))
-        plans[key] = (_Plan(schedule.n_topologies, n_samples, n_categories, n_patterns, padded,
+        pointers = (a.ctypes.data for a in program.arrays)
+        plans[key] = (_Plan(program.n_topologies, n_samples, n_categories, n_patterns, padded,
                             block, int(split), *pointers), block)
     return plans[key]
 
@@ -376,14 +292,14 @@ def _ptr(tensor: torch.Tensor | None) -> int | None:
     return None if tensor is None else tensor.data_ptr()
 
 
-def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights,
+def evaluate(program, matrices, frequencies, pinv, tips, category_weights, pattern_weights,
              invariant, rescale: bool, gradient: bool = False, sites: bool = False,
              f81: bool = False, codes: torch.Tensor | None = None,
              generator: torch.Tensor | None = None):
     """Log-likelihoods of every (topology, sample), and optionally more.
 
     Args:
-        schedule: the batch's :class:`~phylovi.likelihood.pruning.Schedule`.
+        program: the batch's :func:`node_program`.
         matrices: ``[B * n_edges, S, C, 4, 4]`` transition matrices.
         frequencies: ``[4]``; pinv: proportion of invariable sites (a float or scalar).
         tips: ``[n_taxa, 4, P_padded]`` from :func:`tip_planes`, in the matrices' dtype.
@@ -419,9 +335,9 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
     dtype = matrices.dtype
     suffix = {torch.float64: "f64", torch.float32: "f32"}[dtype]
     _, n_samples, n_categories, _, _ = matrices.shape
-    n_topologies, n_patterns = schedule.n_topologies, pattern_weights.shape[0]
+    n_topologies, n_patterns = program.n_topologies, pattern_weights.shape[0]
     padded = tips.shape[-1]
-    plan, block = _plan(schedule, n_samples, n_categories, n_patterns, padded, tips.shape[0],
+    plan, block = _plan(program, n_samples, n_categories, n_patterns, padded, tips.shape[0],
                         matrices.element_size(), gradient, torch.get_num_threads())
     as_input = lambda t: t.detach().to(dtype).contiguous()  # noqa: E731
     frequencies, category_weights = as_input(frequencies), as_input(category_weights)
@@ -438,7 +354,7 @@ def evaluate(schedule, matrices, frequencies, pinv, tips, category_weights, patt
         jac_matrices = torch.empty_like(matrices)
         jac_other = torch.empty((n_topologies, n_samples, 5), dtype=dtype)
     status = getattr(library, f"pv_loglik_{suffix}")(
-        ctypes.byref(plan), schedule.n_edges, _ptr(matrices), _ptr(tips), _ptr(frequencies),
+        ctypes.byref(plan), program.n_edges, _ptr(matrices), _ptr(tips), _ptr(frequencies),
         _ptr(category_weights), float(pinv), _ptr(pattern_weights), _ptr(invariant),
         int(rescale), _ptr(partial_sums), _ptr(site), _ptr(jac_matrices), _ptr(jac_other),
         int(f81), _ptr(codes), _ptr(generator if directional else None),
@@ -460,11 +376,11 @@ class FusedLogLikelihood(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, matrices, frequencies, pinv, schedule, tips, category_weights,
+    def forward(ctx, matrices, frequencies, pinv, program, tips, category_weights,
                 pattern_weights, invariant, rescale, f81, codes):
         gradient = any(ctx.needs_input_grad[:3])
         value, _, jac_matrices, jac_other = evaluate(
-            schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights,
+            program, matrices, frequencies, pinv, tips, category_weights, pattern_weights,
             invariant, rescale, gradient=gradient, f81=f81, codes=codes)
         if gradient:
             ctx.save_for_backward(jac_matrices, jac_other)
@@ -481,7 +397,7 @@ class FusedLogLikelihood(torch.autograd.Function):
         return grad_matrices, grad_other[:4], grad_other[4], *([None] * 8)
 
 
-def fixed_model_log_likelihood(lengths, rates, eigenvalues, products, dtype, schedule,
+def fixed_model_log_likelihood(lengths, rates, eigenvalues, products, dtype, program,
                                frequencies, pinv, tips, category_weights, pattern_weights,
                                invariant, rescale, f81, codes=None):
     """Log-likelihoods ``[B, S]`` as a function of the branch lengths alone (the model's
@@ -499,14 +415,14 @@ def fixed_model_log_likelihood(lengths, rates, eigenvalues, products, dtype, sch
         rates: ``[C]``; eigenvalues: ``[4]``; products: ``[4, 16]`` (all float64).
         dtype: the kernel's; the rest are :func:`evaluate`'s arguments after the matrices.
     """
-    arguments = (lengths, rates, eigenvalues, products, dtype, schedule, frequencies, pinv, tips,
+    arguments = (lengths, rates, eigenvalues, products, dtype, program, frequencies, pinv, tips,
                  category_weights, pattern_weights, invariant, rescale, f81, codes)
     if torch.is_grad_enabled() and lengths.requires_grad:
         return _FixedModelLogLikelihood.apply(*arguments)
     return _fixed_model_forward(*arguments, gradient=False)[0]
 
 
-def _fixed_model_forward(lengths, rates, eigenvalues, products, dtype, schedule, frequencies,
+def _fixed_model_forward(lengths, rates, eigenvalues, products, dtype, program, frequencies,
                          pinv, tips, category_weights, pattern_weights, invariant, rescale, f81,
                          codes, gradient):
     times = lengths.detach().double().transpose(1, 2)[..., None] * rates  # [B, E, S, C]
@@ -516,7 +432,7 @@ def _fixed_model_forward(lengths, rates, eigenvalues, products, dtype, schedule,
     if gradient:  # Q = sum_k lambda_k E_k: dP / d(r_c t) = Q P, for every matrix
         generator = (eigenvalues @ products).reshape(4, 4)
     value, _, jac, _ = evaluate(
-        schedule, matrices, frequencies, pinv, tips, category_weights, pattern_weights, invariant,
+        program, matrices, frequencies, pinv, tips, category_weights, pattern_weights, invariant,
         rescale, gradient=gradient, f81=f81, codes=codes, generator=generator)
     return value, jac
 

@@ -215,14 +215,14 @@ class TreeLikelihood:
     def _fused_log_likelihood(self, batch: TopologyBatch, lengths: torch.Tensor,
                               rescale: bool) -> torch.Tensor:
         """``[B, S]`` from the C kernel, gradient included in the same pass."""
-        schedule, (tips, invariant, codes) = self._schedule(batch), self._cpu_planes()
+        program, (tips, invariant, codes) = cpu_kernel.node_program(batch), self._cpu_planes()
         fixed = self._fixed_model()
         if fixed is not None:
             # Only the branch lengths can need a gradient: the chain rule through the
             # transition matrices is done by hand, not by autograd.
             rates, eigenvalues, products, frequencies, pinv, category_weights, f81 = fixed
             return cpu_kernel.fixed_model_log_likelihood(
-                lengths, rates, eigenvalues, products, self.dtype, schedule, frequencies, pinv,
+                lengths, rates, eigenvalues, products, self.dtype, program, frequencies, pinv,
                 tips, category_weights, self.weights, invariant, rescale, f81, codes)
         substitution, site_rates = self.model.substitution, self.model.site_rates
         # pinv in float64 whatever the dtype: float32's rounding of a pinv near 1 made
@@ -230,7 +230,7 @@ class TreeLikelihood:
         pinv = site_rates.pinv.to(dtype=torch.float64, device=self.device)
         matrices, frequencies = self._matrices(lengths, substitution, site_rates)
         return cpu_kernel.FusedLogLikelihood.apply(
-            matrices, frequencies, pinv, schedule, tips, site_rates.weights(self.dtype),
+            matrices, frequencies, pinv, program, tips, site_rates.weights(self.dtype),
             self.weights, invariant, rescale, substitution.is_f81, codes)
 
     def _fixed_model(self):
@@ -261,17 +261,16 @@ class TreeLikelihood:
                               rescale: bool) -> torch.Tensor:
         substitution, site_rates = self.model.substitution, self.model.site_rates
         matrices, frequencies = self._matrices(lengths, substitution, site_rates)
-        schedule = self._schedule(batch)
         pinv = site_rates.pinv.to(dtype=torch.float64, device=self.device)  # see above
         differentiable = torch.is_grad_enabled() and (
             matrices.requires_grad or frequencies.requires_grad or pinv.requires_grad)
         if not differentiable and cpu_kernel.supports_device(self.device, self.dtype):
             tips, invariant, codes = self._cpu_planes()
-            return cpu_kernel.evaluate(schedule, matrices, frequencies, pinv, tips,
+            return cpu_kernel.evaluate(cpu_kernel.node_program(batch), matrices, frequencies, pinv, tips,
                                        site_rates.weights(self.dtype), self.weights, invariant,
                                        rescale, sites=True, f81=substitution.is_f81,
                                        codes=codes)[1]
-        site, log_scale = prune(schedule, matrices, frequencies, self.tip_codes, self.code_table,
+        site, log_scale = prune(self._schedule(batch), matrices, frequencies, self.tip_codes, self.code_table,
                                 rescale)
         weights = site_rates.weights(self.dtype, self.device)
         mixed = site.transpose(-1, -2) @ weights  # [B, S, P]

@@ -141,7 +141,7 @@ class TopologyBatch:
     Args:
         topologies: unrooted topologies sharing one :class:`TaxonOrder`.
 
-    The kernel's schedule for a batch is cached on the batch, so build a batch
+    The kernel's plan for a batch is cached on the batch, so build a batch
     once and evaluate it many times.
     """
 

@@ -13,7 +13,6 @@ import torch
 
 from phylovi.likelihood import TreeLikelihood, cpu_kernel, parse_model
 from phylovi.likelihood.patterns import SitePatterns
-from phylovi.likelihood.pruning import build_schedule
 from phylovi.trees import TaxonOrder, Topology, TopologyBatch
 
 needs_compiler = pytest.mark.skipif(
@@ -238,6 +237,7 @@ def test_f81_family_is_recognised(model_string, requires_grad, expected):
     assert model.substitution.is_f81 == expected
 
 
+@needs_compiler
 def test_reused_buffers_are_never_overwritten_while_needed():
     """A node's partials buffer must hold its partials from the node's own step until
     its parent's, and its pre-order buffer (written in the parent's step of the
@@ -245,8 +245,9 @@ def test_reused_buffers_are_never_overwritten_while_needed():
     rng = np.random.default_rng(5)
     taxa = TaxonOrder([f"t{i}" for i in range(40)])
     topologies = [caterpillar(taxa)] + [random_topology(taxa, rng) for _ in range(6)]
-    offsets, nch, ref, _, slots, upper_slots, largest = cpu_kernel._plan_arrays(
-        build_schedule(TopologyBatch(topologies)))
+    program = cpu_kernel.node_program(TopologyBatch(topologies))
+    offsets, nch, ref, _, slots, upper_slots = program.arrays
+    largest = program.max_nodes
     ref = ref.reshape(-1, 3)
     assert largest == 38  # internal nodes of an unrooted 40-taxon tree
     for b in range(len(topologies)):
@@ -371,7 +372,7 @@ def test_tip_codes_match_tip_planes(model_string, dtype):
     substitution, site_rates = likelihood.model.substitution, likelihood.model.site_rates
     matrices, frequencies = likelihood._matrices(lengths, substitution, site_rates)
     tips, invariant, codes = likelihood._cpu_planes()
-    arguments = (likelihood._schedule(batch), matrices, frequencies, site_rates.pinv, tips,
+    arguments = (cpu_kernel.node_program(batch), matrices, frequencies, site_rates.pinv, tips,
                  site_rates.weights(dtype), likelihood.weights, invariant, True)
     for gradient in (False, True):
         with_codes = cpu_kernel.evaluate(*arguments, gradient=gradient, sites=True,
