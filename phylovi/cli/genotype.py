@@ -193,7 +193,7 @@ def _too_large(args):
 
 
 def _add_train(commands) -> None:
-    from phylovi.genotype.train import TrainSettings
+    from phylovi.genotype.settings import TrainSettings
 
     defaults = TrainSettings()
     parser = commands.add_parser(

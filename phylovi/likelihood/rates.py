@@ -6,7 +6,7 @@ import functools
 
 import numpy as np
 import torch
-from scipy import special, stats
+from scipy import special
 
 
 def discrete_gamma_rates(shape: torch.Tensor, n_categories: int) -> torch.Tensor:
@@ -26,13 +26,15 @@ def discrete_gamma_rates(shape: torch.Tensor, n_categories: int) -> torch.Tensor
     return _DiscreteGammaRates.apply(shape, n_categories)
 
 
-@functools.lru_cache(maxsize=256)  # scipy's quantile costs ~0.2 ms; shapes repeat
+@functools.lru_cache(maxsize=256)  # the quantiles cost ~0.1 ms; shapes repeat
 def _mean_rates(alpha: float, k: int) -> np.ndarray:
     if k == 1:
         return np.ones(1)
-    cuts = stats.gamma.ppf(np.arange(1, k) / k, alpha, scale=1.0 / alpha)
-    # The mean of Gamma(a, a) below x is the Gamma(a + 1, a) CDF at x.
-    below = special.gammainc(alpha + 1.0, np.concatenate([[0.0], cuts * alpha, [np.inf]]))
+    # The quantiles of Gamma(a, 1) (a times those of the unit-mean Gamma(a, a)): the same
+    # function as scipy.stats.gamma.ppf, without scipy.stats' half-second import.
+    cuts = special.gammaincinv(alpha, np.arange(1, k) / k)
+    # The mean of Gamma(a, a) below x / a is the Gamma(a + 1, 1) CDF at x.
+    below = special.gammainc(alpha + 1.0, np.concatenate([[0.0], cuts, [np.inf]]))
     rates = k * np.diff(below)
     rates.flags.writeable = False  # shared by the cache
     return rates

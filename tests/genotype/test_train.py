@@ -161,3 +161,10 @@ def test_a_bad_device_is_refused(name, fragment):
 def test_a_seed_torch_cannot_take_is_refused(seed, tmp_path):
     with pytest.raises(ConfigError, match="seed must be from 0 to 2\\*\\*64 - 1"):
         train(TrainSettings(**{**TINY, "seed": seed}), tmp_path / "x.pt", progress=False)
+
+
+def test_the_settings_name_every_network_and_only_those():
+    from phylovi.genotype.nets import ARCHITECTURES
+    from phylovi.genotype.settings import TASKS
+
+    assert TASKS == tuple(ARCHITECTURES)
