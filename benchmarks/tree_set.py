@@ -65,9 +65,11 @@ def iqtree(binary: str, alignment: Path, trees: Path, model: str, folder: Path):
     run_seconds = time.perf_counter() - started
     log = (folder / "iq.log").read_text()
     seconds = float(re.search(r"Time for evaluating all trees: (\S+) sec", log).group(1))
-    # the report's table has 6 decimals for every tree (iq.trees gives the first only 6 digits)
+    # iq.trees gives every tree 16 significant digits but the first only 6; the report's
+    # table gives 6 decimals (but -652841 for -652840.99998), so take the first from there
+    values = [float(v) for v in re.findall(r"lh=(\S+) \]", (folder / "iq.trees").read_text())]
     table = (folder / "iq.iqtree").read_text().split("USER TREES")[1]
-    values = [float(v) for v in re.findall(r"^\s*\d+\s+(-\d+\.\d+)", table, re.MULTILINE)]
+    values[0] = float(re.search(r"^\s*1\s+(-[\d.]+)", table, re.MULTILINE).group(1))
     return values, seconds, run_seconds
 
 

@@ -53,8 +53,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--site-lnl", metavar="FILE",
                         help="also write each tree's per-site log-likelihoods here, as "
                              "IQ-TREE's -wsl does (CONSEL's input for AU and SH tests)")
+    parser.add_argument("--tests", type=int, nargs="?", const=10000, default=0, metavar="N",
+                        help="with several trees: tree-topology tests by N RELL replicates "
+                             "(10000 if N is left out), as IQ-TREE's -zb N -au: bp-RELL, "
+                             "p-KH, p-SH, c-ELW and p-AU per tree")
     parser.add_argument("--json", action="store_true", help="print a JSON record")
-    add_common(parser)
+    add_common(parser, seed=True)
     parser.set_defaults(run=run, output_kind="file")
 
 
@@ -66,10 +70,13 @@ def run(args) -> int:
     from phylovi.io.trees import read_trees, write_newick
     from phylovi.likelihood.model_string import parse_model
     from phylovi.likelihood.patterns import compress_patterns
+    from phylovi.likelihood.topology_tests import topology_tests
     from phylovi.likelihood.tree_likelihood import TreeLikelihood
 
     if args.output is not None and not args.optimize_lengths:
         raise ConfigError("--output writes the estimated branch lengths: add --optimize-lengths")
+    if args.tests < 0:
+        raise ConfigError(f"--tests takes a number of replicates, got {args.tests}")
     kernel = setup(args)
     if args.site_lnl is not None:
         check_output(args.site_lnl)
@@ -78,6 +85,8 @@ def run(args) -> int:
     sample = read_trees(args.tree, taxa=alignment.taxa, burnin=args.burnin,
                         taxa_source="the alignment")
     numbers = range(sample.first_number, sample.first_number + len(sample))
+    if args.tests and len(sample) < 2:
+        raise ConfigError(f"--tests compares two or more trees; {args.tree} holds one")
     if not args.optimize_lengths:
         for number, tree in zip(numbers, sample.trees):
             missing = int(sum(math.isnan(b) for b in tree.branch_lengths))
@@ -92,7 +101,12 @@ def run(args) -> int:
     likelihood = TreeLikelihood(patterns, model, **kernel)
     rows, sites = _evaluate(likelihood, sample.trees, args.optimize_lengths,
                             progress=not args.quiet and len(sample) > 1,
-                            sites=args.site_lnl is not None)
+                            sites=args.site_lnl is not None or bool(args.tests))
+    tests = {}
+    if args.tests:
+        result = topology_tests(sites.double().cpu().numpy(), patterns.weights, args.tests,
+                                args.seed)
+        tests = {name: getattr(result, name).tolist() for name in TEST_COLUMNS}
     for number, (value, _, tree) in zip(numbers, rows):
         if value == -math.inf:  # P(0) is exactly the identity: see models.from_spectrum
             cause = ("zero-length branches join sequences that differ"
@@ -133,22 +147,34 @@ def run(args) -> int:
         return 0
     per_tree = [{"number": number, "log_likelihood": value,
                  **({"model": model_string} if model.free else {}),
+                 **{name: tests[name][i] for name in tests},
                  **({"tree_newick": tree.to_newick()} if args.optimize_lengths else {})}
-                for number, (value, model_string, tree) in zip(numbers, rows)]
+                for i, (number, (value, model_string, tree)) in enumerate(zip(numbers, rows))]
     if args.json:
         print(to_json({"trees": per_tree, "n_trees": len(sample), "burnin": args.burnin,
                        **({} if model.free else {"model": rows[0][1]}),
-                       "estimated": estimated, **about}))
+                       "estimated": estimated,
+                       **({"tests": {"replicates": args.tests, "seed": args.seed}}
+                          if tests else {}), **about}))
         return 0
-    print("tree\tlog_likelihood" + "\tmodel" * bool(model.free))
+    print("\t".join(["tree", "log_likelihood"] + ["model"] * bool(model.free) + list(tests)))
     for row in per_tree:
-        print(f"{row['number']}\t{row['log_likelihood']:.6f}"
-              + (f"\t{row['model']}" if model.free else ""))
+        print("\t".join([str(row["number"]), f"{row['log_likelihood']:.6f}"]
+                        + ([row["model"]] if model.free else [])
+                        + [f"{row[name]:.4f}" for name in tests]))
     if not args.quiet:
         which = (f"estimated per tree: {', '.join(estimated)}" if estimated
                  else f"model {rows[0][1]}")
         print(f"phylovi: {len(sample)} trees; {which}; {summary}", file=sys.stderr)
+        if tests:
+            rejected = [str(row["number"]) for row in per_tree if row["p_au"] < 0.05]
+            print(f"phylovi: {args.tests} RELL replicates; the AU test rejects at 5%: "
+                  f"{', '.join(rejected) or 'no tree'}", file=sys.stderr)
     return 0
+
+
+# the tree-topology tests' columns, in IQ-TREE's order
+TEST_COLUMNS = ("delta", "bp_rell", "p_kh", "p_sh", "c_elw", "p_au")
 
 
 def _evaluate(likelihood, trees, fit_lengths: bool, progress: bool, sites: bool):

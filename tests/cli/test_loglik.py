@@ -332,3 +332,28 @@ def test_loglik_site_lnl_writes_iqtrees_layout_summing_to_each_total(small, caps
             assert all(len(row) == 10 for row in rows)
             assert [sum(row) for row in rows] == pytest.approx(totals, abs=1e-6)
             assert rows[0][1] == pytest.approx(rows[0][5], abs=1e-12)  # both columns CCCCC
+
+
+def test_loglik_tests_add_the_topology_tests_and_follow_the_seed(small, capsys):
+    trees = [TREE, "(a:0.2,(b:0.1,c:0.3):0.05,(d:0.1,e:0.15):0.1);",
+             "((a:0.1,d:0.2):0.05,(b:0.3,c:0.2):0.04,e:0.15);"]
+    (small / "trees.nwk").write_text("\n".join(trees) + "\n")
+    argv = ["loglik", small / "aln.fasta", small / "trees.nwk", "-m", GTRG4, "--tests", "500"]
+    code, out, err = run(argv + ["--seed", "7"], capsys)
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[0].split("\t") == ["tree", "log_likelihood", "delta", "bp_rell", "p_kh", "p_sh",
+                                    "c_elw", "p_au"]
+    columns = list(zip(*(line.split("\t") for line in lines[1:])))
+    assert sum(float(v) for v in columns[3]) == pytest.approx(1, abs=1e-3)  # bp-RELL
+    assert "500 RELL replicates" in err
+    code, again, _ = run(argv + ["--seed", "7", "--json"], capsys)
+    record = json.loads(again)
+    assert record["tests"] == {"replicates": 500, "seed": 7}
+    assert [f"{row['p_au']:.4f}" for row in record["trees"]] == list(columns[7])
+
+
+def test_loglik_tests_need_two_trees(small, capsys):
+    code, out, err = run(["loglik", small / "aln.fasta", small / "tree.nwk", "--tests"], capsys)
+    assert code == 2 and out == ""
+    assert "--tests compares two or more trees" in err and len(err.splitlines()) == 1

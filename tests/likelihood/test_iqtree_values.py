@@ -16,9 +16,10 @@ import torch
 
 from phylovi.errors import ModelError
 from phylovi.io.alignment import parse_alignment
-from phylovi.io.trees import read_tree
+from phylovi.io.trees import read_tree, read_trees
 from phylovi.likelihood.model_string import parse_model
 from phylovi.likelihood.patterns import compress_patterns
+from phylovi.likelihood.topology_tests import topology_tests
 from phylovi.likelihood.tree_likelihood import TreeLikelihood
 
 ALIGNMENT = """#NEXUS
@@ -187,3 +188,37 @@ def test_frequencies_of_a_single_base_are_a_model_error(model):
     with pytest.raises(ModelError, match="single base \\(A\\)|at least two above 0"):
         parse_model(model, patterns)
     parse_model(model.split("+")[0] + "+FQ", patterns)  # equal frequencies are a model
+
+
+# Tree-topology tests: the alignment above on its tree and on three rearrangements of it, with the same lengths.
+FOUR_TREES = """\
+(t5:0.0006473215738,((((t2:0.3288733952,t4:0.3796918737):0.3245319588,t3:0.1685519292):0.2384834506,(t7:0.2229649647,t6:0.3149951162):0.3180409313):0.3990069669,t1:0.2862473674):0.002752439044);
+(t5:0.0006473215738,((((t2:0.3288733952,t4:0.3796918737):0.3245319588,t7:0.1685519292):0.2384834506,(t3:0.2229649647,t6:0.3149951162):0.3180409313):0.3990069669,t1:0.2862473674):0.002752439044);
+(t5:0.0006473215738,((((t2:0.3288733952,t3:0.3796918737):0.3245319588,t4:0.1685519292):0.2384834506,(t7:0.2229649647,t6:0.3149951162):0.3180409313):0.3990069669,t1:0.2862473674):0.002752439044);
+(t5:0.0006473215738,((((t2:0.3288733952,t4:0.3796918737):0.3245319588,t3:0.1685519292):0.2384834506,t1:0.3180409313):0.3990069669,(t7:0.2229649647,t6:0.3149951162):0.2862473674):0.002752439044);
+"""
+# IQ-TREE 2.0.7: iqtree2 -s aln.nex -te TREE1 -blfix -z FOUR_TREES -m MODEL -keep-ident
+# -zb 10000 -au -seed 1 (its RELL draws: Monte Carlo error about 0.005, more for AU)
+IQTREE = {
+    "log_likelihoods": [-437.9192245, -441.3628037, -444.9776075, -452.8091437],
+    "bp_rell": [0.737, 0.217, 0.0439, 0.0019],
+    "p_kh": [0.779, 0.221, 0.0669, 0.0059],
+    "p_sh": [1.0, 0.479, 0.255, 0.0378],
+    "c_elw": [0.714, 0.23, 0.0535, 0.00316],
+    "p_au": [0.874, 0.244, 0.0511, 0.00242],
+}
+
+
+def test_tests_match_iqtree(tmp_path):
+    alignment = parse_alignment(ALIGNMENT)
+    patterns = compress_patterns(alignment)
+    (tmp_path / "trees.nwk").write_text(FOUR_TREES)
+    trees = read_trees(tmp_path / "trees.nwk", taxa=alignment.taxa).trees
+    likelihood = TreeLikelihood(patterns, parse_model(GTR + FREQUENCIES + "+G4{1.4875}",
+                                                      patterns))
+    site = likelihood.tree_site_log_likelihoods(trees).numpy()
+    result = topology_tests(site, patterns.weights, replicates=20000, seed=3)
+    np.testing.assert_allclose(result.log_likelihoods, IQTREE["log_likelihoods"], atol=1e-6)
+    for name in ("bp_rell", "p_kh", "p_sh", "c_elw"):
+        np.testing.assert_allclose(getattr(result, name), IQTREE[name], atol=0.02, err_msg=name)
+    np.testing.assert_allclose(result.p_au, IQTREE["p_au"], atol=0.03)
