@@ -53,6 +53,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--site-lnl", metavar="FILE",
                         help="also write each tree's per-site log-likelihoods here, as "
                              "IQ-TREE's -wsl does (CONSEL's input for AU and SH tests)")
+    parser.add_argument("--shared-model", action="store_true",
+                        help="with several trees: estimate the free model parameters once, on "
+                             "the first tree, and use them for every tree (IQ-TREE's -z with "
+                             "-te FIRST): the trees are compared under one model, and without "
+                             "--optimize-lengths evaluated in batched calls")
     parser.add_argument("--tests", type=int, nargs="?", const=10000, default=0, metavar="N",
                         help="with several trees: tree-topology tests by N RELL replicates "
                              "(10000 if N is left out), as IQ-TREE's -zb N -au: bp-RELL, "
@@ -69,6 +74,7 @@ def run(args) -> int:
     from phylovi.io.records import write_site_log_likelihoods
     from phylovi.io.trees import read_trees, write_newick
     from phylovi.likelihood.model_string import parse_model
+    from phylovi.likelihood.optimize import optimize_branch_lengths, optimize_model
     from phylovi.likelihood.patterns import compress_patterns
     from phylovi.likelihood.topology_tests import topology_tests
     from phylovi.likelihood.tree_likelihood import TreeLikelihood
@@ -99,6 +105,13 @@ def run(args) -> int:
     if not args.optimize:
         model.free = ()
     likelihood = TreeLikelihood(patterns, model, **kernel)
+    estimated = list(model.free) + ["branch_lengths"] * args.optimize_lengths
+    shared = args.shared_model and bool(model.free) and len(sample) > 1
+    if shared:  # fit on the first tree, then hold the values fixed
+        (optimize_branch_lengths if args.optimize_lengths else optimize_model)(
+            likelihood, sample.trees[0])
+        model.free = ()
+    per_tree_model = bool(model.free)
     rows, sites = _evaluate(likelihood, sample.trees, args.optimize_lengths,
                             progress=not args.quiet and len(sample) > 1,
                             sites=args.site_lnl is not None or bool(args.tests))
@@ -121,7 +134,6 @@ def run(args) -> int:
     if args.site_lnl is not None:
         write_site_log_likelihoods(args.site_lnl,
                                    sites.double().cpu().numpy()[:, patterns.site_pattern])
-    estimated = list(model.free) + ["branch_lengths"] * args.optimize_lengths
     about = {
         "alignment": args.alignment,
         "tree": args.tree,
@@ -146,24 +158,27 @@ def run(args) -> int:
                 print(f"model {model_string}{which}; {summary}")
         return 0
     per_tree = [{"number": number, "log_likelihood": value,
-                 **({"model": model_string} if model.free else {}),
+                 **({"model": model_string} if per_tree_model else {}),
                  **{name: tests[name][i] for name in tests},
                  **({"tree_newick": tree.to_newick()} if args.optimize_lengths else {})}
                 for i, (number, (value, model_string, tree)) in enumerate(zip(numbers, rows))]
     if args.json:
         print(to_json({"trees": per_tree, "n_trees": len(sample), "burnin": args.burnin,
-                       **({} if model.free else {"model": rows[0][1]}),
-                       "estimated": estimated,
+                       **({} if per_tree_model else {"model": rows[0][1]}),
+                       "estimated": estimated, "shared_model": shared,
                        **({"tests": {"replicates": args.tests, "seed": args.seed}}
                           if tests else {}), **about}))
         return 0
-    print("\t".join(["tree", "log_likelihood"] + ["model"] * bool(model.free) + list(tests)))
+    print("\t".join(["tree", "log_likelihood"] + ["model"] * per_tree_model + list(tests)))
     for row in per_tree:
         print("\t".join([str(row["number"]), f"{row['log_likelihood']:.6f}"]
-                        + ([row["model"]] if model.free else [])
+                        + ([row["model"]] if per_tree_model else [])
                         + [f"{row[name]:.4f}" for name in tests]))
     if not args.quiet:
-        which = (f"estimated per tree: {', '.join(estimated)}" if estimated
+        fitted = [name for name in estimated if name != "branch_lengths"]
+        which = (f"model {rows[0][1]} (estimated on tree {sample.first_number}: "
+                 f"{', '.join(fitted)})" if shared else
+                 f"estimated per tree: {', '.join(estimated)}" if estimated
                  else f"model {rows[0][1]}")
         print(f"phylovi: {len(sample)} trees; {which}; {summary}", file=sys.stderr)
         if tests:

@@ -357,3 +357,21 @@ def test_loglik_tests_need_two_trees(small, capsys):
     code, out, err = run(["loglik", small / "aln.fasta", small / "tree.nwk", "--tests"], capsys)
     assert code == 2 and out == ""
     assert "--tests compares two or more trees" in err and len(err.splitlines()) == 1
+
+
+def test_loglik_shared_model_fits_the_first_tree_and_holds_it_for_all(small, capsys):
+    trees = [TREE, "(a:0.2,(b:0.1,c:0.3):0.05,(d:0.1,e:0.15):0.1);",
+             "((a:0.1,d:0.2):0.05,(b:0.3,c:0.2):0.04,e:0.15);"]
+    (small / "trees.nwk").write_text("\n".join(trees) + "\n")
+    argv = ["loglik", small / "aln.fasta", small / "trees.nwk", "-m", "HKY+G4", "--json"]
+    _, own, _ = run(argv, capsys)
+    code, shared, _ = run(argv + ["--shared-model"], capsys)
+    assert code == 0
+    own, shared = json.loads(own), json.loads(shared)
+    assert shared["shared_model"] and shared["model"] == own["trees"][0]["model"]
+    assert "model" not in shared["trees"][1]  # one model for all: no per-tree column
+    first, *others = zip(shared["trees"], own["trees"])
+    assert first[0]["log_likelihood"] == pytest.approx(first[1]["log_likelihood"], abs=1e-9)
+    for with_shared, with_own in others:  # a tree's own maximum can only be higher
+        assert with_shared["log_likelihood"] <= with_own["log_likelihood"] + 1e-6
+    assert any(a["log_likelihood"] < b["log_likelihood"] - 1e-4 for a, b in others)
