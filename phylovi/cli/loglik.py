@@ -30,8 +30,9 @@ def add_parser(subparsers) -> None:
                      "0.1 where it has none, within IQ-TREE's 1e-6 to 10. A tree file of "
                      "several trees (e.g. a MrBayes .t sample, with --burnin) gives a table, "
                      "a row per tree, numbered by position in the file; each tree's free "
-                     "parameters are estimated on that tree alone, and with none free all "
-                     "trees are evaluated in batched calls."),
+                     "parameters are estimated on that tree alone (or, with --shared-model, "
+                     "once on the first), and with none free all trees are evaluated in "
+                     "batched calls. --tests adds the tree-topology tests."),
         formatter_class=HelpFormatter)
     parser.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP (or gzipped)")
     parser.add_argument("tree", help="tree(s) with branch lengths (without them with "
