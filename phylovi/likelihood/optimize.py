@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import scipy.optimize
 import torch
 
@@ -163,7 +164,10 @@ def _maximize(likelihood: TreeLikelihood, tree: Tree, fit_lengths: bool, max_ite
     value, parameters, lengths = best
     model.parameters.update(parameters)
     if fit_lengths:
-        tree = Tree(tree.topology, lengths.double().cpu().numpy())
+        values = lengths.detach().cpu().numpy()
+        if values.dtype == np.float32:  # the shortest decimals that give these float32s
+            values = values.astype(str).astype(np.float64)  # (1e-06, not 9.999999975e-07)
+        tree = Tree(tree.topology, values.astype(np.float64))
     return value, tree
 
 

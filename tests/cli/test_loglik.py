@@ -375,3 +375,14 @@ def test_loglik_shared_model_fits_the_first_tree_and_holds_it_for_all(small, cap
     for with_shared, with_own in others:  # a tree's own maximum can only be higher
         assert with_shared["log_likelihood"] <= with_own["log_likelihood"] + 1e-6
     assert any(a["log_likelihood"] < b["log_likelihood"] - 1e-4 for a, b in others)
+
+
+def test_float32_estimated_lengths_are_written_in_their_shortest_decimals(tmp_path, capsys):
+    # a and b are identical: their branches end on the lower bound, 1e-6, which float32
+    # holds as 9.99999997e-07; the file says 1e-06
+    (tmp_path / "aln.fasta").write_text(">a\nACGTACGTAC\n>b\nACGTACGTAC\n>c\nACGAACGTTC\n"
+                                        ">d\nTCGTACGAAC\n")
+    code, _, _ = run(["loglik", tmp_path / "aln.fasta", "((a,b),c,d);", "--optimize-lengths",
+                      "--dtype", "float32", "-o", tmp_path / "ml.nwk"], capsys)
+    written = (tmp_path / "ml.nwk").read_text()
+    assert code == 0 and "a:1e-06" in written and "9.99999" not in written
