@@ -160,7 +160,9 @@ class TreeLikelihood:
         with torch.no_grad():
             parts = [self.site_log_likelihoods(batch, lengths)
                      for batch, lengths in self._tree_batches(trees)]
-        return torch.cat(parts) if parts else torch.empty(0, len(self.weights), dtype=self.dtype)
+        if not parts:
+            return torch.empty(0, len(self.weights), dtype=self.dtype, device=self.device)
+        return torch.cat(parts)
 
     def _tree_batches(self, trees: Sequence[Tree]):
         """``(TopologyBatch, lengths [B, n_edges])`` of at most :data:`_TREES_PER_CALL`
@@ -266,12 +268,12 @@ class TreeLikelihood:
             matrices.requires_grad or frequencies.requires_grad or pinv.requires_grad)
         if not differentiable and cpu_kernel.supports_device(self.device, self.dtype):
             tips, invariant, codes = self._cpu_planes()
-            return cpu_kernel.evaluate(cpu_kernel.node_program(batch), matrices, frequencies, pinv, tips,
-                                       site_rates.weights(self.dtype), self.weights, invariant,
-                                       rescale, sites=True, f81=substitution.is_f81,
+            return cpu_kernel.evaluate(cpu_kernel.node_program(batch), matrices, frequencies,
+                                       pinv, tips, site_rates.weights(self.dtype), self.weights,
+                                       invariant, rescale, sites=True, f81=substitution.is_f81,
                                        codes=codes)[1]
-        site, log_scale = prune(self._schedule(batch), matrices, frequencies, self.tip_codes, self.code_table,
-                                rescale)
+        site, log_scale = prune(self._schedule(batch), matrices, frequencies, self.tip_codes,
+                                self.code_table, rescale)
         weights = site_rates.weights(self.dtype, self.device)
         mixed = site.transpose(-1, -2) @ weights  # [B, S, P]
         if not site_rates.has_invariant:
