@@ -175,7 +175,8 @@ int pv_build_plan(int n_topologies, int n_taxa, int m, int n_edges, const int32_
                 }
                 inner[at] = k - n_taxa;
             }
-            for (int c = 0; c < n_inner; c++) stack[top++] = 2 * inner[c]; /* largest popped first */
+            /* the largest is popped first */
+            for (int c = 0; c < n_inner; c++) stack[top++] = 2 * inner[c];
         }
         for (int i = 0; i < m; i++) position[order[i]] = i;
         for (int i = 0; i < m; i++) {
@@ -183,7 +184,9 @@ int pv_build_plan(int n_topologies, int n_taxa, int m, int n_edges, const int32_
             nch[g] = count;
             for (int c = 0; c < 3; c++) {
                 const int32_t k = c < count ? kid[3 * node + c] : 0;
-                ref[3 * g + c] = c >= count ? 0 : k < n_taxa ? -(k + 1) : base + position[k - n_taxa];
+                ref[3 * g + c] = c >= count   ? 0
+                                 : k < n_taxa ? -(k + 1)
+                                              : base + position[k - n_taxa];
                 edge[3 * g + c] = c < count ? b * n_edges + k : 0;
             }
         }

@@ -7,12 +7,13 @@ flags, the compiler version and the machine, and loaded with :mod:`ctypes`. The
 library is written to a temporary name and moved into place with
 :func:`os.replace`, so concurrent processes may compile it at once.
 
-It computes the semantics of :mod:`phylovi.likelihood.pruning` (same rescaling) in one pass per (topology, sample, block of patterns): the
-post-order partials, each pattern's log-likelihood with the category mixture
-and invariable sites, and, when asked, the pre-order pass that gives the
-gradient of ``lnL[b, s]`` with respect to that tree's own transition matrices,
-the frequencies and pinv. Only the block's partials are ever held, so the
-gradient costs no memory beyond its result, whatever B and S are.
+It computes the semantics of :mod:`phylovi.likelihood.pruning` (same rescaling) in
+one pass per (topology, sample, block of patterns): the post-order partials, each
+pattern's log-likelihood with the category mixture and invariable sites, and, when
+asked, the pre-order pass that gives the gradient of ``lnL[b, s]`` with respect to
+that tree's own transition matrices, the frequencies and pinv. Only the block's
+partials are ever held, so the gradient costs no memory beyond its result, whatever
+B and S are.
 
 :func:`available` is False (with :func:`unavailable_reason` saying why) when gcc
 is missing, compilation or loading fails, or ``PHYLOVI_KERNEL=torch`` is set;

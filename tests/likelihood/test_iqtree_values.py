@@ -190,7 +190,8 @@ def test_frequencies_of_a_single_base_are_a_model_error(model):
     parse_model(model.split("+")[0] + "+FQ", patterns)  # equal frequencies are a model
 
 
-# Tree-topology tests: the alignment above on its tree and on three rearrangements of it, with the same lengths.
+# Tree-topology tests: the alignment above on its tree and on three rearrangements of it,
+# with the same lengths.
 FOUR_TREES = """\
 (t5:0.0006473215738,((((t2:0.3288733952,t4:0.3796918737):0.3245319588,t3:0.1685519292):0.2384834506,(t7:0.2229649647,t6:0.3149951162):0.3180409313):0.3990069669,t1:0.2862473674):0.002752439044);
 (t5:0.0006473215738,((((t2:0.3288733952,t4:0.3796918737):0.3245319588,t7:0.1685519292):0.2384834506,(t3:0.2229649647,t6:0.3149951162):0.3180409313):0.3990069669,t1:0.2862473674):0.002752439044);
