@@ -92,13 +92,19 @@ def run(args) -> int:
     sample = read_trees(args.tree, taxa=alignment.taxa, burnin=args.burnin,
                         taxa_source="the alignment")
     numbers = range(sample.first_number, sample.first_number + len(sample))
+    # a file of several trees gets the table, even where the burn-in leaves one
+    several = sample.first_number - 1 + len(sample) > 1
     if args.tests and len(sample) < 2:
-        raise ConfigError(f"--tests compares two or more trees; {args.tree} holds one")
+        raise ConfigError("--tests compares two or more trees; "
+                          + ("the burn-in leaves one" if several else f"{args.tree} holds one"))
+    if 0 < args.tests < 1000:
+        print(f"phylovi: warning: --tests {args.tests}: with fewer than 1000 replicates the "
+              "p-values are rough (IQ-TREE advises at least 1000)", file=sys.stderr)
     if not args.optimize_lengths:
         for number, tree in zip(numbers, sample.trees):
             missing = int(sum(math.isnan(b) for b in tree.branch_lengths))
             if missing:
-                which = f"tree {number}: " if len(sample) > 1 else ""
+                which = f"tree {number}: " if several else ""
                 raise TreeFileError(f"{which}{missing} of {len(tree.branch_lengths)} edges have "
                                     "no branch length (add --optimize-lengths to estimate them)",
                                     path=args.tree)
@@ -109,8 +115,12 @@ def run(args) -> int:
     estimated = list(model.free) + ["branch_lengths"] * args.optimize_lengths
     shared = args.shared_model and bool(model.free) and len(sample) > 1
     if shared:  # fit on the first tree, then hold the values fixed
-        (optimize_branch_lengths if args.optimize_lengths else optimize_model)(
+        fitted = (optimize_branch_lengths if args.optimize_lengths else optimize_model)(
             likelihood, sample.trees[0])
+        if (fitted[0] if args.optimize_lengths else fitted) == -math.inf:
+            raise ConfigError(f"--shared-model: tree {sample.first_number} is impossible "
+                              "(log-likelihood -inf), so the model cannot be fitted on it; "
+                              "put a possible tree first")
         model.free = ()
     per_tree_model = bool(model.free)
     rows, sites = _evaluate(likelihood, sample.trees, args.optimize_lengths,
@@ -127,14 +137,15 @@ def run(args) -> int:
                      if min(tree.branch_lengths) == 0 else
                      "a substitution the data need has a probability below the dtype's "
                      "precision under this model")
-            which = f"tree {number}: " if len(sample) > 1 else ""
+            which = f"tree {number}: " if several else ""
             print(f"phylovi: warning: {which}the log-likelihood is -inf: the alignment is "
                   f"impossible on this tree ({cause})", file=sys.stderr)
     if args.output is not None:
         write_newick(args.output, [tree for _, _, tree in rows])
     if args.site_lnl is not None:
         write_site_log_likelihoods(args.site_lnl,
-                                   sites.double().cpu().numpy()[:, patterns.site_pattern])
+                                   sites.double().cpu().numpy()[:, patterns.site_pattern],
+                                   numbers if several else None)
     about = {
         "alignment": args.alignment,
         "tree": args.tree,
@@ -146,7 +157,7 @@ def run(args) -> int:
     }
     summary = (f"{alignment.n_taxa} taxa, {alignment.n_sites} sites, "
                f"{patterns.n_patterns} patterns")
-    if len(sample) == 1:
+    if not several:
         value, model_string, tree = rows[0]
         record = {"log_likelihood": value, "model": model_string, "estimated": estimated,
                   **about, **({"tree_newick": tree.to_newick()} if args.optimize_lengths else {})}
@@ -181,7 +192,8 @@ def run(args) -> int:
                  f"{', '.join(fitted)})" if shared else
                  f"estimated per tree: {', '.join(estimated)}" if estimated
                  else f"model {rows[0][1]}")
-        print(f"phylovi: {len(sample)} trees; {which}; {summary}", file=sys.stderr)
+        count = f"{len(sample)} tree" + "s" * (len(sample) != 1)
+        print(f"phylovi: {count}; {which}; {summary}", file=sys.stderr)
         if tests:
             rejected = [str(row["number"]) for row in per_tree if row["p_au"] < 0.05]
             print(f"phylovi: {args.tests} RELL replicates; the AU test rejects at 5%: "

@@ -113,7 +113,7 @@ def read_trees(path: str | os.PathLike, taxa: TaxonOrder | None = None,
         format: "newick" or "nexus"; None detects it from the content
             (``#NEXUS`` or ``(``), then from the extension.
         burnin: fraction in [0, 1) of the trees to drop from the start
-            (``floor(burnin * n_trees)`` trees).
+            (:func:`burnin_count`: ``floor(burnin * n_trees)`` trees).
         lengths: False for callers that use only the topologies: the branch
             lengths are then neither checked nor kept (all NaN), so that, say, a
             neighbour-joining tree's negative lengths are no error.
@@ -216,6 +216,12 @@ def _newick_of(tree: Tree | Topology) -> str:
     raise ConfigError(f"write_newick takes Tree or Topology objects, got {type(tree).__name__}")
 
 
+def burnin_count(burnin: float, n_trees: int) -> int:
+    """How many of ``n_trees`` a burn-in fraction drops: ``floor(burnin * n_trees)``, with
+    the product's rounding error forgiven (0.57 * 100 is 56.99999999999999)."""
+    return math.floor(burnin * n_trees + 1e-9)
+
+
 def check_burnin(burnin, path: str) -> None:
     """A ConfigError naming ``path`` unless ``burnin`` is a fraction in [0, 1)."""
     if (isinstance(burnin, bool) or not isinstance(burnin, numbers.Real)
@@ -292,7 +298,7 @@ def _parse(text: str, path: str | None, format: str, taxa, burnin: float,
                             "trees carry weights ([&W], as in a MrBayes .trprobs file, ranked "
                             "by probability): use a burn-in of 0", path=where)
     # Burn-in trees are checked above like the others, but get no Topology.
-    dropped = math.floor(burnin * len(entries))
+    dropped = burnin_count(burnin, len(entries))
     entries = entries[dropped:]
     trees = _build_trees(taxa, entries, where)
     weights = np.array([entry[2] for entry in entries], dtype=np.float64)

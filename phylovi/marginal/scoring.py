@@ -15,8 +15,8 @@ import re
 import numpy as np
 
 from phylovi.errors import ConfigError, InputError, TreeFileError
-from phylovi.io.trees import (WEIGHT_COMMENT, check_burnin, is_newick_string, read_text,
-                              read_tree, read_trees)
+from phylovi.io.trees import (WEIGHT_COMMENT, burnin_count, check_burnin, is_newick_string,
+                              read_text, read_tree, read_trees)
 from phylovi.trees.taxa import TaxonOrder
 from phylovi.trees.topology import Topology
 
@@ -65,7 +65,7 @@ def read_credible_set(path: str | os.PathLike, taxa: TaxonOrder, burnin: float =
     if burnin and (columns is not None or any("\t" in line for _, line in lines)):
         raise ConfigError("a burn-in applies to a sample of trees, not to a list of "
                           "probabilities", path=path)
-    lines = lines[math.floor(burnin * len(lines)):]
+    lines = lines[burnin_count(burnin, len(lines)):]
     topologies, probabilities, first_line = [], [], {}
     for number, line in lines:
         if columns is not None:

@@ -29,8 +29,8 @@ import torch
 
 from phylovi.errors import ConfigError, PhyloviError, PosteriorFileError, require_path
 from phylovi.io import atomic
-from phylovi.io.trees import (TreeSample, is_newick_string, read_rooted_topology, read_tree,
-                              read_trees)
+from phylovi.io.trees import (TreeSample, burnin_count, is_newick_string, read_rooted_topology,
+                              read_tree, read_trees)
 from phylovi.sbn.ccd import fit_ccd
 from phylovi.sbn.em import fit_em
 from phylovi.sbn.network import SubsplitNetwork
@@ -475,7 +475,7 @@ def collect_trees(trees, taxa, burnin: float, weights, samples_per_file: int | N
         weights = np.array([np.nan])  # refused below, like any other bad weight
     if weights.shape != (len(topologies),) or not np.all(np.isfinite(weights)) or (weights < 0).any():
         raise ConfigError(f"expected {len(topologies)} finite non-negative weights")
-    skip = math.floor(burnin * len(topologies))
+    skip = burnin_count(burnin, len(topologies))
     if weights[skip:].sum() <= 0:
         raise ConfigError("the weights of the trees after the burn-in sum to zero"
                           if skip else "the weights sum to zero")

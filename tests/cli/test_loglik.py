@@ -386,3 +386,28 @@ def test_float32_estimated_lengths_are_written_in_their_shortest_decimals(tmp_pa
                       "--dtype", "float32", "-o", tmp_path / "ml.nwk"], capsys)
     written = (tmp_path / "ml.nwk").read_text()
     assert code == 0 and "a:1e-06" in written and "9.99999" not in written
+
+
+def test_loglik_numbers_trees_by_file_position_after_burnin_everywhere(small, capsys):
+    trees = [TREE, "(a:0.2,(b:0.1,c:0.3):0.05,(d:0.1,e:0.15):0.1);",
+             "((a:0.1,d:0.2):0.05,(b:0.3,c:0.2):0.04,e:0.15);"]
+    (small / "trees.nwk").write_text("\n".join(trees) + "\n")
+    base = ["loglik", small / "aln.fasta", small / "trees.nwk", "-m", GTRG4]
+    # a burn-in that leaves one tree still gives the table, which says which tree it is
+    code, out, _ = run(base + ["--burnin", "0.9"], capsys)
+    assert code == 0 and out.splitlines()[1].startswith("3\t")
+    code, _, err = run(base + ["--burnin", "0.9", "--tests"], capsys)
+    assert code == 2 and "the burn-in leaves one" in err
+    code, _, _ = run(base + ["--burnin", "0.5", "--site-lnl", small / "s.sitelh"], capsys)
+    names = [line.split()[0] for line in (small / "s.sitelh").read_text().splitlines()[1:]]
+    assert code == 0 and names == ["Tree2", "Tree3"]
+
+
+def test_loglik_shared_model_refuses_an_impossible_first_tree(tmp_path, capsys):
+    (tmp_path / "aln.fasta").write_text(">a\nACGT\n>b\nCCGT\n>c\nACGA\n>d\nACGT\n")
+    (tmp_path / "trees.nwk").write_text("((a:0,b:0):0.1,c:0.1,d:0.1);\n"
+                                        "((a:0.1,b:0.1):0.1,c:0.1,d:0.1);\n")
+    code, out, err = run(["loglik", tmp_path / "aln.fasta", tmp_path / "trees.nwk", "-m",
+                          "HKY+G4", "--shared-model"], capsys)
+    assert code == 2 and out == ""
+    assert "tree 1 is impossible" in err and len(err.splitlines()) == 1

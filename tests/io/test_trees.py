@@ -178,6 +178,15 @@ def test_read_trees_mrbayes_t_with_burnin(tmp_path):
     assert all(t.topology is kept.trees[0].topology for t in kept.trees)
 
 
+def test_burnin_counts_forgive_the_products_rounding():
+    from phylovi.io.trees import burnin_count
+
+    assert 0.57 * 100 < 57  # 56.99999999999999
+    assert burnin_count(0.57, 100) == 57
+    assert burnin_count(0.25, 10) == 2 and burnin_count(0.999, 5) == 4
+    assert burnin_count(0.0, 7) == 0
+
+
 @pytest.mark.parametrize("burnin", [1.0, -0.1, float("nan"), "0.1", True, None])
 def test_read_trees_burnin_outside_unit_interval_is_config_error(tmp_path, burnin):
     with pytest.raises(ConfigError, match="burn-in"):
