@@ -180,6 +180,19 @@ def test_end_to_end_on_a_simulated_data_set(tmp_path):
         assert abs(float(row["vi_log_ml"]) - float(row["laplus-gamma_log_ml"])) < 1.0
         assert float(row["vi_elbo"]) < float(row["vi_log_ml"]) + 0.05  # ELBO is a lower bound
 
+    # The likelihood tests: the kept topologies at their ML lengths, as phylovi loglik
+    # gives them, with p-values
+    tests = _read(tmp_path / "results" / "sim" / "topology_tests.tsv")
+    assert [row["tree"] for row in tests] == ["1", "2"]
+    assert sum(float(row["bp_rell"]) for row in tests) == pytest.approx(1, abs=1e-3)
+    assert all(0 <= float(row["p_au"]) <= 1 for row in tests)
+    direct = subprocess.run([str(BIN / "phylovi"), "loglik", str(tmp_path / "aln.fasta"),
+                             str(tmp_path / "first.nwk"), "--model", "JC+G4{0.5}",
+                             "--optimize-lengths", "--json", "-q"],
+                            capture_output=True, text=True, check=True)
+    assert float(tests[0]["log_likelihood"]) == pytest.approx(
+        json.loads(direct.stdout)["log_likelihood"], abs=1e-5)
+
     splits = {row["taxa"]: float(row["support"])
               for row in _read(tmp_path / "results" / "sim" / "splits.tsv")}
     assert splits["D,E"] == pytest.approx(0.9) and splits["A,B"] == pytest.approx(0.7)
@@ -193,6 +206,7 @@ def test_end_to_end_on_a_simulated_data_set(tmp_path):
 
     report = (tmp_path / "results" / "report.md").read_text()
     assert "## sim" in report and "## Genotype matrices" in report
+    assert "### Likelihood tests" in report and "| rank 2 |" in report
     for figure in ("sim_splits.png", "sim_elbo.png", "sim_estimators.png"):
         assert (tmp_path / "results" / "report" / figure).stat().st_size > 1000
         assert f"report/{figure}" in report

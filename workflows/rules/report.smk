@@ -3,10 +3,11 @@ from types import SimpleNamespace
 
 rule report:
     """Markdown report with plots: split support, ELBO traces, estimator comparison,
-    topology posteriors and genotype calls."""
+    topology posteriors, likelihood tests and genotype calls."""
     input:
         posteriors=expand("results/{name}/topology_posteriors.tsv", name=ALIGNMENTS),
         splits=expand("results/{name}/splits.tsv", name=ALIGNMENTS),
+        tests=expand("results/{name}/topology_tests.tsv", name=ALIGNMENTS),
         genotype="results/genotype/calls.tsv" if MATRICES else [],
         # the ELBO traces it plots, so that a missing one is rebuilt, not a crash
         traces=lambda wildcards: [

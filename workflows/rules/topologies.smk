@@ -83,3 +83,37 @@ rule topology_posteriors:
         "benchmarks/{name}/topology_posteriors.tsv"
     script:
         "../scripts/topology_posteriors.py"
+
+
+rule likelihood_tests:
+    """Maximum-likelihood branch lengths of the kept topologies, then the tree-topology
+    tests on them (bp-RELL, KH, SH, ELW, AU; with a single topology, its lnL alone)."""
+    input:
+        alignment=alignment_of,
+        trees=lambda wildcards: expand("results/{{name}}/topologies/t{rank}.nwk",
+                                       rank=topology_ranks(wildcards)),
+    output:
+        ml="results/{name}/ml_trees.nwk",
+        tests="results/{name}/topology_tests.tsv",
+    params:
+        model=lambda wildcards: config["model"],
+        tests=lambda wildcards: "--tests 10000" if len(topology_ranks(wildcards)) > 1 else "",
+        seed=config["seed"],
+    conda:
+        "../envs/phylovi.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    log:
+        "logs/{name}/likelihood_tests.log",
+    benchmark:
+        "benchmarks/{name}/likelihood_tests.tsv"
+    shell:
+        "cat {input.trees:q} > {output.ml:q}.topologies "
+        "&& phylovi loglik {input.alignment:q} {output.ml:q}.topologies --model {params.model:q} "
+        "--optimize-lengths -o {output.ml:q} --threads {threads} -q > {log:q} 2>&1 "
+        "&& rm {output.ml:q}.topologies "
+        "&& phylovi loglik {input.alignment:q} {output.ml:q} --model {params.model:q} "
+        "{params.tests} --seed {params.seed} --threads {threads} -q "
+        "> {output.tests:q}.part 2>> {log:q} && mv {output.tests:q}.part {output.tests:q}"

@@ -1,8 +1,9 @@
 """The workflow's report: Markdown with PNG plots beside it in results/report/.
 
 Per alignment: the topology posteriors table, split support (bar plot),
-ELBO traces of the VI fits, and each estimator's log marginal likelihood per
-topology (the estimator comparison). Then the genotype calls, if any.
+ELBO traces of the VI fits, each estimator's log marginal likelihood per
+topology (the estimator comparison), and the likelihood tests at the topologies'
+maximum-likelihood branch lengths. Then the genotype calls, if any.
 """
 
 import csv
@@ -75,12 +76,28 @@ def estimator_plot(posteriors: list[dict], path: Path, name: str) -> None:
     save(figure, path)
 
 
-def main(names, posterior_files, split_files, genotype_file, output: str) -> None:
+def tests_section(path) -> list[str]:
+    """`phylovi loglik --tests`'s table, or the one topology's lnL (no test with one)."""
+    text = Path(path).read_text().strip()
+    lines = ["### Likelihood tests", "",
+             "At each topology's maximum-likelihood branch lengths (`phylovi loglik "
+             "--optimize-lengths`, then `--tests`: RELL bp, KH, SH, ELW and AU; a p-value "
+             "below 0.05 rejects the topology):", ""]
+    if not text.startswith("tree\t"):
+        return lines[:2] + [f"One topology kept: its maximum log-likelihood is {text}.", ""]
+    rows = read_tsv(path)
+    for row in rows:
+        row["tree"] = f"rank {row['tree']}"
+    return lines + [markdown_table(rows, list(rows[0])), ""]
+
+
+def main(names, posterior_files, split_files, test_files, genotype_file, output: str) -> None:
     output = Path(output)
     figures = output.parent / "report"
     figures.mkdir(parents=True, exist_ok=True)
     lines = ["# phylovi workflow report", ""]
-    for name, posterior_file, split_file in zip(names, posterior_files, split_files):
+    for name, posterior_file, split_file, test_file in zip(names, posterior_files, split_files,
+                                                            test_files):
         posteriors, splits = read_tsv(posterior_file), read_tsv(split_file)
         best = max(posteriors, key=lambda row: float(row["posterior_vi"]))
         lines += [f"## {name}", "",
@@ -100,6 +117,7 @@ def main(names, posterior_files, split_files, genotype_file, output: str) -> Non
         estimator_plot(posteriors, figures / f"{name}_estimators.png", name)
         lines += ["### VI and estimators", "", f"![ELBO traces](report/{name}_elbo.png)", "",
                   f"![estimators](report/{name}_estimators.png)", ""]
+        lines += tests_section(test_file)
     if genotype_file:
         calls = read_tsv(genotype_file)
         lines += ["## Genotype matrices", "",
@@ -111,4 +129,4 @@ def main(names, posterior_files, split_files, genotype_file, output: str) -> Non
 # Run by Snakemake (rule report), which defines `snakemake`.
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
 main(snakemake.params.names, snakemake.input.posteriors, snakemake.input.splits,  # noqa: F821
-     snakemake.input.genotype or None, snakemake.output[0])  # noqa: F821
+     snakemake.input.tests, snakemake.input.genotype or None, snakemake.output[0])  # noqa: F821
