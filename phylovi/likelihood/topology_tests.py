@@ -85,33 +85,31 @@ def topology_tests(site_log_likelihoods: np.ndarray, weights: np.ndarray, replic
     if not isinstance(replicates, (int, np.integer)) or replicates < 1:
         raise ConfigError(f"topology tests need at least 1 replicate, got {replicates!r}")
     # Identical trees (a tree given twice, resolutions of a zero-length edge) must get
-    # identical results: the tests run on the distinct rows, whose totals are then copied.
-    site, copy_of = np.unique(site, axis=0, return_inverse=True)
+    # identical results: replicates are drawn for the distinct rows, then copied.
+    distinct, copy_of = np.unique(site, axis=0, return_inverse=True)
     copy_of = copy_of.reshape(-1)
-    observed = (site * weights).sum(1)
-    possible = np.isfinite(observed)
-    if possible[copy_of].sum() < 2:
+    distinct_totals = (distinct * weights).sum(1)
+    possible = np.isfinite(distinct_totals)
+    tested = np.flatnonzero(possible[copy_of])  # the trees that take part
+    if len(tested) < 2:
         raise ConfigError("topology tests need at least two trees whose log-likelihood is "
                           "finite")
-    # the columns of the possible trees, each distinct row once per copy
-    columns = np.flatnonzero(possible[copy_of])
-    site_rows = copy_of[columns]
+    rows = distinct[possible]
+    column = (np.cumsum(possible) - 1)[copy_of[tested]]  # each tested tree's row in rows
+    observed = distinct_totals[copy_of[tested]]
     n_sites = int(round(weights.sum()))
     rng = np.random.default_rng(seed)
-    kept = observed[site_rows]
-    totals = _rell(site[possible], weights, n_sites, replicates, rng)
-    totals = totals[:, np.searchsorted(np.flatnonzero(possible), site_rows)]  # [B, T']
-    results = {"bp_rell": _best_share(totals), "p_kh": _kh(kept, totals),
-               "c_elw": _elw(totals), "p_sh": _sh(kept, totals),
-               "p_au": _au(site[possible], weights, n_sites, replicates, rng,
-                           np.searchsorted(np.flatnonzero(possible), site_rows))}
-    full = {}
-    for name, values in results.items():
-        full[name] = np.zeros(len(copy_of))
-        full[name][columns] = values
-    totals_all = observed[copy_of]
-    return TopologyTests(totals_all, totals_all.max() - totals_all, replicates=replicates,
-                         **full)
+    totals = _rell(rows, weights, n_sites, replicates, rng)[:, column]  # [B, tested]
+    results = {"bp_rell": _best_share(totals), "p_kh": _kh(observed, totals),
+               "c_elw": _elw(totals), "p_sh": _sh(observed, totals),  # _sh last: in place
+               "p_au": _au(rows, weights, n_sites, replicates, rng, column)}
+    every = {}
+    for name, values in results.items():  # 0 for the impossible trees
+        every[name] = np.zeros(len(copy_of))
+        every[name][tested] = values
+    log_likelihoods = distinct_totals[copy_of]
+    return TopologyTests(log_likelihoods, log_likelihoods.max() - log_likelihoods,
+                         replicates=replicates, **every)
 
 
 def _rell(site: np.ndarray, weights: np.ndarray, n_draws: int, replicates: int,
