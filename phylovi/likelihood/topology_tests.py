@@ -15,7 +15,7 @@ replicates' totals ``L[b, i]`` (replicate b, tree i), with ``L_i`` the observed 
 - ``c_elw``: expected likelihood weights (Strimmer and Rambaut 2002), the replicates'
   mean of ``exp(L[b, i]) / sum_j exp(L[b, j])``.
 - ``p_au``: the approximately unbiased test (Shimodaira 2002): the bootstrap
-  probability that tree i is (among) the best, ``BP(r)``, at 10 replicate sizes
+  probability that tree i is the best, ``BP(r)``, at 10 replicate sizes
   ``r n`` (r = 0.5, 0.6, ..., 1.4), is fitted by ``BP(r) = 1 - Phi(v sqrt(r) + c /
   sqrt(r))`` (maximum likelihood on the binomial counts of all scales, from a
   weighted least-squares start; the curvature c is kept only where three scales have
@@ -23,9 +23,11 @@ replicates' totals ``L[b, i]`` (replicate b, tree i), with ``L_i`` the observed 
   ``p_au = 1 - Phi(v - c)``. A tree that is rarely the best gets, with c = 0, about its
   bootstrap probability.
 
-IQ-TREE's ``-z TREES -zb N -au`` reports the same five columns. Trees whose totals
-differ by under :data:`TIE` nats count as tied: they share bp-RELL, and each counts as
-the best for the AU test. Trees with identical site values get identical results.
+IQ-TREE's ``-z TREES -zb N -au`` reports the same five columns. In a replicate, the
+trees within :data:`BEST_WITHIN` nats of its best share the win evenly, for bp-RELL and
+for the AU test's BP (IQ-TREE's ``-beps`` default): trees that differ only by a
+near-zero edge would otherwise split it by rounding. Trees with identical site values
+get identical results.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ from phylovi.errors import ConfigError
 
 AU_SCALES = np.round(np.arange(0.5, 1.45, 0.1), 1)  # replicate sizes, as shares of the sites
 MIN_WINS = 10  # wins (and losses) at a scale for it to count towards the AU curvature
-TIE = 1e-8  # nats: totals closer than this are tied (rounding, not data, tells them apart)
+TIE = 1e-8  # nats: totals closer than this are equal (rounding, not data, tells them apart)
+# nats: in a replicate, trees this close to its best share the win (IQ-TREE's -beps default):
+# trees that differ only by a near-zero edge would otherwise split it by rounding
+BEST_WITHIN = 0.5
 _DRAWS_PER_CHUNK = 2 * 10**7  # sites drawn at a time: bounds the memory of long alignments
 
 
@@ -132,9 +137,15 @@ def _rell(site: np.ndarray, weights: np.ndarray, n_draws: int, replicates: int,
 
 
 def _best_share(totals: np.ndarray) -> np.ndarray:
-    """Each tree's share of the replicates in which it is the best, ties split evenly."""
-    best = totals >= totals.max(1, keepdims=True) - TIE
-    return (best / best.sum(1, keepdims=True)).mean(0)
+    """Each tree's share of the replicates in which it is the best, a replicate's win shared
+    evenly by the trees within :data:`BEST_WITHIN` of its best."""
+    return _wins(totals).mean(0)
+
+
+def _wins(totals: np.ndarray) -> np.ndarray:
+    """``[B, T]``: each tree's share of each replicate's win."""
+    best = totals >= totals.max(1, keepdims=True) - BEST_WITHIN
+    return best / best.sum(1, keepdims=True)
 
 
 def _kh(observed: np.ndarray, totals: np.ndarray) -> np.ndarray:
@@ -168,7 +179,7 @@ def _au(site: np.ndarray, weights: np.ndarray, n_sites: int, replicates: int,
     wins = np.empty((len(AU_SCALES), len(columns)))  # replicates where a tree is (among) the best
     for k, scale in enumerate(AU_SCALES):
         totals = _rell(site, weights, max(1, round(scale * n_sites)), replicates, rng)[:, columns]
-        wins[k] = (totals >= totals.max(1, keepdims=True) - TIE).sum(0)
+        wins[k] = _wins(totals).sum(0)
     return np.array([_au_p_value(wins[:, i], replicates) for i in range(len(columns))])
 
 
