@@ -1,4 +1,5 @@
-"""``phylovi loglik``: the log-likelihood of a tree with branch lengths."""
+"""``phylovi loglik``: the log-likelihood of a tree, or of each tree of a file, and the
+tree-topology tests between them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ MODEL_HELP = ("substitution model as an IQ-TREE string: JC, F81, K2P, HKY, TN, S
               "with values in braces, +F (empirical) / +FQ (equal) / +FO (estimated) / "
               "+F{a,c,g,t} (not on JC, K2P, SYM: use F81, HKY, GTR), +I[{p}], "
               "+G[k][{alpha}] (k up to 64); e.g. 'GTR{1,3,0.8,1.2,4}+F{0.3,0.2,0.2,0.3}+G4{0.5}'")
+
+MANY_FITS = 50  # more trees to fit one by one than this get a hint about --shared-model
+# the tree-topology tests' columns, in IQ-TREE's order
+TEST_COLUMNS = ("delta", "bp_rell", "p_kh", "p_sh", "c_elw", "p_au")
 
 
 def add_parser(subparsers) -> None:
@@ -123,6 +128,10 @@ def run(args) -> int:
                               "put a possible tree first")
         model.free = ()
     per_tree_model = bool(model.free)
+    if per_tree_model and len(sample) > MANY_FITS and not args.quiet:
+        print(f"phylovi: fitting {', '.join(model.free)} on each of {len(sample)} trees; "
+              "--shared-model fits them once, or give their values in the model string",
+              file=sys.stderr)
     rows, sites = _evaluate(likelihood, sample.trees, args.optimize_lengths,
                             progress=not args.quiet and len(sample) > 1,
                             sites=args.site_lnl is not None or bool(args.tests))
@@ -199,10 +208,6 @@ def run(args) -> int:
             print(f"phylovi: {args.tests} RELL replicates; the AU test rejects at 5%: "
                   f"{', '.join(rejected) or 'no tree'}", file=sys.stderr)
     return 0
-
-
-# the tree-topology tests' columns, in IQ-TREE's order
-TEST_COLUMNS = ("delta", "bp_rell", "p_kh", "p_sh", "c_elw", "p_au")
 
 
 def _evaluate(likelihood, trees, fit_lengths: bool, progress: bool, sites: bool):
