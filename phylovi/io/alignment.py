@@ -241,8 +241,9 @@ def _parse_nexus(text: str, path: str | None) -> list[tuple[str, str]]:
 
 
 def _matrix_rows_problem(text: str) -> str | None:
-    """Which row of a MATRIX of one row per taxon is not NCHAR long, or how many rows are
-    missing; None when the matrix is not of that shape or its rows fit."""
+    """Which taxon's characters (its row, or its rows of an interleaved MATRIX) are not
+    NCHAR, or how many taxa are missing; None when the matrix is not of one of those
+    shapes or fits."""
     plain = _NEXUS_COMMENT.sub("", text)
     matrix = _MATRIX.search(plain)
     if matrix is None:
@@ -252,18 +253,24 @@ def _matrix_rows_problem(text: str) -> str | None:
     sizes = dict(re.findall(r"\b(ntax|nchar)\s*=\s*(\d+)", before, re.IGNORECASE))
     sizes = {key.lower(): int(value) for key, value in sizes.items()}
     formats = _NEXUS_FORMAT.findall(before)
-    if formats and re.search(r"\binterleave\b(?!\s*=\s*no)", formats[-1], re.IGNORECASE):
-        return None  # rows of blocks, not one row per taxon
+    interleaved = bool(formats) and bool(
+        re.search(r"\binterleave\b(?!\s*=\s*no)", formats[-1], re.IGNORECASE))
     rows = [line.split() for line in matrix.group(2).splitlines() if line.strip()]
-    if not rows or any(len(row) != 2 for row in rows):
+    if not rows or any(len(row) != 2 for row in rows) and not interleaved:
         return None
-    for name, sequence in rows:
-        length = len(re.sub(r"[({][^)}]*[)}]", "x", sequence))  # (AG) is one character
+    lengths: dict[str, int] = {}  # each taxon's characters, over every block
+    for name, *pieces in rows:
+        if not pieces:
+            return None
+        sequence = re.sub(r"[({][^)}]*[)}]", "x", "".join(pieces))  # (AG) is one character
+        lengths[name.strip(chr(39))] = lengths.get(name.strip(chr(39)), 0) + len(sequence)
+    where = " over the interleaved blocks" if interleaved else ""
+    for name, length in lengths.items():
         if "nchar" in sizes and length != sizes["nchar"]:
-            return (f"the row of taxon {name.strip(chr(39))} has {length} characters, "
-                    f"not NCHAR={sizes['nchar']}")
-    if "ntax" in sizes and len(rows) != sizes["ntax"]:
-        return f"the MATRIX has {len(rows)} rows, not NTAX={sizes['ntax']}"
+            return (f"taxon {name} has {length} characters{where}, not "
+                    f"NCHAR={sizes['nchar']}")
+    if "ntax" in sizes and len(lengths) != sizes["ntax"]:
+        return f"the MATRIX has {len(lengths)} taxa, not NTAX={sizes['ntax']}"
     return None
 
 

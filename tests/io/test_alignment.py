@@ -421,12 +421,20 @@ def test_an_empty_first_sequence_is_named_itself(tmp_path):
     # an interleaved matrix has rows of blocks, not rows of NCHAR characters
     ("#NEXUS\nbegin data;\n dimensions ntax=3 nchar=9;\n format datatype=dna interleave;\n"
      " matrix\nAlpha ACGT\nBeta ACGA\nGamma ACGG\n\nAlpha ACGT\nBeta ACGA\nGamma ACGG\n;\nend;\n",
-     "data length \\(8\\)"),
+     "taxon Alpha has 8 characters over the interleaved blocks, not NCHAR=9"),
+    # a taxon missing from the second block
+    ("#NEXUS\nbegin data;\n dimensions ntax=3 nchar=8;\n format datatype=dna interleave;\n"
+     " matrix\nAlpha ACGT\nBeta ACGA\nGamma ACGG\n\nAlpha ACGT\nBeta ACGA\n;\nend;\n",
+     "taxon Gamma has 4 characters over the interleaved blocks, not NCHAR=8"),
+    # a taxon too few (the rows fit NCHAR)
+    ("#NEXUS\nbegin data;\n dimensions ntax=4 nchar=8;\n format datatype=dna interleave;\n"
+     " matrix\nAlpha ACGT\nBeta ACGA\nGamma ACGG\n\nAlpha ACGT\nBeta ACGA\nGamma ACGG\n;\nend;\n",
+     "the MATRIX has 3 taxa, not NTAX=4"),
     # the first block's matrix is checked against the first block's NCHAR
     ("#NEXUS\nbegin data;\n dimensions ntax=2 nchar=4;\n format datatype=dna;\n matrix\n"
      "Alpha ACG\nBeta ACGA\n;\nend;\nbegin data;\n dimensions ntax=2 nchar=2;\n"
      " format datatype=dna;\n matrix\nAlpha AC\nBeta AC\n;\nend;\n",
-     "the row of taxon Alpha has 3 characters, not NCHAR=4"),
+     "taxon Alpha has 3 characters, not NCHAR=4"),
 ])
 def test_nexus_matrix_errors_name_the_right_row(tmp_path, text, fragment):
     with pytest.raises(AlignmentError, match=fragment):
