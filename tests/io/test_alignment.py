@@ -334,7 +334,7 @@ BAD_FILES = {
     "nexus-one-row-short": ("a.nex", NEXUS_SEQUENTIAL.replace(PAN, PAN[:-1]),
                             ["taxon Pan", "15 characters", "NCHAR=16"]),
     "nexus-row-missing": ("a.nex", NEXUS_SEQUENTIAL.replace(f"    Pan {PAN}\n", ""),
-                          ["2 rows", "NTAX=3"]),
+                          ["2 taxa", "NTAX=3"]),
     "nexus-matrix-not-closed": ("a.nex", NEXUS_SEQUENTIAL.replace("  ;\nend;", "end;"),
                                 ["MATRIX", "';'", "END"]),
     "nexus-non-ascii": ("a.nex", NEXUS_SEQUENTIAL.replace(PAN, PAN[:-1] + "\u00e9"), ["'\u00e9'"]),
