@@ -73,8 +73,8 @@ def block_size(n_categories: int, n_nodes: int, itemsize: int, gradient: bool,
     8 KiB, so that the few buffers a node's step reads and writes stay in the L1 cache:
     256 patterns at most without a gradient, 128 with one, at least 32. A gradient pass
     keeps up to three such buffers per node (partials and both contributions; the
-    pre-order partials take only a few, see ``pv_build_plan`` in the C source): there the block
-    halves, down to 32, until they fit in :func:`gradient_scratch`. Measured on a
+    pre-order partials take only a few, see ``pv_build_plan`` in the C source): there
+    the block halves, down to 32, until they fit in :func:`gradient_scratch`. Measured on a
     2-core Emerald Rapids Xeon (48 KiB L1) against the earlier 512 / n_categories
     patterns: GTR+G4 float64 takes 64 instead of 128, and its gradient ran 20-30%
     faster (sim27 and sim100), its log-likelihood up to 35% (sim100); JC's gradient
