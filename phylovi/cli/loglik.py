@@ -221,9 +221,12 @@ def _evaluate(likelihood, trees, fit_lengths: bool, progress: bool, sites: bool)
 
     model = likelihood.model
     if not model.free and not fit_lengths:
-        values = likelihood.tree_log_likelihoods(trees)
-        rows = [(value, model.to_string(), tree) for value, tree in zip(values, trees)]
-        return rows, likelihood.tree_site_log_likelihoods(trees) if sites else None
+        if sites:  # one pass: the totals are the weighted sums of the site values
+            per_pattern = likelihood.tree_site_log_likelihoods(trees)
+            values = (per_pattern.double() @ likelihood.weights.double()).tolist()
+        else:
+            per_pattern, values = None, likelihood.tree_log_likelihoods(trees)
+        return [(value, model.to_string(), tree) for value, tree in zip(values, trees)], per_pattern
     start = dict(model.parameters)
     rows, per_pattern = [], []
     for tree in _progress_bar(trees, progress):
