@@ -4,6 +4,7 @@ tree-topology tests between them."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 
 from phylovi.cli._common import HelpFormatter, add_common, setup
@@ -76,7 +77,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from phylovi.errors import ConfigError, TreeFileError
     from phylovi.io.alignment import read_alignment
-    from phylovi.io.atomic import check_output
+    from phylovi.io.atomic import check_output, staged
     from phylovi.io.records import write_site_log_likelihoods
     from phylovi.io.trees import read_trees, write_newick
     from phylovi.likelihood.model_string import parse_model
@@ -92,6 +93,9 @@ def run(args) -> int:
     kernel = setup(args)
     if args.site_lnl is not None:
         check_output(args.site_lnl)
+        if args.output is not None and os.path.realpath(args.output) == os.path.realpath(
+                args.site_lnl):
+            raise ConfigError("--output and --site-lnl name the same file")
     alignment = read_alignment(args.alignment, format=args.format)
     patterns = compress_patterns(alignment)
     sample = read_trees(args.tree, taxa=alignment.taxa, burnin=args.burnin,
@@ -149,12 +153,14 @@ def run(args) -> int:
             which = f"tree {number}: " if several else ""
             print(f"phylovi: warning: {which}the log-likelihood is -inf: the alignment is "
                   f"impossible on this tree ({cause})", file=sys.stderr)
-    if args.output is not None:
-        write_newick(args.output, [tree for _, _, tree in rows])
-    if args.site_lnl is not None:
-        write_site_log_likelihoods(args.site_lnl,
-                                   sites.double().cpu().numpy()[:, patterns.site_pattern],
-                                   numbers if several else None)
+    outputs = [path for path in (args.output, args.site_lnl) if path is not None]
+    with staged(outputs) as temporary:  # both files or neither
+        if args.output is not None:
+            write_newick(temporary[args.output], [tree for _, _, tree in rows])
+        if args.site_lnl is not None:
+            write_site_log_likelihoods(temporary[args.site_lnl],
+                                       sites.double().cpu().numpy()[:, patterns.site_pattern],
+                                       numbers if several else None)
     about = {
         "alignment": args.alignment,
         "tree": args.tree,

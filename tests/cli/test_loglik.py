@@ -411,3 +411,20 @@ def test_loglik_shared_model_refuses_an_impossible_first_tree(tmp_path, capsys):
                           "HKY+G4", "--shared-model"], capsys)
     assert code == 2 and out == ""
     assert "tree 1 is impossible" in err and len(err.splitlines()) == 1
+
+
+def test_loglik_writes_both_outputs_or_neither(small, capsys, monkeypatch):
+    from phylovi.errors import OutputError
+    from phylovi.io import records
+
+    def fail(path, *args):  # what atomic.write raises on a full disk
+        raise OutputError("cannot write: No space left on device", path)
+
+    monkeypatch.setattr(records, "write_site_log_likelihoods", fail)
+    code, _, err = run(["loglik", small / "aln.fasta", small / "tree.nwk", "--optimize-lengths",
+                        "-o", small / "ml.nwk", "--site-lnl", small / "ml.sitelh"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert not (small / "ml.nwk").exists() and not (small / "ml.sitelh").exists()
+    code, _, err = run(["loglik", small / "aln.fasta", small / "tree.nwk", "--optimize-lengths",
+                        "-o", small / "x", "--site-lnl", small / "x"], capsys)
+    assert code == 2 and "name the same file" in err
