@@ -34,6 +34,7 @@ from phylovi.genotype.nets import ARCHITECTURES
 from phylovi.genotype.settings import TrainSettings
 from phylovi.genotype.simulate import simulate
 
+
 def training_device(name: str | None) -> torch.device:
     """The torch device called ``name`` (default: cuda if torch sees one, else cpu).
 

@@ -131,17 +131,16 @@ def read_trees(path: str | os.PathLike, taxa: TaxonOrder | None = None,
     """
     if is_newick_string(path):
         check_burnin(burnin, _STRING)
-        text = path.lstrip("\ufeff")
-        return _parse(text, None, _choose_format(text, _STRING, format), taxa, burnin, lengths,
-                      taxa_source)
-    require_path(path, "the tree file")
-    path = os.fspath(path)
-    check_burnin(burnin, path)
-    text = read_text(path)
-    if not text.strip():
-        raise TreeFileError("the tree file is empty", path=path)
-    return _parse(text, path, _choose_format(text, path, format), taxa, burnin, lengths,
-                  taxa_source)
+        path, text = None, path.lstrip("\ufeff")
+    else:
+        require_path(path, "the tree file")
+        path = os.fspath(path)
+        check_burnin(burnin, path)
+        text = read_text(path)
+        if not text.strip():
+            raise TreeFileError("the tree file is empty", path=path)
+    return _parse(text, path, _choose_format(text, path or _STRING, format), taxa, burnin,
+                  lengths, taxa_source)
 
 
 def read_tree(path_or_newick: str | os.PathLike, taxa: TaxonOrder | None = None,
