@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (2 for bad input, 130 on Ctrl-C)."""
+    _set_openmp_wait_policy()
     parser = build_parser()
     try:
         args, extras = parser.parse_known_args(argv)
@@ -91,6 +92,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 _WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
+
+
+def _set_openmp_wait_policy() -> None:
+    """Idle OpenMP threads (torch's and the likelihood kernel's, one runtime) sleep
+    instead of spinning, unless the user chose otherwise.
+
+    A spinning thread holds its core while it waits for another thread of the
+    same call; where other jobs share the cores, that other thread then waits for
+    a core too. A `loglik --optimize-lengths` fit of the bundled example took 24 s
+    instead of 4.6 s beside one busy process on 2 cores. The runtime reads the
+    setting once, when torch loads it, which the command line does only after
+    this (building the parser imports no torch).
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 class _Terminated(BaseException):
