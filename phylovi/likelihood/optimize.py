@@ -153,7 +153,7 @@ def _maximize(likelihood: TreeLikelihood, tree: Tree, fit_lengths: bool, max_ite
 
         # L-BFGS-B's BLAS calls work on vectors of a few dozen numbers: with OpenBLAS's
         # threads they gain nothing, and those threads then spin beside the kernel's
-        # (a fit of the bundled example took 1.8 times as long on 2 cores)
+        # (a fit of the bundled example took 5 times as long on 2 cores)
         with threadpool_limits(limits=1, user_api="blas"):
             found = scipy.optimize.minimize(
                 objective, x0, jac=True, method="L-BFGS-B", bounds=bounds,
