@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import os
 import signal
 import sys
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if handler is not None:
             signal.signal(signal.SIGTERM, handler)
+        gc.unfreeze()  # what the run froze (see _common.setup) is collectable again after it
 
 
 _WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}

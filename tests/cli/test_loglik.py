@@ -46,6 +46,18 @@ def test_loglik_json_record_with_estimated_parameters(small, capsys):
     assert record["log_likelihood"] >= json.loads(fixed_out)["log_likelihood"] - 1e-9
 
 
+def test_a_command_leaves_the_garbage_collector_as_it_found_it(small, capsys):
+    # the run freezes what is loaded out of the cyclic collector; a caller that runs
+    # several commands in one process must get every object collectable afterwards
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    code, _, _ = run(["loglik", small / "aln.fasta", small / "tree.nwk", "-m", "JC"], capsys)
+    assert code == 0 and gc.get_freeze_count() == 0
+    code, _, _ = run(["loglik", small / "aln.fasta", small / "missing.nwk"], capsys)
+    assert code == 2 and gc.get_freeze_count() == 0
+
+
 def test_loglik_in_float32_keeps_a_large_total_to_a_tenth_of_a_nat(tmp_path, capsys):
     # 600,000 random sites: lnL near -3.3e6, where float32 numbers are 0.25 apart; the
     # sites' float32 values are summed in float64.
