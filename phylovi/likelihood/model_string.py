@@ -252,6 +252,27 @@ def _frequencies(spec, patterns, dtype, source) -> torch.Tensor:
     return values
 
 
+def _check_exchangeabilities(rates: list[float], source: str) -> None:
+    """Rates may be 0, as in IQ-TREE, as long as every base can still reach every other
+    one through the rest (else the data could need a change the model never makes); GT,
+    the one the others are relative to, must be positive."""
+    if min(rates) < 0:
+        raise ModelError(f"rates must not be negative in {source!r}")
+    if rates[5] <= 0:
+        raise ModelError(f"the GT rate must be positive in {source!r}: the others are "
+                         "relative to it")
+    groups = [{base} for base in range(4)]
+    for (i, j), rate in zip(((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)), rates):
+        a, b = next(g for g in groups if i in g), next(g for g in groups if j in g)
+        if rate > 0 and a is not b:
+            groups.remove(b)
+            a |= b
+    if len(groups) > 1:
+        apart = " and ".join("".join("ACGT"[k] for k in sorted(g)) for g in groups)
+        raise ModelError(f"the rates in {source!r} never exchange {apart}: the bases must "
+                         f"stay connected through the rates that are not 0")
+
+
 # Exchangeabilities and kappa above this make a rate matrix whose decomposition loses
 # its accuracy: 1e300 gave NaN in float64 and -inf in float32, 1e20 a float64 value
 # float32 could not reach; up to 1e10 both agree to 1e-5 relative. (Tiny values are
@@ -260,9 +281,11 @@ _LARGEST_RATE = 1e10
 
 
 def _check_ranges(parameters, source) -> None:
-    for name in ("kappa", "rates", "shape"):
+    for name in ("kappa", "shape"):
         if name in parameters and not bool((parameters[name] > 0).all()):
             raise ModelError(f"{name} must be positive in {source!r}")
+    if "rates" in parameters:
+        _check_exchangeabilities(parameters["rates"].tolist(), source)
     for name in ("kappa", "rates"):
         if name in parameters and not bool((parameters[name] <= _LARGEST_RATE).all()):
             raise ModelError(f"{name} {parameters[name].tolist()} in {source!r}: each must be "

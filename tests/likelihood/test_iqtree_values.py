@@ -58,6 +58,10 @@ IQTREE = [
     (GTR + FREQUENCIES + "+G4{1.4875}+I{0.173}", -432.6787),
     (GTR + "+F+G8{1.4875}", -422.2321),
     ("F81+I{0.173}+G8{1.4875}", -409.9835),
+    # exchangeabilities of 0, which IQ-TREE takes as given
+    ("GTR{0,1.41,4.916,1.625,3.862}" + FREQUENCIES, -452.1333),
+    ("GTR{0,1.41,0,1.625,3.862}" + FREQUENCIES + "+G4{1.4875}", -457.5465),
+    ("GTR{1.855,0,4.916,0,3.862}" + FREQUENCIES + "+I{0.173}", -506.1848),
 ]
 
 
@@ -178,6 +182,18 @@ def test_frequencies_the_data_contradict_or_that_cannot_be_resolved_are_refused(
     patterns = compress_patterns(parse_alignment(">a\nA\n>b\nA\n>c\nT\n"))
     with pytest.raises(ModelError, match=message):
         parse_model(model, patterns)
+
+
+@pytest.mark.parametrize("model,message", [
+    ("GTR{-1,1,1,1,1}", "must not be negative"),
+    ("GTR{1,1,1,1,1,0}", "GT rate must be positive"),
+    # A exchanges with nothing; {A, C} never with {G, T}
+    ("GTR{0,0,0,1,1}", "never exchange A and CGT"),
+    ("SYM{1,0,0,0,0,1}", "never exchange AC and GT"),
+])
+def test_rates_of_0_that_split_the_bases_are_refused(model, message):
+    with pytest.raises(ModelError, match=message):
+        parse_model(model)
 
 
 @pytest.mark.parametrize("model", ["HKY", "GTR+FO", "F81+F{1,0,0,0}"])
