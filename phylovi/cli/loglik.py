@@ -38,13 +38,18 @@ def add_parser(subparsers) -> None:
                      "a row per tree, numbered by position in the file; each tree's free "
                      "parameters are estimated on that tree alone (or, with --shared-model, "
                      "once on the first), and with none free all trees are evaluated in "
-                     "batched calls. --tests adds the tree-topology tests."),
+                     "batched calls. --tests adds the tree-topology tests. -m TEST "
+                     "chooses the model instead: a table of every candidate's fit, AIC, "
+                     "AICc and BIC."),
         formatter_class=HelpFormatter)
     parser.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP (or gzipped)")
     parser.add_argument("tree", help="tree(s) with branch lengths (without them with "
                                      "--optimize-lengths): Newick or NEXUS (MrBayes .t, "
                                      "BEAST .trees)")
-    parser.add_argument("-m", "--model", default="JC", help=MODEL_HELP)
+    parser.add_argument("-m", "--model", default="JC", help=MODEL_HELP + (
+        "; or TEST: fit JC, F81+F, K2P, HKY+F, TN+F, SYM and GTR+F, each alone, +I, +G4 and "
+        "+I+G4, with the branch lengths, and rank the 28 by BIC (IQ-TREE's -m TESTONLY "
+        "with -te TREE); -o then writes the tree under the best"))
     parser.add_argument("--format", choices=("fasta", "nexus", "phylip"), default=None,
                         help="alignment format (default: from the content, then the extension)")
     parser.add_argument("--burnin", type=float, default=0.0,
@@ -86,8 +91,15 @@ def run(args) -> int:
     from phylovi.likelihood.topology_tests import topology_tests
     from phylovi.likelihood.tree_likelihood import TreeLikelihood
 
-    if args.output is not None and not args.optimize_lengths:
+    selecting = args.model.strip().upper() == "TEST"
+    if args.output is not None and not args.optimize_lengths and not selecting:
         raise ConfigError("--output writes the estimated branch lengths: add --optimize-lengths")
+    if selecting:
+        unused = [flag for flag, given in (("--tests", args.tests), ("--site-lnl", args.site_lnl),
+                                           ("--shared-model", args.shared_model),
+                                           ("--no-optimize", not args.optimize)) if given]
+        if unused:
+            raise ConfigError(f"-m TEST chooses a model; it does not take {unused[0]}")
     if args.tests < 0:
         raise ConfigError(f"--tests takes a number of replicates, got {args.tests}")
     kernel = setup(args)
@@ -103,6 +115,11 @@ def run(args) -> int:
     numbers = range(sample.first_number, sample.first_number + len(sample))
     # a file of several trees gets the table, even where the burn-in leaves one
     several = sample.first_number - 1 + len(sample) > 1
+    if selecting:
+        if len(sample) != 1:
+            raise ConfigError(f"-m TEST chooses the model on one tree; {args.tree} gives "
+                              f"{len(sample)} (after the burn-in)")
+        return _select(args, kernel, alignment, patterns, sample.trees[0])
     if args.tests and len(sample) < 2:
         raise ConfigError("--tests compares two or more trees; "
                           + ("the burn-in leaves one" if several else f"{args.tree} holds one"))
@@ -213,6 +230,42 @@ def run(args) -> int:
             rejected = [str(row["number"]) for row in per_tree if row["p_au"] < 0.05]
             print(f"phylovi: {args.tests} RELL replicates; the AU test rejects at 5%: "
                   f"{', '.join(rejected) or 'no tree'}", file=sys.stderr)
+    return 0
+
+
+def _select(args, kernel, alignment, patterns, tree) -> int:
+    """-m TEST: every candidate model fitted on ``tree``, a row each, best BIC first."""
+    from tqdm import tqdm
+
+    from phylovi.io.atomic import staged
+    from phylovi.io.trees import write_newick
+    from phylovi.likelihood.model_selection import CANDIDATES, select_model
+
+    with tqdm(total=len(CANDIDATES), desc="models", unit="model", file=sys.stderr,
+              leave=False, disable=args.quiet or None) as bar:
+        fits = select_model(patterns, tree, progress=lambda fit: bar.update(1), **kernel)
+    best = {criterion: min(fits, key=lambda fit: getattr(fit, criterion)).name
+            for criterion in ("bic", "aic", "aicc")}
+    if args.output is not None:
+        with staged([args.output]) as temporary:
+            write_newick(temporary[args.output], [fits[0].tree])
+    if args.json:
+        print(to_json({
+            "models": [{"name": fit.name, "log_likelihood": fit.log_likelihood, "df": fit.df,
+                        "aic": fit.aic, "aicc": fit.aicc, "bic": fit.bic, "model": fit.model,
+                        "tree_newick": fit.tree.to_newick()} for fit in fits],
+            "best": best, "alignment": args.alignment, "tree": args.tree,
+            "n_taxa": alignment.n_taxa, "n_sites": alignment.n_sites,
+            "n_patterns": patterns.n_patterns, "dtype": args.dtype, "device": args.device}))
+        return 0
+    print("\t".join(["model", "log_likelihood", "df", "AIC", "AICc", "BIC"]))
+    for fit in fits:
+        print("\t".join([fit.name, f"{fit.log_likelihood:.4f}", str(fit.df),
+                         *(f"{getattr(fit, c):.4f}" for c in ("aic", "aicc", "bic"))]))
+    if not args.quiet:
+        print(f"phylovi: best-fit model by BIC: {best['bic']} (by AIC: {best['aic']}, by "
+              f"AICc: {best['aicc']}); its fit: {fits[0].model}; {alignment.n_taxa} taxa, "
+              f"{alignment.n_sites} sites, {patterns.n_patterns} patterns", file=sys.stderr)
     return 0
 
 

@@ -123,6 +123,49 @@ def test_loglik_bad_input_is_one_line_and_exit_2(small, capsys, change, fragment
     assert fragment in err
 
 
+def test_model_test_ranks_every_candidate_and_writes_the_best_tree(small, capsys):
+    code, out, err = run(["loglik", small / "aln.fasta", small / "tree.nwk", "-m", "TEST",
+                          "-o", small / "best.nwk"], capsys)
+    assert code == 0
+    header, *rows = [line.split("\t") for line in out.splitlines()]
+    assert header == ["model", "log_likelihood", "df", "AIC", "AICc", "BIC"]
+    assert len(rows) == 28 and rows[0][0] in err  # the best by BIC comes first, and is named
+    bics = [float(row[5]) for row in rows]
+    assert bics == sorted(bics)
+    # 7 branches for 5 taxa, plus the model's own: JC none, GTR+F+I+G4 5 + 3 + 2
+    df = {row[0]: int(row[2]) for row in rows}
+    assert df["JC"] == 7 and df["GTR+F+I+G4"] == 17
+    code, json_out, _ = run(["loglik", small / "aln.fasta", small / "tree.nwk", "-m", "test",
+                             "--json", "-q"], capsys)
+    record = json.loads(json_out)
+    best = record["models"][0]
+    assert record["best"]["bic"] == best["name"] == rows[0][0]
+    # the best model's fit, read back with its values, gives its log-likelihood on its tree
+    (small / "fitted.nwk").write_text(best["tree_newick"] + "\n")
+    assert (small / "best.nwk").read_text().strip() == best["tree_newick"]
+    code, value, _ = run(["loglik", small / "aln.fasta", small / "fitted.nwk", "-m",
+                          best["model"], "-q"], capsys)
+    assert float(value) == pytest.approx(best["log_likelihood"], abs=1e-4)
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    (["--tests"], "-m TEST chooses a model; it does not take --tests"),
+    (["--shared-model"], "--shared-model"),
+    (["--no-optimize"], "--no-optimize"),
+])
+def test_model_test_refuses_what_it_does_not_do(small, capsys, extra, fragment):
+    code, out, err = run(["loglik", small / "aln.fasta", small / "tree.nwk", "-m", "TEST",
+                          *extra], capsys)
+    assert code == 2 and out == "" and fragment in err and err.count("\n") == 1
+
+
+def test_model_test_takes_one_tree(small, capsys):
+    (small / "two.nwk").write_text(TREE + "\n" + TREE + "\n")
+    code, out, err = run(["loglik", small / "aln.fasta", small / "two.nwk", "-m", "TEST"],
+                         capsys)
+    assert code == 2 and out == "" and "one tree" in err and "gives 2" in err
+
+
 def test_simulate_is_reproducible_and_readable(small, capsys):
     args = ["simulate", small / "tree.nwk", "-m", "HKY{2}+G4{0.5}", "--sites", "200",
             "--seed", "3", "-o"]

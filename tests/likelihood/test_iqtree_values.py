@@ -10,6 +10,8 @@ empirical frequencies, which count an ambiguous character as IQ-TREE does.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,7 @@ import torch
 from phylovi.errors import ModelError
 from phylovi.io.alignment import parse_alignment
 from phylovi.io.trees import read_tree, read_trees
+from phylovi.likelihood.model_selection import information_criteria, select_model
 from phylovi.likelihood.model_string import parse_model
 from phylovi.likelihood.patterns import compress_patterns
 from phylovi.likelihood.topology_tests import topology_tests
@@ -239,3 +242,45 @@ def test_tests_match_iqtree(tmp_path):
     for name in ("bp_rell", "p_kh", "p_sh", "c_elw"):
         np.testing.assert_allclose(getattr(result, name), IQTREE[name], atol=0.02, err_msg=name)
     np.testing.assert_allclose(result.p_au, IQTREE["p_au"], atol=0.03)
+
+
+# IQ-TREE 2.0.7's ModelFinder on the same alignment and topology (branch lengths
+# estimated): iqtree2 -s aln.nex -te tree.nwk -keep-ident -m TESTONLY
+# -mset JC,F81,K2P,HKY,TN,SYM,GTR -mrate E,I,G,I+G; its -lnL (3 decimals) and df
+IQTREE_MODELFINDER = [
+    ("JC", 424.474, 11), ("JC+I", 409.292, 12), ("JC+G4", 412.024, 12),
+    ("JC+I+G4", 409.301, 13), ("F81+F", 419.896, 14), ("F81+F+I", 403.329, 15),
+    ("F81+F+G4", 405.613, 15), ("F81+F+I+G4", 403.331, 16), ("K2P", 421.279, 12),
+    ("K2P+I", 404.944, 13), ("K2P+G4", 407.540, 13), ("K2P+I+G4", 404.963, 14),
+    ("HKY+F", 417.168, 15), ("HKY+F+I", 399.845, 16), ("HKY+F+G4", 402.325, 16),
+    ("HKY+F+I+G4", 399.866, 17), ("TN+F", 416.710, 16), ("TN+F+I", 399.630, 17),
+    ("TN+F+G4", 402.261, 17), ("TN+F+I+G4", 399.717, 18), ("SYM", 413.586, 16),
+    ("SYM+I", 398.475, 17), ("SYM+G4", 400.436, 17), ("SYM+I+G4", 398.358, 18),
+    ("GTR+F", 411.199, 19), ("GTR+F+I", 393.900, 20), ("GTR+F+G4", 397.228, 20),
+    ("GTR+F+I+G4", 393.883, 21),
+]
+
+
+def test_information_criteria_match_iqtree():
+    # IQ-TREE's JC row: -lnL 424.474, df 11, 60 sites -> AIC 870.948, AICc 876.448, BIC 893.986
+    assert information_criteria(-424.474, 11, 60) == pytest.approx((870.948, 876.448, 893.986),
+                                                                    abs=1e-3)
+    assert information_criteria(-10.0, 5, 6)[1] == math.inf  # AICc needs n > df + 1
+
+
+def test_model_selection_matches_iqtree_modelfinder(data):
+    patterns, tree = data
+    ranked = select_model(patterns, tree)
+    fits = {fit.name: fit for fit in ranked}
+    assert set(fits) == {name for name, _, _ in IQTREE_MODELFINDER}
+    for name, minus_lnl, df in IQTREE_MODELFINDER:
+        fit = fits[name]
+        assert fit.df == df, name
+        # IQ-TREE's maximum or a little higher (its optimiser stops earlier: by up to
+        # 0.09 here), never lower
+        assert -minus_lnl - 5e-4 <= fit.log_likelihood <= -minus_lnl + 0.1, name
+        assert parse_model(fit.model, patterns).free == ()  # the fitted values read back
+    assert ranked[0].name == "K2P+I"  # IQ-TREE's best by BIC, and by AICc
+    assert min(ranked, key=lambda fit: fit.aicc).name == "K2P+I"
+    assert min(ranked, key=lambda fit: fit.aic).name == "GTR+F+I"  # and by AIC
+    assert [fit.bic for fit in ranked] == sorted(fit.bic for fit in ranked)
