@@ -178,15 +178,7 @@ def run(args) -> int:
             write_site_log_likelihoods(temporary[args.site_lnl],
                                        sites.double().cpu().numpy()[:, patterns.site_pattern],
                                        numbers if several else None)
-    about = {
-        "alignment": args.alignment,
-        "tree": args.tree,
-        "n_taxa": alignment.n_taxa,
-        "n_sites": alignment.n_sites,
-        "n_patterns": patterns.n_patterns,
-        "dtype": args.dtype,
-        "device": args.device,
-    }
+    about = _about(args, alignment, patterns)
     summary = (f"{alignment.n_taxa} taxa, {alignment.n_sites} sites, "
                f"{patterns.n_patterns} patterns")
     if not several:
@@ -233,6 +225,13 @@ def run(args) -> int:
     return 0
 
 
+def _about(args, alignment, patterns) -> dict:
+    """The inputs, as every JSON record of the command names them."""
+    return {"alignment": args.alignment, "tree": args.tree, "n_taxa": alignment.n_taxa,
+            "n_sites": alignment.n_sites, "n_patterns": patterns.n_patterns,
+            "dtype": args.dtype, "device": args.device}
+
+
 def _select(args, kernel, alignment, patterns, tree) -> int:
     """-m TEST: every candidate model fitted on ``tree``, a row each, best BIC first."""
     from tqdm import tqdm
@@ -254,9 +253,7 @@ def _select(args, kernel, alignment, patterns, tree) -> int:
             "models": [{"name": fit.name, "log_likelihood": fit.log_likelihood, "df": fit.df,
                         "aic": fit.aic, "aicc": fit.aicc, "bic": fit.bic, "model": fit.model,
                         "tree_newick": fit.tree.to_newick()} for fit in fits],
-            "best": best, "alignment": args.alignment, "tree": args.tree,
-            "n_taxa": alignment.n_taxa, "n_sites": alignment.n_sites,
-            "n_patterns": patterns.n_patterns, "dtype": args.dtype, "device": args.device}))
+            "best": best, **_about(args, alignment, patterns)}))
         return 0
     print("\t".join(["model", "log_likelihood", "df", "AIC", "AICc", "BIC"]))
     for fit in fits:
