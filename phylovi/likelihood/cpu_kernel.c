@@ -80,11 +80,13 @@ static unsigned int pv_flush_subnormals(void) { return 0; }
 static void pv_restore_fp_mode(unsigned int mode) { (void)mode; }
 #endif
 
+/* The threads of this call: n (the parallel regions take it as their num_threads), or
+ * the runtime's default. Not omp_set_num_threads, which would change the caller's
+ * setting (torch's) for good. */
 static int pv_threads(int n)
 {
 #ifdef _OPENMP
-    if (n > 0) omp_set_num_threads(n);
-    return omp_get_max_threads();
+    return n > 0 ? n : omp_get_max_threads();
 #else
     (void)n;
     return 1;

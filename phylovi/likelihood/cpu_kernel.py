@@ -44,6 +44,13 @@ FLAGS = ("-std=gnu99", "-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-
          "-fPIC")
 _PAD = 8  # patterns are padded to a multiple of this (one AVX-512 double vector)
 _BLOCK = os.environ.get("PHYLOVI_CPU_BLOCK")  # patterns per task, a multiple of _PAD
+# A call with fewer partial-likelihood updates than this (topologies x samples x internal
+# nodes x patterns x categories) runs on one thread: a second one's start and hand-over
+# cost more than its share of the work. On a 2-core AMD EPYC, sim27 JC (28k updates):
+# 5240 calls per second on one thread against 4931 on two (float32 7262 against 4668);
+# a fit on the bundled example under HKY+F+G4 (48k) 0.11 s against 0.13 s (0.09 against
+# 0.19 with OMP_WAIT_POLICY=PASSIVE); sim27 GTR+G4 (114k) keeps two: 3982 against 3326.
+SMALL_WORK = 64_000
 
 
 @functools.lru_cache(maxsize=None)
@@ -338,8 +345,11 @@ def evaluate(program, matrices, frequencies, pinv, tips, category_weights, patte
     _, n_samples, n_categories, _, _ = matrices.shape
     n_topologies, n_patterns = program.n_topologies, pattern_weights.shape[0]
     padded = tips.shape[-1]
+    threads = torch.get_num_threads()
+    if n_topologies * n_samples * program.max_nodes * padded * n_categories < SMALL_WORK:
+        threads = 1
     plan, block = _plan(program, n_samples, n_categories, n_patterns, padded, tips.shape[0],
-                        matrices.element_size(), gradient, torch.get_num_threads())
+                        matrices.element_size(), gradient, threads)
     as_input = lambda t: t.detach().to(dtype).contiguous()  # noqa: E731
     frequencies, category_weights = as_input(frequencies), as_input(category_weights)
     pattern_weights = as_input(pattern_weights)
@@ -359,8 +369,7 @@ def evaluate(program, matrices, frequencies, pinv, tips, category_weights, patte
         _ptr(category_weights), float(pinv), _ptr(pattern_weights), _ptr(invariant),
         int(rescale), _ptr(partial_sums), _ptr(site), _ptr(jac_matrices), _ptr(jac_other),
         int(f81), _ptr(codes), _ptr(generator if directional else None),
-        _ptr(jac_times),
-        torch.get_num_threads())
+        _ptr(jac_times), threads)
     if status:
         raise MemoryError("cpu_kernel: out of memory")
     return (partial_sums.sum(-1).to(dtype), site,

@@ -275,6 +275,7 @@ def test_reused_buffers_are_never_overwritten_while_needed():
 @needs_compiler
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_cpu_kernel_does_not_depend_on_threads(threads, monkeypatch):
+    monkeypatch.setattr(cpu_kernel, "SMALL_WORK", 0)  # small as it is, use every thread
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -287,6 +288,31 @@ def test_cpu_kernel_does_not_depend_on_threads(threads, monkeypatch):
     assert torch.equal(one[2], many[2])
     for a, b in zip(one[1], many[1]):  # per-thread sums add up in another order
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+
+
+@needs_compiler
+def test_a_small_call_runs_on_one_thread_with_the_same_values(monkeypatch):
+    """Below SMALL_WORK updates a call takes one thread whatever torch's setting, and
+    gives what an explicit single thread gives."""
+    before = torch.get_num_threads()
+    used = []
+    original = cpu_kernel._plan
+    monkeypatch.setattr(cpu_kernel, "_plan", lambda *a: used.append(a[-1]) or original(*a))
+    try:
+        torch.set_num_threads(2)
+        small = evaluate(CASES[1], torch.float64, True, "c", monkeypatch, 11)
+        assert torch.get_num_threads() == 2  # the one-thread calls left torch's setting alone
+        monkeypatch.setattr(cpu_kernel, "SMALL_WORK", 0)
+        two = evaluate(CASES[1], torch.float64, True, "c", monkeypatch, 11)
+        torch.set_num_threads(1)
+        one = evaluate(CASES[1], torch.float64, True, "c", monkeypatch, 11)
+    finally:
+        torch.set_num_threads(before)
+    assert used[:2] == [1, 1] and used[2:4] == [2, 2]  # small; then forced to two threads
+    assert torch.equal(small[0], one[0]) and torch.equal(small[2], one[2])
+    for a, b in zip(small[1], one[1]):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(two[0], one[0], rtol=1e-12, atol=0)
 
 
 @needs_compiler
@@ -310,6 +336,7 @@ def test_gradient_tasks_by_pair_or_by_block_match_torch_kernel(case, per_pair, m
     over all its pattern blocks; with fewer, tasks split the blocks. One thread makes
     the first happen here, as many threads as pairs the second."""
     n_pairs = case[1] * case[2]
+    monkeypatch.setattr(cpu_kernel, "SMALL_WORK", 0)  # small as it is, use every thread
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1 if per_pair else n_pairs)
