@@ -102,8 +102,8 @@ def _set_openmp_wait_policy() -> None:
 
     A spinning thread holds its core while it waits for another thread of the
     same call; where other jobs share the cores, that other thread then waits for
-    a core too. `marginal --method gss` on the bundled example took 24.9 s instead
-    of 14.4 s beside one busy process on 2 cores (benchmarks/threads.py, which also
+    a core too. `marginal --method gss` on the bundled example took 18.9 s instead
+    of 12.3 s beside one busy process on 2 cores (benchmarks/threads.py, which also
     shows what sleeping costs on an idle machine). The runtime reads the
     setting once, when torch loads it, which the command line does only after
     this (building the parser imports no torch).
