@@ -44,12 +44,16 @@ FLAGS = ("-std=gnu99", "-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-
          "-fPIC")
 _PAD = 8  # patterns are padded to a multiple of this (one AVX-512 double vector)
 _BLOCK = os.environ.get("PHYLOVI_CPU_BLOCK")  # patterns per task, a multiple of _PAD
-# A call with fewer partial-likelihood updates than this (topologies x samples x internal
-# nodes x patterns x categories) runs on one thread: a second one's start and hand-over
-# cost more than its share of the work. On a 2-core AMD EPYC, sim27 JC (28k updates):
-# 5240 calls per second on one thread against 4931 on two (float32 7262 against 4668);
-# a fit on the bundled example under HKY+F+G4 (48k) 0.11 s against 0.13 s (0.09 against
-# 0.19 with OMP_WAIT_POLICY=PASSIVE); sim27 GTR+G4 (114k) keeps two: 3982 against 3326.
+# Where idle OpenMP threads sleep (OMP_WAIT_POLICY=PASSIVE, the command line's default),
+# a call with fewer partial-likelihood updates than SMALL_WORK (topologies x samples x
+# internal nodes x patterns x categories) runs on one thread: waking a second costs more
+# than its share of the work. On a 2-core AMD EPYC, one-tree calls on one thread against
+# two: sim27 JC (28k updates) 7001 against 4843 per second, with the gradient 2529
+# against 1944; the bundled example under GTR+G4 (48k) 2101 against 1524, 950 against
+# 750. Where they spin (OpenMP's default), two threads were as fast or faster (the
+# example 3486 against 3067), so the rule stays off. The runtime reads the policy once,
+# at start-up, as this does.
+THREADS_SLEEP = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
 SMALL_WORK = 64_000
 
 
@@ -346,7 +350,8 @@ def evaluate(program, matrices, frequencies, pinv, tips, category_weights, patte
     n_topologies, n_patterns = program.n_topologies, pattern_weights.shape[0]
     padded = tips.shape[-1]
     threads = torch.get_num_threads()
-    if n_topologies * n_samples * program.max_nodes * padded * n_categories < SMALL_WORK:
+    work = n_topologies * n_samples * program.max_nodes * padded * n_categories
+    if THREADS_SLEEP and work < SMALL_WORK:
         threads = 1
     plan, block = _plan(program, n_samples, n_categories, n_patterns, padded, tips.shape[0],
                         matrices.element_size(), gradient, threads)

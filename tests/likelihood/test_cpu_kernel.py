@@ -292,8 +292,9 @@ def test_cpu_kernel_does_not_depend_on_threads(threads, monkeypatch):
 
 @needs_compiler
 def test_a_small_call_runs_on_one_thread_with_the_same_values(monkeypatch):
-    """Below SMALL_WORK updates a call takes one thread whatever torch's setting, and
-    gives what an explicit single thread gives."""
+    """Where idle threads sleep, a call below SMALL_WORK updates takes one thread whatever
+    torch's setting, and gives what an explicit single thread gives."""
+    monkeypatch.setattr(cpu_kernel, "THREADS_SLEEP", True)
     before = torch.get_num_threads()
     used = []
     original = cpu_kernel._plan
