@@ -22,9 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SIM = ROOT.parent / "shared" / "data" / "sim"
-DATA = {"example": ROOT / "data" / "example", "sim27": SIM / "sim27", "sim100": SIM / "sim100"}
+from optimize import DATA  # the data sets of the fits' benchmark
 
 
 def timed(argv: list[str], **kwargs) -> tuple[float, str]:
@@ -38,7 +36,7 @@ def iqtree_table(log: Path) -> dict[str, tuple[float, int]]:
     rows = {}
     for line in log.read_text().splitlines():
         words = line.split()
-        if len(words) == 7 and words[0].isdigit() and "+" in words[1] + "+":
+        if len(words) == 7 and words[0].isdigit():
             try:
                 rows[words[1]] = (-float(words[2]), int(words[3]))
             except ValueError:
@@ -76,12 +74,13 @@ def main() -> None:
             best_theirs = next(line.split(":")[1].split()[0]
                                for line in Path(f"{prefix}.iqtree").read_text().splitlines()
                                if line.startswith("Best-fit model according to BIC"))
-        ours = {fit["name"]: fit for fit in json.loads(out)["models"]}
+        record = json.loads(out)
+        ours = {fit["name"]: fit for fit in record["models"]}
         gaps = [ours[model]["log_likelihood"] - value for model, (value, _) in theirs.items()]
         same_df = all(ours[model]["df"] == df for model, (_, df) in theirs.items())
         median = {key: statistics.median(values) for key, values in times.items()}
         print(f"| {name} | {median['iqtree']:.2f} | {median['one']:.2f} | "
-              f"{median['default']:.2f} | {best_theirs} | {json.loads(out)['best']['bic']} | "
+              f"{median['default']:.2f} | {best_theirs} | {record['best']['bic']} | "
               f"{min(gaps):+.4f} | {max(gaps):+.4f} | {same_df and len(theirs) == 28} |",
               flush=True)
 

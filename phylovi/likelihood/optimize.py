@@ -109,6 +109,10 @@ def optimize_branch_lengths(likelihood: TreeLikelihood, tree: Tree, max_iteratio
     return _maximize(likelihood, tree, True, max_iterations, tolerance)
 
 
+# L-BFGS-B's BLAS calls work on vectors of a few dozen numbers: with OpenBLAS's threads
+# they gain nothing, and those threads then spin beside the kernel's (a fit of the
+# bundled example took 5 times as long on 2 cores). One limit per fit, for all its starts.
+@threadpool_limits.wrap(limits=1, user_api="blas")
 def _maximize(likelihood: TreeLikelihood, tree: Tree, fit_lengths: bool, max_iterations: int,
               tolerance: float) -> tuple[float, Tree]:
     """L-BFGS-B (scipy's) over the free parameters' unconstrained scales and, with
@@ -151,14 +155,9 @@ def _maximize(likelihood: TreeLikelihood, tree: Tree, fit_lengths: bool, max_ite
                               for p, g in zip(pieces, gradients)])
             return float(loss.detach()), flat.double().cpu().numpy()
 
-        # L-BFGS-B's BLAS calls work on vectors of a few dozen numbers: with OpenBLAS's
-        # threads they gain nothing, and those threads then spin beside the kernel's
-        # (a fit of the bundled example took 5 times as long on 2 cores)
-        with threadpool_limits(limits=1, user_api="blas"):
-            found = scipy.optimize.minimize(
-                objective, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                options={"maxiter": max_iterations, "ftol": tolerance, "gtol": 1e-6,
-                         "maxcor": 20})
+        found = scipy.optimize.minimize(
+            objective, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+            options={"maxiter": max_iterations, "ftol": tolerance, "gtol": 1e-6, "maxcor": 20})
         pieces = torch.from_numpy(found.x).split(sizes)
         for name, piece in zip(names, pieces):
             free.tensors[name] = piece.to(**like).reshape(free.tensors[name].shape)
