@@ -1806,13 +1806,23 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                         if (is_root) {
                             mu_q[c] = 0;
                             for (int i = 0; i < 4; i++) {
-                                double g = 0;
-                                const real *PV_RESTRICT r = root + (c * 4 + i) * blk;
                                 const double f = (double)catw[c] * (zform ? 1.0 : (double)freq[i]);
-                                for (int p = 0; p < n; p++) {
-                                    work[i * blk + p] = (real)(ap[p] * f) * (rescaled[local] ? sc[p] : (real)1);
-                                    g += ap[p] * catw[c] * r[p];
+                                real *PV_RESTRICT a = work + i * blk;
+                                if (rescaled[local]) {
+#pragma omp simd
+                                    for (int p = 0; p < n; p++) a[p] = (real)(ap[p] * f) * sc[p];
+                                } else {
+#pragma omp simd
+                                    for (int p = 0; p < n; p++) a[p] = (real)(ap[p] * f);
                                 }
+                                /* d lnL / d pi_i, and F81's q_c, need the root's partials' sums;
+                                 * the branch lengths' gradient (dirs) needs neither */
+                                if (!jac_other && !f81dir) continue;
+                                const real *PV_RESTRICT r = root + (c * 4 + i) * blk;
+                                double g = 0;
+#pragma omp simd reduction(+ : g)
+                                for (int p = 0; p < n; p++) g += ap[p] * r[p];
+                                g *= catw[c];
                                 other[i] += g;
                                 mu_q[c] += mu * freq[i] * g; /* q_c = sum_p ap catw_c (pi . root_c) */
                             }
