@@ -353,6 +353,46 @@ def test_gradient_tasks_by_pair_or_by_block_match_torch_kernel(case, per_pair, m
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("node_bytes", [8192, 16384])
+@pytest.mark.parametrize("gradient", [False, True])
+def test_block_sizes_stay_within_their_rule(node_bytes, gradient, monkeypatch):
+    """Blocks are whole vectors of patterns, between 32 and the cap, hold a node's
+    partials in the rule's bytes (or 32 patterns), and a gradient's scratch fits its
+    budget unless the block is already 32 patterns."""
+    monkeypatch.setattr(cpu_kernel, "node_block_bytes", lambda: node_bytes)
+    monkeypatch.setattr(cpu_kernel, "_BLOCK", None)
+    for categories, itemsize, n_nodes in itertools.product((1, 2, 4, 8), (4, 8), (10, 99, 5000)):
+        block = cpu_kernel.block_size(categories, n_nodes, itemsize, gradient, threads=2)
+        per_pattern = categories * 4 * itemsize
+        assert block % 8 == 0 and 32 <= block <= (128 if gradient else 256)
+        assert block * per_pattern <= max(node_bytes, 32 * per_pattern)
+        if gradient and block > 32:
+            assert 3 * n_nodes * per_pattern * block <= cpu_kernel.gradient_scratch(2)
+    # GTR+G4 in float64: 64 patterns under the 8 KiB rule, 128 under AMD's 16 KiB one
+    assert cpu_kernel.block_size(4, 26, 8, gradient, threads=2) == node_bytes // 128
+
+
+@needs_compiler
+def test_both_block_rules_give_the_same_values(monkeypatch):
+    """Blocks of 64 and of 128 patterns (the two rules' GTR+G4 float64 blocks) over
+    several blocks of patterns agree with each other and with the torch kernel."""
+    case = (12, 2, 3, "GTR{1,3,0.8,1.2,4}+F{0.3,0.2,0.2,0.3}+G4{0.5}", 700, "random")
+    monkeypatch.setattr(cpu_kernel, "_BLOCK", None)
+    results = []
+    for node_bytes in (8192, 16384):
+        monkeypatch.setattr(cpu_kernel, "node_block_bytes", lambda: node_bytes)
+        for fixed_model in (False, True):
+            results.append(evaluate(case, torch.float64, False, "c", monkeypatch, 11, fixed_model))
+    expected = [evaluate(case, torch.float64, False, "torch", monkeypatch, 11, fixed_model)
+                for fixed_model in (False, True)]
+    for k, (value, grads, sites) in enumerate(results):
+        expected_value, expected_grads, expected_sites = expected[k % 2]
+        torch.testing.assert_close(value, expected_value, rtol=1e-11, atol=0)
+        torch.testing.assert_close(sites, expected_sites, rtol=1e-11, atol=1e-11)
+        for grad, expected_grad in zip(grads, expected_grads):
+            torch.testing.assert_close(grad, expected_grad, rtol=5e-10, atol=5e-10)
+
+
 def test_torch_fallback_is_reported(monkeypatch):
     monkeypatch.setenv("PHYLOVI_KERNEL", "torch")
     assert not cpu_kernel.available()
