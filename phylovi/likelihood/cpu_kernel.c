@@ -827,6 +827,76 @@ static inline void pv_grad_tip_dir_ps(int n, const float *PV_RESTRICT A, const f
     *g += _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
 }
 
+/* grad_four_f64 for an internal child whose sibling is a tip: the sibling's contribution
+ * S = Ms @ code is looked up in the loop (as in tip_node) instead of read from a buffer
+ * that a separate pass would fill. */
+static inline void grad_four_tip_sibling_f64(int n, const double *PV_RESTRICT A, long la,
+                                             const uint8_t *PV_RESTRICT cd, const double *Ms,
+                                             const double *PV_RESTRICT x, long lx, double *G,
+                                             const double *Mt, double *PV_RESTRICT up)
+{
+    double tab[4][16] __attribute__((aligned(64)));
+    {
+        __m512d lo[4], hi[4];
+        pv_tables_pd(Ms, lo, hi);
+        for (int i = 0; i < 4; i++) {
+            _mm512_store_pd(tab[i], lo[i]);
+            _mm512_store_pd(tab[i] + 8, hi[i]);
+        }
+    }
+    __m512d g[16];
+    for (int q = 0; q < 16; q++) g[q] = _mm512_setzero_pd();
+    for (int p = 0; p < n; p += 8) {
+        const __m512i idx = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(cd + p)));
+        __m512d m[4], y[4];
+        for (int i = 0; i < 4; i++)
+            m[i] = _mm512_mul_pd(_mm512_loadu_pd(A + i * la + p),
+                                 _mm512_permutex2var_pd(_mm512_load_pd(tab[i]), idx, _mm512_load_pd(tab[i] + 8)));
+        if (up)
+            for (int j = 0; j < 4; j++)
+                _mm512_storeu_pd(up + j * la + p,
+                                 _mm512_fmadd_pd(_mm512_set1_pd(Mt[4 * j + 3]), m[3],
+                                                 _mm512_fmadd_pd(_mm512_set1_pd(Mt[4 * j + 2]), m[2],
+                                                                 _mm512_fmadd_pd(_mm512_set1_pd(Mt[4 * j + 1]), m[1],
+                                                                                 _mm512_mul_pd(_mm512_set1_pd(Mt[4 * j]), m[0])))));
+        for (int j = 0; j < 4; j++) y[j] = _mm512_loadu_pd(x + j * lx + p);
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) g[4 * i + j] = _mm512_fmadd_pd(m[i], y[j], g[4 * i + j]);
+    }
+    _mm512_storeu_pd(G, _mm512_add_pd(_mm512_loadu_pd(G), pv_lane_sums8_pd(g)));
+    _mm512_storeu_pd(G + 8, _mm512_add_pd(_mm512_loadu_pd(G + 8), pv_lane_sums8_pd(g + 8)));
+}
+
+/* pv_grad_tip_dir_pd for a tip whose sibling is a tip too: S = Ps @ sibling's code,
+ * looked up in the loop. */
+static inline void pv_grad_tip_dir_tip_sibling_pd(int n, const double *PV_RESTRICT A, long ld,
+                                                  const uint8_t *PV_RESTRICT cs, const double *Ps,
+                                                  const uint8_t *PV_RESTRICT cd, const double *P,
+                                                  const double *Q, double *g)
+{
+    __m512d plo[4], phi[4], lo[4], hi[4], slo[4], shi[4], acc[4];
+    pv_tables_pd(P, plo, phi);
+    pv_tables_pd(Ps, slo, shi);
+    for (int i = 0; i < 4; i++) {
+        lo[i] = _mm512_mul_pd(_mm512_set1_pd(Q[4 * i]), plo[0]);
+        hi[i] = _mm512_mul_pd(_mm512_set1_pd(Q[4 * i]), phi[0]);
+        for (int k = 1; k < 4; k++) {
+            lo[i] = _mm512_fmadd_pd(_mm512_set1_pd(Q[4 * i + k]), plo[k], lo[i]);
+            hi[i] = _mm512_fmadd_pd(_mm512_set1_pd(Q[4 * i + k]), phi[k], hi[i]);
+        }
+    }
+    for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_pd();
+    for (int p = 0; p < n; p += 8) {
+        const __m512i idx = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(cd + p)));
+        const __m512i ids = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(cs + p)));
+        for (int i = 0; i < 4; i++) {
+            const __m512d m = _mm512_mul_pd(_mm512_loadu_pd(A + i * ld + p), _mm512_permutex2var_pd(slo[i], ids, shi[i]));
+            acc[i] = _mm512_fmadd_pd(m, _mm512_permutex2var_pd(lo[i], idx, hi[i]), acc[i]);
+        }
+    }
+    *g += _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(acc[0], acc[1]), _mm512_add_pd(acc[2], acc[3])));
+}
+
 /* out = Mt @ tip for a tip given by its codes. */
 static inline void pv_tip_lookup_pd(int n, const double *Mt, const uint8_t *PV_RESTRICT cd,
                                     double *PV_RESTRICT out, long ld)
@@ -1855,10 +1925,16 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                             Gt[(ed1 - e0) * t_step + c] += sums[1] - mu_q[c];
                             continue;
                         }
+                        /* Along Q in float64, a tip sibling's contribution is looked up inside the
+                         * child's step: a pass that looked it up into a buffer first cost about a
+                         * tenth of the gradient (docs/performance.md). float32's z-form steps
+                         * still read the buffer. */
+                        const int sib_lookup = PV_FOUR_ROWS && dirs && nch == 2 && sizeof(real) == 8 && !zform;
                         if (!(f81 && nch == 2)) /* (that path keeps no contributions) */
                             for (int k = 0; k < 2; k++)
-                                con[k] = PV_FN(kept_contribution)(pl, codes, mats, s, node, first, k, c, p0, n, contrib,
-                                                                  node_sz, looked_up + k * 4 * blk, blk);
+                                con[k] = sib_lookup && PV_FN(child_codes)(pl, codes, node, k, p0) ? NULL
+                                         : PV_FN(kept_contribution)(pl, codes, mats, s, node, first, k, c, p0, n, contrib,
+                                                                    node_sz, looked_up + k * 4 * blk, blk);
                         for (int k = 0; k < nch; k++) {
                             const int ref = pl->ch_ref[3 * node + k];
                             const long edge = pl->ch_edge[3 * node + k];
@@ -1891,6 +1967,21 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                             }
 #if PV_FOUR_ROWS
                             const uint8_t *cdx = PV_FN(child_codes)(pl, codes, node, k, p0);
+                            const uint8_t *cds = sib_lookup ? PV_FN(child_codes)(pl, codes, node, 1 - k, p0) : NULL;
+                            if (cds) { /* a tip sibling, looked up in the step */
+                                const double *Ms = (const double *)(mats + ((pl->ch_edge[3 * node + 1 - k] * S + s) * C + c) * 16);
+                                if (cdx) { /* both children tips: this one's direction */
+                                    pv_grad_tip_dir_tip_sibling_pd(n, (const double *)A, blk, cds, Ms, cdx, (const double *)M,
+                                                                   (const double *)cgen, Gt + (edge - e0) * t_step + c);
+                                } else {
+                                    const real Mt[16] = {M[0], M[4], M[8], M[12], M[1], M[5], M[9], M[13],
+                                                         M[2], M[6], M[10], M[14], M[3], M[7], M[11], M[15]};
+                                    grad_four_tip_sibling_f64(n, (const double *)A, blk, cds, Ms, (const double *)x, lx,
+                                                              Ge + (edge - e0) * e_step + c * 16, (const double *)Mt,
+                                                              (double *)up);
+                                }
+                                continue;
+                            }
                             if (cdx && nch == 2 && dirs) { /* a tip child, one direction */
                                 double *gt = Gt + (edge - e0) * t_step + c;
                                 if (sizeof(real) == 8)
