@@ -102,7 +102,7 @@ static int pv_thread_id(void)
 #endif
 }
 
-int pv_version(void) { return 11; }
+int pv_version(void) { return 12; }
 
 /* The lowest buffer index marked free in `is_free[0, *used)`, taken; else a new one. */
 static int32_t pv_take_lowest(unsigned char *is_free, int32_t *used)
@@ -1584,10 +1584,11 @@ static inline void PV_FN(child_backward)(int n, const real *PV_RESTRICT A,
  *   jac_mats [B*n_edges][S][C][16], jac_other [B][S][5] (d/d frequencies, d/d pinv) out;
  *   f81: every matrix is of the F81 family and only moves within it (see f81_backward):
  *       jac_mats is then d lnL / d P on those directions only.
- *   gen [16], jac_times [B*n_edges][S][C] out: instead of jac_mats, the derivative of
- *       each matrix P along D = gen @ P, <d lnL / d P, D>: with gen the rate matrix Q,
- *       D = dP/dt, the branch lengths'
- *       gradient. Since <m x^T, Q P> = <m (P x)^T, Q>, an edge's 16 sums are then taken
+ *   gen [16], rates [C], jac_times [B][S][n_edges] out: instead of jac_mats, the
+ *       derivative along D_c = gen @ P_c of each edge's matrices P_c (category c),
+ *       sum_c rates[c] <d lnL / d P_c, D_c>: with gen the rate matrix Q and rates the
+ *       categories' rates, P_c = exp(Q rates[c] t) and this is d lnL / d t, the branch
+ *       lengths' gradient, in their own layout. Since <m x^T, Q P> = <m (P x)^T, Q>, an edge's 16 sums are then taken
  *       over its contribution P x, which the post-order pass kept, instead of the
  *       child's partials, and contracted with Q; a tip child's edge needs no 16 sums
  *       (see grad_tip_dir). With f81, gen must be the model's own rate matrix, an edge
@@ -1597,7 +1598,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                      const real *freq, const real *catw, double pinv, const real *weights,
                      const real *inv, int rescale, double *lnl, real *site_ll,
                      real *jac_mats, real *jac_other, int f81, const uint8_t *codes,
-                     const real *gen, double *jac_times, int n_threads)
+                     const real *gen, const double *rates, double *jac_times, int n_threads)
 {
     const int S = pl->n_samples, C = pl->n_categories, P = pl->n_patterns, Pp = pl->n_padded;
     const int blk = pl->block, B = pl->n_topologies;
@@ -2035,12 +2036,14 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                     for (int e = 0; e < n_edges; e++) {
                         const long row = ((long)b * n_edges + e) * S + s;
                         if (scalar) {
+                            double t = 0;
                             for (int c = 0; c < C; c++) {
                                 const double *g = pair + ((long)e * C + c) * 16;
                                 double v = Gt[(long)e * C + c];
                                 for (int q = 0; q < 16; q++) v += g[q] * cgen[q];
-                                jac_times[row * C + c] = v;
+                                t += rates[c] * v;
                             }
+                            jac_times[bs * n_edges + e] = t;
                         } else {
                             for (int q = 0; q < C * 16; q++) jac_mats[row * C * 16 + q] = (real)pair[(long)e * C * 16 + q];
                         }
@@ -2062,14 +2065,20 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
     }
     if (grad && !owner && !failed && scalar) {
 #pragma omp parallel for schedule(static) num_threads(nt)
-        for (long q = 0; q < n_dir; q++) { /* row q = (edge, s, c) */
-            double v = 0;
-            for (int t = 0; t < nt; t++) {
-                const double *g = gacc + (long)t * per_thread;
-                v += g[n_grad + n_other + q];
-                for (int k = 0; k < 16; k++) v += g[q * 16 + k] * cgen[k];
+        for (long r = 0; r < (long)B * n_edges * S; r++) { /* row r = (topology, edge, sample) */
+            double t = 0;
+            for (int c = 0; c < C; c++) {
+                const long q = r * C + c;
+                double v = 0;
+                for (int th = 0; th < nt; th++) {
+                    const double *g = gacc + (long)th * per_thread;
+                    v += g[n_grad + n_other + q];
+                    for (int k = 0; k < 16; k++) v += g[q * 16 + k] * cgen[k];
+                }
+                t += rates[c] * v;
             }
-            jac_times[q] = v;
+            const long b = r / ((long)n_edges * S), e = r / S % n_edges, s = r % S;
+            jac_times[(b * S + s) * n_edges + e] = t;
         }
     } else if (grad && !owner && !failed) {
 #pragma omp parallel for schedule(static) num_threads(nt)

@@ -177,14 +177,14 @@ def _compile() -> ctypes.CDLL:
                 raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
             os.replace(out, target)
     library = ctypes.CDLL(str(target))
-    if library.pv_version() != 11:
+    if library.pv_version() != 12:
         raise RuntimeError("cpu_kernel library version mismatch")
     for suffix in ("f64", "f32"):
         function = getattr(library, f"pv_loglik_{suffix}")
         function.restype = ctypes.c_int
         function.argtypes = [ctypes.POINTER(_Plan), ctypes.c_int] + [ctypes.c_void_p] * 4 + \
             [ctypes.c_double] + [ctypes.c_void_p] * 2 + [ctypes.c_int] + \
-            [ctypes.c_void_p] * 4 + [ctypes.c_int] + [ctypes.c_void_p] * 3 + [ctypes.c_int]
+            [ctypes.c_void_p] * 4 + [ctypes.c_int] + [ctypes.c_void_p] * 4 + [ctypes.c_int]
     library.pv_build_plan.restype = ctypes.c_int
     library.pv_build_plan.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 7
     return library
@@ -328,7 +328,7 @@ def _ptr(tensor: torch.Tensor | None) -> int | None:
 def evaluate(program, matrices, frequencies, pinv, tips, category_weights, pattern_weights,
              invariant, rescale: bool, gradient: bool = False, sites: bool = False,
              f81: bool = False, codes: torch.Tensor | None = None,
-             generator: torch.Tensor | None = None):
+             generator: torch.Tensor | None = None, rates: torch.Tensor | None = None):
     """Log-likelihoods of every (topology, sample), and optionally more.
 
     Args:
@@ -349,9 +349,11 @@ def evaluate(program, matrices, frequencies, pinv, tips, category_weights, patte
             gradient on that family's directions only (enough for the chain rule).
         codes: the tips as :func:`tip_code_rows`, which makes a tip's contribution in the
             post-order pass a table lookup; ``None``: computed from the planes.
-        generator: ``[4, 4]``, a matrix ``Q``: with ``gradient``, ``jac_matrices`` is
-            then only the derivative of each matrix ``P`` along ``D = Q @ P``,
-            ``<d lnL / d P, D>`` ``[B * n_edges, S, C]`` in float64. The kernel then
+        generator: ``[4, 4]``, a matrix ``Q``, with ``rates`` ``[C]`` (float64): with
+            ``gradient``, ``jac_matrices`` is then only the derivative of each edge's
+            matrices ``P_c`` along ``D_c = Q @ P_c``, ``sum_c rates[c] <d lnL / d P_c, D_c>``,
+            ``[B, S, n_edges]`` in float64 (with ``P_c = exp(Q rates[c] t)``, ``d lnL / d t``
+            in the lengths' own layout). The kernel then
             takes each edge's sums over its kept contribution ``P @ x`` instead of the
             child's partials (which it neither keeps nor rebuilds) and skips them at
             tips; with ``f81``, ``Q`` must be that model's rate matrix, and an edge
@@ -385,8 +387,9 @@ def evaluate(program, matrices, frequencies, pinv, tips, category_weights, patte
     jac_matrices = jac_times = jac_other = None
     if directional:
         generator = generator.detach().to(dtype).contiguous()
-        assert generator.shape == (4, 4), generator.shape
-        jac_times = torch.empty(matrices.shape[:3], dtype=torch.float64)
+        rates = rates.detach().to(torch.float64).contiguous()
+        assert generator.shape == (4, 4) and rates.shape == (n_categories,), (generator, rates)
+        jac_times = torch.empty((n_topologies, n_samples, program.n_edges), dtype=torch.float64)
     elif gradient:
         jac_matrices = torch.empty_like(matrices)
         jac_other = torch.empty((n_topologies, n_samples, 5), dtype=dtype)
@@ -395,7 +398,7 @@ def evaluate(program, matrices, frequencies, pinv, tips, category_weights, patte
         _ptr(category_weights), float(pinv), _ptr(pattern_weights), _ptr(invariant),
         int(rescale), _ptr(partial_sums), _ptr(site), _ptr(jac_matrices), _ptr(jac_other),
         int(f81), _ptr(codes), _ptr(generator if directional else None),
-        _ptr(jac_times), threads)
+        _ptr(rates if directional else None), _ptr(jac_times), threads)
     if status:
         raise MemoryError("cpu_kernel: out of memory")
     return (partial_sums.sum(-1).to(dtype), site,
@@ -443,8 +446,8 @@ def fixed_model_log_likelihood(lengths, rates, eigenvalues, products, dtype, pro
     ``d lnL / d t = sum_c r_c <G, D_c>`` with ``G`` the kernel's ``d lnL / d P`` and
     ``D_c = sum_k lambda_k exp(lambda_k r_c t) E_k = Q P(r_c t)``: a few tensor operations
     instead of autograd through the construction of every matrix, which is most of a small
-    tree's gradient call. The kernel takes ``Q`` and returns ``<G, D_c>`` itself (see
-    :func:`evaluate`).
+    tree's gradient call. The kernel takes ``Q`` and the rates and returns
+    ``d lnL / d t`` itself (see :func:`evaluate`).
 
     Args:
         lengths: ``[B, S, n_edges]``, differentiable.
@@ -469,7 +472,7 @@ def _fixed_model_forward(lengths, rates, eigenvalues, products, dtype, program, 
         generator = (eigenvalues @ products).reshape(4, 4)
     value, _, jac, _ = evaluate(
         program, matrices, frequencies, pinv, tips, category_weights, pattern_weights, invariant,
-        rescale, gradient=gradient, f81=f81, codes=codes, generator=generator)
+        rescale, gradient=gradient, f81=f81, codes=codes, generator=generator, rates=rates)
     return value, jac
 
 
@@ -480,14 +483,11 @@ class _FixedModelLogLikelihood(torch.autograd.Function):
     def forward(ctx, lengths, rates, eigenvalues, products, *rest):
         value, jac = _fixed_model_forward(lengths, rates, eigenvalues, products, *rest,
                                           gradient=True)
-        ctx.save_for_backward(jac, rates)
+        ctx.save_for_backward(jac)  # d lnL / d t  [B, S, n_edges], the lengths' layout
         ctx.lengths_dtype = lengths.dtype
         return value
 
     @staticmethod
     def backward(ctx, grad):
-        jac, rates = ctx.saved_tensors  # jac: d lnL / d (r_c t)  [B * E, S, C]
-        # one matrix product contracts the categories (a product and a sum took 3x as long)
-        per_length = (jac @ rates).view(grad.shape[0], -1, grad.shape[1])  # [B, E, S]
-        return ((per_length * grad.double()[:, None, :]).transpose(1, 2).to(ctx.lengths_dtype),
-                *([None] * 14))
+        jac, = ctx.saved_tensors
+        return ((jac * grad.double()[..., None]).to(ctx.lengths_dtype), *([None] * 14))

@@ -450,19 +450,23 @@ def test_tip_codes_match_tip_planes(model_string, dtype):
         for a, b in zip(with_codes, with_planes):
             if a is not None:
                 torch.testing.assert_close(a, b, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
-    # derivatives along D = Q @ P for each matrix P (what a fixed model's branch lengths
-    # need, with Q the rate matrix; any Q outside the F81 family, whose path needs its own
-    # rate matrix) equal d lnL / d P contracted with D, tips looked up or not
+    # derivatives along D = Q @ P for each matrix P, weighted by the categories' rates and
+    # summed over them (what a fixed model's branch lengths need, with Q the rate matrix;
+    # any Q outside the F81 family, whose path needs its own rate matrix) equal d lnL / d P
+    # contracted with D, tips looked up or not
     if substitution.is_f81:
         eigenvalues, products = substitution.eigen_products(torch.float64, "cpu")
         generator = (eigenvalues @ products).reshape(4, 4).to(dtype)
     else:
         generator = torch.as_tensor(rng.normal(size=(4, 4)), dtype=dtype)
+    rates = torch.as_tensor(rng.uniform(0.2, 3.0, matrices.shape[2]), dtype=torch.float64)
     jac = cpu_kernel.evaluate(*arguments, gradient=True, codes=codes, f81=substitution.is_f81)[2]
     directions = generator.double() @ matrices.double()
-    expected = (jac.double() * directions).sum((-1, -2))
+    per_category = (jac.double() * directions).sum((-1, -2))  # [B * n_edges, S, C]
+    expected = (per_category @ rates).reshape(len(batch), batch.n_edges, -1).transpose(1, 2)
     for tip_codes in (codes, None):
         along = cpu_kernel.evaluate(*arguments, gradient=True, codes=tip_codes,
-                                    f81=substitution.is_f81, generator=generator)[2]
+                                    f81=substitution.is_f81, generator=generator,
+                                    rates=rates)[2]
         torch.testing.assert_close(along, expected, rtol=50 * TOLERANCE[dtype],
                                    atol=50 * TOLERANCE[dtype] * float(expected.abs().max()))
