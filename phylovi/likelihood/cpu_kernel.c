@@ -897,6 +897,69 @@ static inline void pv_grad_tip_dir_tip_sibling_pd(int n, const double *PV_RESTRI
     *g += _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(acc[0], acc[1]), _mm512_add_pd(acc[2], acc[3])));
 }
 
+/* The float32 z-form steps (see grad_four_z_f32) with a tip sibling looked up in the
+ * loop, as the float64 ones above: an internal child's 6 sums and its upper, and a tip
+ * child's direction beside a tip sibling. */
+static inline double grad_four_z_tip_sibling_f32(int n, const float *PV_RESTRICT A, long ls,
+                                                 const uint8_t *PV_RESTRICT cs, const float *Ms,
+                                                 const float *PV_RESTRICT x, const float *M,
+                                                 float *PV_RESTRICT up, const double *wz)
+{
+    __m512 st[4], h[6];
+    pv_tables_ps(Ms, st);
+    for (int k = 0; k < 6; k++) h[k] = _mm512_setzero_ps();
+    for (int p = 0; p < n; p += 16) {
+        const __mmask16 m = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
+        const __m512i ids = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cs + p)));
+        __m512 a[4], u[4];
+        for (int i = 0; i < 4; i++) {
+            a[i] = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, A + i * ls + p), _mm512_permutexvar_ps(ids, st[i]));
+            u[i] = _mm512_maskz_loadu_ps(m, x + i * ls + p);
+        }
+        if (up)
+            for (int j = 0; j < 4; j++)
+                _mm512_mask_storeu_ps(up + j * ls + p, m,
+                                      _mm512_fmadd_ps(_mm512_set1_ps(M[4 * j + 3]), a[3],
+                                                      _mm512_fmadd_ps(_mm512_set1_ps(M[4 * j + 2]), a[2],
+                                                                      _mm512_fmadd_ps(_mm512_set1_ps(M[4 * j + 1]), a[1],
+                                                                                      _mm512_mul_ps(_mm512_set1_ps(M[4 * j]), a[0])))));
+        const int pi_[6] = {0, 0, 0, 1, 1, 2}, pj_[6] = {1, 2, 3, 2, 3, 3};
+        for (int k = 0; k < 6; k++)
+            h[k] = _mm512_fmadd_ps(_mm512_sub_ps(a[pi_[k]], a[pj_[k]]), _mm512_sub_ps(u[pi_[k]], u[pj_[k]]), h[k]);
+    }
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512 r[16] = {h[0], h[1], h[2], h[3], h[4], h[5], zero, zero,
+                          zero, zero, zero, zero, zero, zero, zero, zero};
+    const __m512d sums = _mm512_cvtps_pd(_mm512_castps512_ps256(pv_lane_sums16_ps(r)));
+    return _mm512_reduce_add_pd(_mm512_mul_pd(sums, _mm512_loadu_pd(wz)));
+}
+
+static inline void pv_grad_tip_dir_tip_sibling_ps(int n, const float *PV_RESTRICT A, long ld,
+                                                  const uint8_t *PV_RESTRICT cs, const float *Ps,
+                                                  const uint8_t *PV_RESTRICT cd, const float *P,
+                                                  const float *Q, double *g)
+{
+    __m512 pt[4], st[4], t[4], acc[4];
+    pv_tables_ps(P, pt);
+    pv_tables_ps(Ps, st);
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_mul_ps(_mm512_set1_ps(Q[4 * i]), pt[0]);
+        for (int k = 1; k < 4; k++) t[i] = _mm512_fmadd_ps(_mm512_set1_ps(Q[4 * i + k]), pt[k], t[i]);
+    }
+    for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_ps();
+    for (int p = 0; p < n; p += 16) {
+        const __mmask16 valid = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
+        const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cd + p)));
+        const __m512i ids = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cs + p)));
+        for (int i = 0; i < 4; i++) {
+            const __m512 m = _mm512_mul_ps(_mm512_maskz_loadu_ps(valid, A + i * ld + p),
+                                           _mm512_permutexvar_ps(ids, st[i]));
+            acc[i] = _mm512_fmadd_ps(m, _mm512_permutexvar_ps(idx, t[i]), acc[i]);
+        }
+    }
+    *g += _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+}
+
 /* out = Mt @ tip for a tip given by its codes. */
 static inline void pv_tip_lookup_pd(int n, const double *Mt, const uint8_t *PV_RESTRICT cd,
                                     double *PV_RESTRICT out, long ld)
@@ -1926,11 +1989,10 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                             Gt[(ed1 - e0) * t_step + c] += sums[1] - mu_q[c];
                             continue;
                         }
-                        /* Along Q in float64, a tip sibling's contribution is looked up inside the
-                         * child's step: a pass that looked it up into a buffer first cost about a
-                         * tenth of the gradient (docs/performance.md). float32's z-form steps
-                         * still read the buffer. */
-                        const int sib_lookup = PV_FOUR_ROWS && dirs && nch == 2 && sizeof(real) == 8 && !zform;
+                        /* Along Q (float64, or float32 in z-form), a tip sibling's contribution is
+                         * looked up inside the child's step: a pass that looked it up into a buffer
+                         * first cost about a tenth of the gradient (docs/performance.md). */
+                        const int sib_lookup = PV_FOUR_ROWS && dirs && nch == 2 && (sizeof(real) == 8 || zform);
                         if (!(f81 && nch == 2)) /* (that path keeps no contributions) */
                             for (int k = 0; k < 2; k++)
                                 con[k] = sib_lookup && PV_FN(child_codes)(pl, codes, node, k, p0) ? NULL
@@ -1970,16 +2032,25 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                             const uint8_t *cdx = PV_FN(child_codes)(pl, codes, node, k, p0);
                             const uint8_t *cds = sib_lookup ? PV_FN(child_codes)(pl, codes, node, 1 - k, p0) : NULL;
                             if (cds) { /* a tip sibling, looked up in the step */
-                                const double *Ms = (const double *)(mats + ((pl->ch_edge[3 * node + 1 - k] * S + s) * C + c) * 16);
-                                if (cdx) { /* both children tips: this one's direction */
-                                    pv_grad_tip_dir_tip_sibling_pd(n, (const double *)A, blk, cds, Ms, cdx, (const double *)M,
-                                                                   (const double *)cgen, Gt + (edge - e0) * t_step + c);
-                                } else {
+                                const real *Ms = mats + ((pl->ch_edge[3 * node + 1 - k] * S + s) * C + c) * 16;
+                                double *gt = Gt + (edge - e0) * t_step + c;
+                                if (cdx && sizeof(real) == 8) { /* both children tips: this one's direction */
+                                    pv_grad_tip_dir_tip_sibling_pd(n, (const double *)A, blk, cds, (const double *)Ms, cdx,
+                                                                   (const double *)M, (const double *)cgen, gt);
+                                } else if (cdx) {
+                                    pv_grad_tip_dir_tip_sibling_ps(n, (const float *)A, blk, cds, (const float *)Ms, cdx,
+                                                                   (const float *)M, (const float *)cgen, gt);
+                                } else if (sizeof(real) == 8) {
                                     const real Mt[16] = {M[0], M[4], M[8], M[12], M[1], M[5], M[9], M[13],
                                                          M[2], M[6], M[10], M[14], M[3], M[7], M[11], M[15]};
-                                    grad_four_tip_sibling_f64(n, (const double *)A, blk, cds, Ms, (const double *)x, lx,
-                                                              Ge + (edge - e0) * e_step + c * 16, (const double *)Mt,
-                                                              (double *)up);
+                                    grad_four_tip_sibling_f64(n, (const double *)A, blk, cds, (const double *)Ms,
+                                                              (const double *)x, lx, Ge + (edge - e0) * e_step + c * 16,
+                                                              (const double *)Mt, (double *)up);
+                                } else { /* z-form: M as it is (see grad_four_z_f32) */
+#if PV_ZFORM
+                                    *gt += grad_four_z_tip_sibling_f32(n, (const float *)A, blk, cds, (const float *)Ms,
+                                                                       (const float *)x, (const float *)M, (float *)up, wz);
+#endif
                                 }
                                 continue;
                             }
