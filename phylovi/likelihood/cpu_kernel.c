@@ -774,16 +774,11 @@ static inline void pv_grad_tip_ps(int n, const float *PV_RESTRICT A, const float
                                           _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sums), 1)))));
 }
 
-/* d lnL / d t of a tip child's edge along one direction D = Q @ P of its matrix P, when
- * only the branch lengths need a gradient: sum_p sum_i m_i[p] (D @ code_p)_i, m = A * S,
- * added to *g. D @ code is looked up as P @ code is in tip_node: a permute and a
- * multiply-add per row instead of grad_tip's 16 masked sums. D's tables are Q times P's
- * (D @ code = Q @ (P @ code)), so D itself is never formed. */
-static inline void pv_grad_tip_dir_pd(int n, const double *PV_RESTRICT A, const double *PV_RESTRICT S,
-                                      long ld, const uint8_t *PV_RESTRICT cd, const double *P,
-                                      const double *Q, double *g)
+/* D's tables, D = Q @ P: Q times P's tables (D @ code = Q @ (P @ code)), so that D itself
+ * is never formed. */
+static inline void pv_dir_tables_pd(const double *P, const double *Q, __m512d *lo, __m512d *hi)
 {
-    __m512d plo[4], phi[4], lo[4], hi[4], acc[4];
+    __m512d plo[4], phi[4];
     pv_tables_pd(P, plo, phi);
     for (int i = 0; i < 4; i++) {
         lo[i] = _mm512_mul_pd(_mm512_set1_pd(Q[4 * i]), plo[0]);
@@ -793,6 +788,28 @@ static inline void pv_grad_tip_dir_pd(int n, const double *PV_RESTRICT A, const 
             hi[i] = _mm512_fmadd_pd(_mm512_set1_pd(Q[4 * i + k]), phi[k], hi[i]);
         }
     }
+}
+
+static inline void pv_dir_tables_ps(const float *P, const float *Q, __m512 *t)
+{
+    __m512 pt[4];
+    pv_tables_ps(P, pt);
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_mul_ps(_mm512_set1_ps(Q[4 * i]), pt[0]);
+        for (int k = 1; k < 4; k++) t[i] = _mm512_fmadd_ps(_mm512_set1_ps(Q[4 * i + k]), pt[k], t[i]);
+    }
+}
+
+/* d lnL / d t of a tip child's edge along one direction D = Q @ P of its matrix P, when
+ * only the branch lengths need a gradient: sum_p sum_i m_i[p] (D @ code_p)_i, m = A * S,
+ * added to *g. D @ code is looked up as P @ code is in tip_node: a permute and a
+ * multiply-add per row instead of grad_tip's 16 masked sums (pv_dir_tables_pd). */
+static inline void pv_grad_tip_dir_pd(int n, const double *PV_RESTRICT A, const double *PV_RESTRICT S,
+                                      long ld, const uint8_t *PV_RESTRICT cd, const double *P,
+                                      const double *Q, double *g)
+{
+    __m512d lo[4], hi[4], acc[4];
+    pv_dir_tables_pd(P, Q, lo, hi);
     for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_pd();
     for (int p = 0; p < n; p += 8) {
         const __m512i idx = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(cd + p)));
@@ -808,12 +825,8 @@ static inline void pv_grad_tip_dir_ps(int n, const float *PV_RESTRICT A, const f
                                       long ld, const uint8_t *PV_RESTRICT cd, const float *P,
                                       const float *Q, double *g)
 {
-    __m512 pt[4], t[4], acc[4];
-    pv_tables_ps(P, pt);
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_mul_ps(_mm512_set1_ps(Q[4 * i]), pt[0]);
-        for (int k = 1; k < 4; k++) t[i] = _mm512_fmadd_ps(_mm512_set1_ps(Q[4 * i + k]), pt[k], t[i]);
-    }
+    __m512 t[4], acc[4];
+    pv_dir_tables_ps(P, Q, t);
     for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_ps();
     for (int p = 0; p < n; p += 16) {
         const __mmask16 valid = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
@@ -874,17 +887,9 @@ static inline void pv_grad_tip_dir_tip_sibling_pd(int n, const double *PV_RESTRI
                                                   const uint8_t *PV_RESTRICT cd, const double *P,
                                                   const double *Q, double *g)
 {
-    __m512d plo[4], phi[4], lo[4], hi[4], slo[4], shi[4], acc[4];
-    pv_tables_pd(P, plo, phi);
+    __m512d lo[4], hi[4], slo[4], shi[4], acc[4];
+    pv_dir_tables_pd(P, Q, lo, hi);
     pv_tables_pd(Ps, slo, shi);
-    for (int i = 0; i < 4; i++) {
-        lo[i] = _mm512_mul_pd(_mm512_set1_pd(Q[4 * i]), plo[0]);
-        hi[i] = _mm512_mul_pd(_mm512_set1_pd(Q[4 * i]), phi[0]);
-        for (int k = 1; k < 4; k++) {
-            lo[i] = _mm512_fmadd_pd(_mm512_set1_pd(Q[4 * i + k]), plo[k], lo[i]);
-            hi[i] = _mm512_fmadd_pd(_mm512_set1_pd(Q[4 * i + k]), phi[k], hi[i]);
-        }
-    }
     for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_pd();
     for (int p = 0; p < n; p += 8) {
         const __m512i idx = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(cd + p)));
@@ -939,13 +944,9 @@ static inline void pv_grad_tip_dir_tip_sibling_ps(int n, const float *PV_RESTRIC
                                                   const uint8_t *PV_RESTRICT cd, const float *P,
                                                   const float *Q, double *g)
 {
-    __m512 pt[4], st[4], t[4], acc[4];
-    pv_tables_ps(P, pt);
+    __m512 st[4], t[4], acc[4];
+    pv_dir_tables_ps(P, Q, t);
     pv_tables_ps(Ps, st);
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_mul_ps(_mm512_set1_ps(Q[4 * i]), pt[0]);
-        for (int k = 1; k < 4; k++) t[i] = _mm512_fmadd_ps(_mm512_set1_ps(Q[4 * i + k]), pt[k], t[i]);
-    }
     for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_ps();
     for (int p = 0; p < n; p += 16) {
         const __mmask16 valid = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
