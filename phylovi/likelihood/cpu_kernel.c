@@ -1652,7 +1652,8 @@ static inline void PV_FN(child_backward)(int n, const real *PV_RESTRICT A,
  *       derivative along D_c = gen @ P_c of each edge's matrices P_c (category c),
  *       sum_c rates[c] <d lnL / d P_c, D_c>: with gen the rate matrix Q and rates the
  *       categories' rates, P_c = exp(Q rates[c] t) and this is d lnL / d t, the branch
- *       lengths' gradient, in their own layout. Since <m x^T, Q P> = <m (P x)^T, Q>, an edge's 16 sums are then taken
+ *       lengths' gradient, in their own layout. Since <m x^T, Q P> = <m (P x)^T, Q>, an
+ *       edge's 16 sums are then taken
  *       over its contribution P x, which the post-order pass kept, instead of the
  *       child's partials, and contracted with Q; a tip child's edge needs no 16 sums
  *       (see grad_tip_dir). With f81, gen must be the model's own rate matrix, an edge
