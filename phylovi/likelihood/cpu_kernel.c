@@ -1712,6 +1712,9 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
     const double log_variable = log1p(-pinv), log_pinv = pinv > 0 ? log(pinv) : -INFINITY;
     /* the invariant part of a site: needed with +I, and for d lnL / d pinv at pinv = 0 */
     const int with_constant = pinv > 0 || jac_other != NULL;
+    /* Without +I and with only the matrices differentiated, d ll / d mix is w / mix: no
+     * shares, no pinv term (the per-pattern divisions took a tenth of a JC gradient) */
+    const int mix_only = grad && !with_constant;
     /* Along Q for a reversible model in float32 (AVX-512 builds), the upper partials are
      * kept divided by pi ("z-form"): an internal child's 16 sums become 6 (grad_four_z_f32),
      * and the sums that remain (tips, roots of three) are contracted with diag(pi) Q
@@ -1910,6 +1913,10 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                     total += w * ll;
                     if (site_ll) site_ll[bs * P + p0 + p] = (real)ll;
                     if (!grad) continue;
+                    if (mix_only) { /* see mix_only: the divisions wait for one vector loop */
+                        ap[p] = mix;
+                        continue;
+                    }
                     /* The shares of the variable and invariant parts in the site likelihood
                      * L = e^lv + e^li come from e, so the derivatives below need divisions
                      * only: d ll / d mix = share_v / mix, d ll / d pinv-part = share_i / constant. */
@@ -1929,6 +1936,11 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
                 }
                 lnl[bs * n_blocks + p0 / blk] = total;
                 if (!grad) continue;
+                if (mix_only) {
+                    const real *PV_RESTRICT wp = weights + p0;
+#pragma omp simd
+                    for (int p = 0; p < pe; p++) ap[p] = ap[p] > 0 ? (double)wp[p] / ap[p] : 0.0;
+                }
                 for (int p = pe; p < n; p++) ap[p] = 0;
                 /* pre-order */
                 /* work: A, msg, xbuf, then the looked-up tip contributions (kept_contribution) */
