@@ -1713,7 +1713,7 @@ int PV_FN(pv_loglik)(const pv_plan *pl, int n_edges, const real *mats, const rea
     /* the invariant part of a site: needed with +I, and for d lnL / d pinv at pinv = 0 */
     const int with_constant = pinv > 0 || jac_other != NULL;
     /* Without +I and with only the matrices differentiated, d ll / d mix is w / mix: no
-     * shares, no pinv term (the per-pattern divisions took a tenth of a JC gradient) */
+     * shares, no pinv term (their divisions per pattern took 5% of a JC gradient) */
     const int mix_only = grad && !with_constant;
     /* Along Q for a reversible model in float32 (AVX-512 builds), the upper partials are
      * kept divided by pi ("z-form"): an internal child's 16 sums become 6 (grad_four_z_f32),
